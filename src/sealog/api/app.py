@@ -1,0 +1,89 @@
+"""The FastAPI application: API routes, health checks and the landing page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import HTMLResponse, Response
+
+from sealog import __version__
+from sealog.api import events, problems
+from sealog.api.deps import StoreDep
+from sealog.api.events import _BATCH_SCHEMA
+from sealog.api.schemas import PROBLEM_RESPONSES
+from sealog.auth import KeyAuthenticator
+from sealog.config import Settings
+from sealog.events import Redactor
+from sealog.store import Store, open_store
+
+_LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Sealog</title></head><body>
+<h1>Sealog</h1><p>The audit log API is at <a href="/api/v1/openapi.json">/api/v1</a>
+(OpenAPI document; interactive docs at <a href="/api/v1/docs">/api/v1/docs</a>).</p>
+</body></html>"""
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
+    """The app on settings' database, or on store when given (then the caller closes it)."""
+    owns_store = store is None
+    the_store = store if store is not None else open_store(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_store:
+            the_store.close()
+
+    app = FastAPI(
+        title="Sealog",
+        version=__version__,
+        summary="The searchable, provably untampered audit log of an organization.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = the_store
+    app.state.redactor = Redactor(settings.redact_keys)
+    app.state.authenticator = KeyAuthenticator(the_store)
+    problems.install(app)
+    app.include_router(events.router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database answers",
+             responses={503: PROBLEM_RESPONSES[422]})
+    def readyz(store: StoreDep) -> Response:
+        try:
+            store.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return problems.Problem(503, f"database unreachable: {exc}").response()
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    @app.get("/", include_in_schema=False)
+    def landing() -> HTMLResponse:
+        return HTMLResponse(_LANDING)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            batch = dict(_BATCH_SCHEMA)
+            components.update(batch.pop("$defs", {}))
+            components["EventBatchIn"] = batch
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

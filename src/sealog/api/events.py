@@ -1,0 +1,152 @@
+"""Routes of /api/v1/events: ingest, list, count, get."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from sealog import eventlog, search
+from sealog.api.deps import CurrentPrincipal, RedactorDep, StoreDep
+from sealog.api.problems import Problem
+from sealog.api.schemas import PROBLEM_RESPONSES, Event, EventCount, EventPage, IngestResult
+from sealog.events import MAX_BATCH_BYTES, EventBatchIn, FieldError
+from sealog.ingest import ingest
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+JSON = "application/json"
+
+
+async def read_json_body(request: Request, limit: int) -> object:
+    """The request's JSON body; 413 past limit bytes, 400 when it is not JSON."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}", kind="malformed-json") from None
+
+
+def _batch_events(body: object) -> list:
+    if not isinstance(body, dict):
+        raise Problem(422, 'the body must be an object {"events": [...]}', kind="validation",
+                      errors=[FieldError(None, "body", "must be an object")])
+    unknown = sorted(set(body) - {"events"})
+    if unknown:
+        raise Problem(422, f"unknown field {unknown[0]!r}", kind="validation",
+                      errors=[FieldError(None, unknown[0], "unknown field")])
+    if "events" not in body:
+        raise Problem(422, "events: field required", kind="validation",
+                      errors=[FieldError(None, "events", "field required")])
+    return body["events"]  # type: ignore[return-value]
+
+
+_BATCH_SCHEMA = EventBatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+@router.post(
+    "/events",
+    status_code=201,
+    response_model=IngestResult,
+    responses={**PROBLEM_RESPONSES, 409: PROBLEM_RESPONSES[422], 413: PROBLEM_RESPONSES[422]},
+    summary="Append a batch of events (atomic)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/EventBatchIn"}}},
+        }
+    },
+)
+async def post_events(
+    request: Request, principal: CurrentPrincipal, store: StoreDep, redactor: RedactorDep
+) -> Response:
+    principal.require("events:write")
+    raw = _batch_events(await read_json_body(request, MAX_BATCH_BYTES))
+    accepted = await run_in_threadpool(
+        lambda: ingest(store=store, org_id=principal.org_id, raw_events=raw, redactor=redactor)
+    )
+    body = orjson.dumps({"events": [a.as_dict() for a in accepted]})
+    return Response(body, status_code=201, media_type=JSON)
+
+
+def _filter(
+    org_id: str,
+    q: str | None,
+    category: list[str] | None,
+    result: list[str] | None,
+    range_: str | None,
+    from_: str | None,
+    to: str | None,
+    tz: str | None,
+) -> search.EventFilter:
+    return search.build_filter(
+        org_id=org_id, range_preset=range_, start=from_, end=to, tz=tz,
+        categories=category or (), results=result or (), q=q,
+    )
+
+
+Q = Annotated[str | None, Query(description="search language, e.g. `guard -denied actor:a@b.c`")]
+Categories = Annotated[list[str] | None, Query(description="repeatable")]
+Results = Annotated[list[str] | None, Query(description="repeatable")]
+Range = Annotated[str | None, Query(alias="range", description="24h (default), 7d, 30d, month, custom")]
+From = Annotated[str | None, Query(alias="from", description="RFC 3339, with range=custom")]
+To = Annotated[str | None, Query(description="RFC 3339, exclusive, with range=custom")]
+Tz = Annotated[str | None, Query(description="IANA time zone for range=month")]
+
+
+@router.get("/events", response_model=EventPage, responses=PROBLEM_RESPONSES,
+            summary="Search events, newest first")
+def list_events(
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    q: Q = None,
+    category: Categories = None,
+    result: Results = None,
+    range_: Range = None,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+    limit: Annotated[int, Query(ge=1, le=eventlog.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Response:
+    principal.require("events:read")
+    flt = _filter(principal.org_id, q, category, result, range_, from_, to, tz)
+    page = eventlog.find_events(store=store, flt=flt, cursor=cursor, limit=limit)
+    return Response(page.json(), media_type=JSON)
+
+
+@router.get("/events/count", response_model=EventCount, responses=PROBLEM_RESPONSES,
+            summary="Count the events a search selects")
+def count_events(
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    q: Q = None,
+    category: Categories = None,
+    result: Results = None,
+    range_: Range = None,
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
+) -> Response:
+    principal.require("events:read")
+    flt = _filter(principal.org_id, q, category, result, range_, from_, to, tz)
+    return Response(orjson.dumps({"count": eventlog.count_events(store=store, flt=flt)}),
+                    media_type=JSON)
+
+
+@router.get("/events/{event_id}", response_model=Event, responses=PROBLEM_RESPONSES,
+            summary="One event with its request, response and leaf hash")
+def get_event(event_id: str, principal: CurrentPrincipal, store: StoreDep) -> Response:
+    principal.require("events:read")
+    stored = eventlog.get_event(store=store, org_id=principal.org_id, event_id=event_id)
+    return Response(eventlog.event_json(stored), media_type=JSON)

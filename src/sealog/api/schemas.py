@@ -1,0 +1,95 @@
+"""Response shapes, for the OpenAPI document (responses are written as JSON bytes directly)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+class Actor(BaseModel):
+    id: str | None
+    email: str | None
+    name: str | None
+    type: Literal["user", "agent", "api_key", "system"]
+
+
+class Resource(BaseModel):
+    type: str
+    id: str | None
+    name: str | None
+
+
+class HttpRequest(BaseModel):
+    method: str
+    path: str
+    status: int | None
+    body: Any
+    response: Any
+
+
+class Context(BaseModel):
+    ip: str | None
+    user_agent: str | None
+    session_id: str | None
+    request_id: str | None
+
+
+class Event(BaseModel):
+    """A stored event exactly as hashed, plus its leaf_hash."""
+
+    id: str
+    org_id: str
+    index: int
+    occurred_at: str
+    received_at: str
+    category: str
+    event_type: str
+    action: str
+    description: str
+    result: str
+    actor: Actor
+    resource: Resource | None
+    request: HttpRequest | None
+    context: Context
+    metadata: dict[str, Any]
+    leaf_hash: str
+
+
+class EventPage(BaseModel):
+    data: list[Event]
+    next_cursor: str | None
+
+
+class EventCount(BaseModel):
+    count: int
+
+
+class AcceptedEvent(BaseModel):
+    id: str
+    index: int
+    duplicate: bool
+
+
+class IngestResult(BaseModel):
+    events: list[AcceptedEvent]
+
+
+class FieldProblem(BaseModel):
+    index: int | None
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemDetails, "content": {"application/problem+json": {}}}
+    for code in (401, 403, 404, 422)
+}

@@ -1,0 +1,318 @@
+"""The `sealog` command: serve, demo and administration, each a thin caller of the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from sealog import auth, sampledata, times
+from sealog.config import Settings, SettingsError
+from sealog.events import Redactor
+from sealog.ingest import ingest
+from sealog.store import Store, open_store
+from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org
+
+
+class CommandError(Exception):
+    """Raised for a command that cannot be carried out; printed without a traceback."""
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal (plain lines elsewhere)."""
+
+    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr):
+        self.total = max(total, 1)
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self._last = -1
+
+    def update(self, done: int) -> None:
+        percent = done * 100 // self.total
+        if percent == self._last:
+            return
+        self._last = percent
+        rate = done / max(time.monotonic() - self.started, 1e-9)
+        if self.tty:
+            width = 30
+            filled = width * done // self.total
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{done:,}/{self.total:,} {rate:,.0f}/s"
+            )
+            if done >= self.total:
+                self.stream.write("\n")
+        elif percent % 25 == 0:
+            self.stream.write(f"{self.label}: {done:,}/{self.total:,} ({percent}%)\n")
+        self.stream.flush()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        database_url=getattr(args, "database_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def _open(args: argparse.Namespace) -> Store:
+    settings = _settings(args)
+    return open_store(settings.resolved_database_url,
+                      sqlite_synchronous=settings.sqlite_synchronous)
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def _org_dict(org: Org) -> dict[str, Any]:
+    return {"id": org.id, "name": org.name, "created_at": times.format_rfc3339(org.created_at),
+            "log_size": org.log_size}
+
+
+def _key_dict(row: ApiKeyRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "org_id": row.org_id, "name": row.name, "scopes": list(row.scopes),
+        "created_at": times.format_rfc3339(row.created_at),
+        "revoked_at": times.format_rfc3339(row.revoked_at) if row.revoked_at else None,
+        "last_used_at": times.format_rfc3339(row.last_used_at) if row.last_used_at else None,
+    }
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sealog.api.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    print(f"Sealog serving {settings.resolved_database_url} on "
+          f"http://{settings.host}:{settings.port}", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def seed_demo(*, store: Store, count: int, days: int, progress: Callable[[int], None]) -> tuple[
+        Org, auth.NewApiKey]:
+    """An org full of realistic events and an admin API key for it."""
+    org = auth.create_org(store=store, name="Acme Robotics", org_id="acme")
+    key = auth.create_api_key(store=store, org_id=org.id, name="demo admin",
+                              scopes=list(auth.SCOPES))
+    redactor = Redactor()
+    batch: list[dict[str, Any]] = []
+    done = 0
+    for event in sampledata.generate_events(count, days=days):
+        batch.append(event)
+        if len(batch) == 1000:
+            ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor)
+            done += len(batch)
+            batch = []
+            progress(done)
+    if batch:
+        ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor)
+        done += len(batch)
+        progress(done)
+    return store.get_org(org.id), key
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    data_dir = settings.data_dir
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not args.fresh:
+            raise CommandError(
+                f"{data_dir} is not empty; pass --fresh to replace it with new demo data, "
+                "or --data-dir to use another folder"
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.database_url and not settings.database_url.startswith("sqlite:///"):
+        raise CommandError("sealog demo makes its own SQLite database; unset SEALOG_DATABASE_URL")
+    store = open_store(f"sqlite:///{data_dir.resolve() / 'sealog.db'}",
+                       sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        bar = ProgressBar(args.events, "Generating demo events")
+        org, key = seed_demo(store=store, count=args.events, days=args.days, progress=bar.update)
+    finally:
+        store.close()
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"""
+Sealog demo: org {org.name} ({org.id}) with {org.log_size:,} events in {data_dir}/
+
+  API key (admin, shown once): {key.secret}
+
+Try:
+  curl -s -H 'Authorization: Bearer {key.secret}' '{base}/api/v1/events?range=7d&limit=2'
+  curl -s -H 'Authorization: Bearer {key.secret}' '{base}/api/v1/events/count?range=30d&q=guardrail'
+  OpenAPI: {base}/api/v1/openapi.json
+""")
+    if args.no_serve:
+        return 0
+    args.data_dir = str(data_dir)
+    return cmd_serve(args)
+
+
+def cmd_orgs_create(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        org = auth.create_org(store=store, name=args.name, org_id=args.id)
+    finally:
+        store.close()
+    _print(args, _org_dict(org), f"Created org {org.name} with id {org.id}")
+    return 0
+
+
+def cmd_orgs_list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        orgs = store.list_orgs()
+    finally:
+        store.close()
+    lines = [f"{o.id}\t{o.name}\t{o.log_size} events" for o in orgs] or ["(no orgs)"]
+    _print(args, [_org_dict(o) for o in orgs], "\n".join(lines))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        new = auth.create_api_key(store=store, org_id=args.org, scopes=args.scope or [],
+                                  name=args.name or "")
+    finally:
+        store.close()
+    data = {**_key_dict(new.row), "secret": new.secret}
+    _print(args, data, f"Created API key {new.row.id} ({' '.join(new.row.scopes)}) "
+                       f"for org {new.row.org_id}.\nSecret (shown once, store it now):\n"
+                       f"{new.secret}")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        store.get_org(args.org)
+        rows = store.list_api_keys(args.org)
+    finally:
+        store.close()
+    lines = [
+        f"{r.id}\t{r.name}\t{' '.join(r.scopes)}\t"
+        f"{'revoked' if r.revoked_at else 'active'}" for r in rows
+    ] or ["(no keys)"]
+    _print(args, [_key_dict(r) for r in rows], "\n".join(lines))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        row = auth.revoke_api_key(store=store, org_id=args.org, key_id=args.key_id)
+    finally:
+        store.close()
+    _print(args, _key_dict(row), f"Revoked API key {row.id} of org {row.org_id}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data folder (env SEALOG_DATA_DIR; default ./sealog-data)")
+    p.add_argument("--database-url", help="sqlite:///path.db (env SEALOG_DATABASE_URL)")
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _command(sub: Any, name: str, help_text: str, example: str,
+             func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sealog",
+        description="Sealog: the searchable, provably untampered audit log of an organization."
+                    "\n\nExample: sealog demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(sub, "serve", "Serve the API on the configured database.",
+                 "sealog serve --port 8000 --data-dir /var/lib/sealog", cmd_serve)
+    _add_db(p)
+    p.add_argument("--host", help="address to listen on (env SEALOG_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env SEALOG_PORT; default 8000)")
+
+    p = _command(sub, "demo", "Create a data folder full of realistic events and serve it.",
+                 "sealog demo --events 50000", cmd_demo)
+    p.add_argument("--data-dir", help="folder for the demo (default ./sealog-data)")
+    p.add_argument("--events", type=int, default=50_000, help="how many events (default 50000)")
+    p.add_argument("--days", type=int, default=45, help="spread over this many days (default 45)")
+    p.add_argument("--fresh", action="store_true", help="replace an existing demo folder")
+    p.add_argument("--no-serve", action="store_true", help="create the data and exit")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+
+    orgs = _command(sub, "orgs", "Create and list organizations.", "sealog orgs list", None)  # type: ignore[arg-type]
+    orgs_sub = orgs.add_subparsers(dest="orgs_command", required=True, metavar="ACTION")
+    p = _command(orgs_sub, "create", "Create an organization.",
+                 "sealog orgs create 'Acme Robotics' --id acme", cmd_orgs_create)
+    p.add_argument("name", help="display name")
+    p.add_argument("--id", help="org id (default: generated)")
+    _add_db(p)
+    _add_json(p)
+    p = _command(orgs_sub, "list", "List organizations.", "sealog orgs list --json", cmd_orgs_list)
+    _add_db(p)
+    _add_json(p)
+
+    keys = _command(sub, "keys", "Create, list and revoke API keys.",
+                    "sealog keys list --org acme", None)  # type: ignore[arg-type]
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p = _command(keys_sub, "create", "Create an API key; its secret is printed once.",
+                 "sealog keys create --org acme --scope events:write --name billing-service",
+                 cmd_keys_create)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--scope", action="append", choices=auth.SCOPES,
+                   help="repeatable: events:write, events:read, exports, admin")
+    p.add_argument("--name", help="a label for the key")
+    _add_db(p)
+    _add_json(p)
+    p = _command(keys_sub, "list", "List an org's API keys (never their secrets).",
+                 "sealog keys list --org acme", cmd_keys_list)
+    p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+    p = _command(keys_sub, "revoke", "Revoke an API key at once.",
+                 "sealog keys revoke --org acme key_abc123", cmd_keys_revoke)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("key_id", help="the key's id (key_…)")
+    _add_db(p)
+    _add_json(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CommandError, SettingsError, ValueError, NotFound, Conflict) as exc:
+        print(f"sealog: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

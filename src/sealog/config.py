@@ -1,0 +1,78 @@
+"""Settings from SEALOG_* environment variables and flags, refused at start-up when wrong."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sealog.events import DEFAULT_SECRET_KEYS
+
+
+class SettingsError(ValueError):
+    """Raised for a setting that cannot work; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Sealog process needs to know about its environment."""
+
+    data_dir: Path = Path("sealog-data")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redact_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    sqlite_synchronous: str = "FULL"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to sealog.db in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'sealog.db'}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from SEALOG_* variables, then overrides that are not None."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if env.get("SEALOG_DATA_DIR"):
+            values["data_dir"] = Path(env["SEALOG_DATA_DIR"])
+        if env.get("SEALOG_DATABASE_URL"):
+            values["database_url"] = env["SEALOG_DATABASE_URL"]
+        if env.get("SEALOG_HOST"):
+            values["host"] = env["SEALOG_HOST"]
+        if env.get("SEALOG_PORT"):
+            values["port"] = _port(env["SEALOG_PORT"], "SEALOG_PORT")
+        if env.get("SEALOG_REDACT_KEYS"):
+            keys = tuple(k.strip() for k in env["SEALOG_REDACT_KEYS"].split(",") if k.strip())
+            if not keys:
+                raise SettingsError("SEALOG_REDACT_KEYS must list key names separated by commas")
+            values["redact_keys"] = keys
+        if env.get("SEALOG_SQLITE_SYNCHRONOUS"):
+            values["sqlite_synchronous"] = env["SEALOG_SQLITE_SYNCHRONOUS"].upper()
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raises SettingsError for a value that cannot work."""
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port {self.port} is out of range; use 1-65535 (e.g. 8000)")
+        if self.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise SettingsError(
+                "SEALOG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA (default FULL)"
+            )
+        url = self.resolved_database_url
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError(
+                f"database URL {url!r} is not supported; use sqlite:///path/to/sealog.db"
+            )
+
+
+def _port(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a port number such as 8000, not {text!r}") from None

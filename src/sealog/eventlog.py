@@ -1,0 +1,56 @@
+"""Reading an org's log: one event, a page of events, a count, as the API returns them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from sealog.search import Cursor, CursorError, EventFilter
+from sealog.store.base import NotFound, Store, StoredDoc
+
+MAX_PAGE = 200
+
+
+def event_json(stored: StoredDoc) -> bytes:
+    """The event as the API shows it: the canonical document plus its leaf_hash."""
+    return stored.doc[:-1] + b',"leaf_hash":"' + stored.leaf_hash.hex().encode() + b'"}'
+
+
+@dataclass(frozen=True)
+class Page:
+    """Events newest first and the cursor of the next page (None on the last)."""
+
+    events: list[StoredDoc]
+    next_cursor: str | None
+
+    def json(self) -> bytes:
+        data = b",".join(event_json(e) for e in self.events)
+        return b'{"data":[' + data + b'],"next_cursor":' + orjson.dumps(self.next_cursor) + b"}"
+
+
+def get_event(*, store: Store, org_id: str, event_id: str) -> StoredDoc:
+    """The event of org_id with that id; raises NotFound (also for another org's event)."""
+    stored = store.get_event(org_id, event_id)
+    if stored is None:
+        raise NotFound(f"event {event_id!r} does not exist")
+    return stored
+
+
+def find_events(
+    *, store: Store, flt: EventFilter, cursor: str | None = None, limit: int = 50
+) -> Page:
+    """A page of the events flt selects; raises CursorError for a bad cursor or limit."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise CursorError(f"limit must be between 1 and {MAX_PAGE}")
+    after = Cursor.decode(cursor) if cursor else None
+    found = store.list_events(flt, cursor=after, limit=limit + 1)
+    if len(found) > limit:
+        last = found[limit - 1]
+        return Page(found[:limit], Cursor(last.occurred_us, last.id).encode())
+    return Page(found, None)
+
+
+def count_events(*, store: Store, flt: EventFilter) -> int:
+    """The exact number of events flt selects."""
+    return store.count_events(flt)

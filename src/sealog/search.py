@@ -1,0 +1,258 @@
+"""The search language and tokenisation: one definition that every store backend follows.
+
+Text is split into words: maximal runs of letters and digits, lowercased, so
+`alice@acme.com` is `alice acme com` and `guardrail.created` is `guardrail created`.
+A term matches an event when one of its words starts with the term (word-prefix); a term
+that splits into several words (`acme.com`) or a "quoted phrase" must match consecutive
+words within one field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sealog import times
+from sealog.events import CATEGORIES, RESULTS
+
+_WORD = re.compile(r"[^\W_]+")
+FIELD_SEPARATOR = "|"
+
+QUALIFIERS = ("actor", "action", "result", "category", "resource", "method", "path", "ip")
+
+
+def words(text: str | None) -> list[str]:
+    """The searchable words of text, in order."""
+    if not text:
+        return []
+    return _WORD.findall(text.lower())
+
+
+def _field_words(values: list[str | None]) -> str:
+    parts = [" ".join(w) for w in (words(v) for v in values) if w]
+    return " " + f" {FIELD_SEPARATOR} ".join(parts) + " "
+
+
+def search_text(doc: dict[str, Any]) -> str:
+    """The free-text words of an event: description, action, actor email and name,
+    resource type, id and name, request path; fields separated so phrases stay inside one."""
+    actor = doc["actor"]
+    resource = doc["resource"] or {}
+    request = doc["request"] or {}
+    return _field_words([
+        doc["description"], doc["action"], actor["email"], actor["name"],
+        resource.get("type"), resource.get("id"), resource.get("name"), request.get("path"),
+    ])
+
+
+def keys_text(doc: dict[str, Any]) -> str:
+    """Words of the fields only qualifiers search: actor id and IP address."""
+    return _field_words([doc["actor"]["id"], doc["context"]["ip"]])
+
+
+class SearchSyntaxError(ValueError):
+    """Raised for a malformed query; `token` and `position` point at the culprit."""
+
+    def __init__(self, message: str, token: str, position: int):
+        self.token = token
+        self.position = position
+        super().__init__(f"{message} (at character {position + 1}: {token!r})")
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    """Free text: consecutive words within one field, the last a prefix unless quoted."""
+
+    words: tuple[str, ...]
+    prefix: bool
+    negated: bool = False
+
+    def needle(self) -> str:
+        """The substring of search_text whose presence means a match."""
+        return " " + " ".join(self.words) + ("" if self.prefix else " ")
+
+
+@dataclass(frozen=True)
+class FieldMatch:
+    """A qualifier: field equals value (case-insensitive), or starts with it when prefix."""
+
+    field: str
+    value: str
+    prefix: bool = False
+    negated: bool = False
+    resource_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed `q`: every match must hold."""
+
+    text: tuple[TextMatch, ...] = ()
+    fields: tuple[FieldMatch, ...] = ()
+
+
+def _split(q: str) -> list[tuple[str, int]]:
+    items: list[tuple[str, int]] = []
+    i, n = 0, len(q)
+    while i < n:
+        if q[i].isspace():
+            i += 1
+            continue
+        start = i
+        while i < n and not q[i].isspace():
+            if q[i] == '"':
+                close = q.find('"', i + 1)
+                if close < 0:
+                    raise SearchSyntaxError("unclosed quote", q[i:], i)
+                i = close + 1
+            else:
+                i += 1
+        items.append((q[start:i], start))
+    return items
+
+
+def _unquote(text: str) -> tuple[str, bool]:
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1], True
+    if '"' in text:
+        raise ValueError("quotes must enclose the whole term or value")
+    return text, False
+
+
+def parse_query(q: str | None) -> Query:
+    """The Query that q says; raises SearchSyntaxError naming the bad token."""
+    if not q or not q.strip():
+        return Query()
+    if len(q) > 1000:
+        raise SearchSyntaxError("query is longer than 1,000 characters", q[:20] + "…", 0)
+    text: list[TextMatch] = []
+    fields: list[FieldMatch] = []
+    for token, pos in _split(q):
+        body = token
+        negated = body.startswith("-")
+        if negated:
+            body = body[1:]
+            if not body:
+                raise SearchSyntaxError("'-' must be followed by a term to exclude", token, pos)
+        name, sep, value = body.partition(":")
+        if sep and not name.startswith('"') and re.fullmatch(r"[A-Za-z_]+", name):
+            fields.append(_qualifier(name.lower(), value, negated, token, pos))
+            continue
+        try:
+            raw, quoted = _unquote(body)
+        except ValueError as exc:
+            raise SearchSyntaxError(str(exc), token, pos) from None
+        found = words(raw)
+        if not found:
+            raise SearchSyntaxError("term has no letters or digits to search for", token, pos)
+        text.append(TextMatch(tuple(found), prefix=not quoted, negated=negated))
+    return Query(tuple(text), tuple(fields))
+
+
+def _qualifier(name: str, value: str, negated: bool, token: str, pos: int) -> FieldMatch:
+    if name not in QUALIFIERS:
+        raise SearchSyntaxError(
+            f"unknown qualifier {name!r}; use one of {', '.join(QUALIFIERS)}", token, pos
+        )
+    try:
+        value, quoted = _unquote(value)
+    except ValueError as exc:
+        raise SearchSyntaxError(str(exc), token, pos) from None
+    prefix = not quoted and value.endswith("*")
+    if prefix:
+        value = value[:-1]
+    value = value.lower()
+    if not value:
+        raise SearchSyntaxError(f"{name}: needs a value", token, pos)
+    if "*" in value:
+        raise SearchSyntaxError("'*' is allowed only at the end of a value", token, pos)
+    if name in ("result", "category"):
+        allowed = RESULTS if name == "result" else CATEGORIES
+        if prefix or value not in allowed:
+            raise SearchSyntaxError(f"{name}: must be one of {', '.join(allowed)}", token, pos)
+    if name == "method":
+        value = value.upper()
+    if name == "resource":
+        rtype, colon, rid = value.partition(":")
+        if not rtype or (colon and not rid):
+            raise SearchSyntaxError("resource: takes type or type:id", token, pos)
+        if not colon and prefix:
+            raise SearchSyntaxError("resource: takes a prefix only on the id", token, pos)
+        return FieldMatch("resource", rtype, prefix, negated, rid if colon else None)
+    return FieldMatch(name, value, prefix, negated)
+
+
+class FilterError(ValueError):
+    """Raised for a filter value that does not exist (category, result)."""
+
+
+class CursorError(ValueError):
+    """Raised for a cursor this API did not hand out."""
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events of one org a list, count or export takes."""
+
+    org_id: str
+    time_range: times.TimeRange
+    categories: tuple[str, ...] = ()
+    results: tuple[str, ...] = ()
+    query: Query = field(default_factory=Query)
+    max_index: int | None = None
+
+
+def build_filter(
+    *,
+    org_id: str,
+    range_preset: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    tz: str | None = None,
+    categories: list[str] | tuple[str, ...] = (),
+    results: list[str] | tuple[str, ...] = (),
+    q: str | None = None,
+    now_us: int | None = None,
+) -> EventFilter:
+    """An EventFilter from API-shaped parameters; raises TimeError, SearchSyntaxError or
+    FilterError."""
+    for category in categories:
+        if category not in CATEGORIES:
+            raise FilterError(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
+    for result in results:
+        if result not in RESULTS:
+            raise FilterError(f"unknown result {result!r}; use one of {', '.join(RESULTS)}")
+    return EventFilter(
+        org_id=org_id,
+        time_range=times.resolve_range(range_preset, start=start, end=end, tz=tz, now=now_us),
+        categories=tuple(dict.fromkeys(categories)),
+        results=tuple(dict.fromkeys(results)),
+        query=parse_query(q),
+    )
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the last event's occurred_at and id (newest-first order)."""
+
+    occurred_us: int
+    event_id: str
+
+    def encode(self) -> str:
+        raw = f"v1:{self.occurred_us}:{self.event_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """The cursor text stands for; raises CursorError for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            version, occurred, event_id = raw.split(":", 2)
+            if version != "v1" or not event_id:
+                raise ValueError
+            return cls(int(occurred), event_id)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise CursorError("cursor is not one this API returned") from None

@@ -1,0 +1,19 @@
+"""Storage: one interface (`Store`), chosen by database URL."""
+
+from __future__ import annotations
+
+from sealog.store.base import Conflict, NotFound, Store
+
+
+def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
+    """The store a database URL names (sqlite:///path); migrations run on open."""
+    if url.startswith("sqlite:///"):
+        from sealog.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url, synchronous=sqlite_synchronous)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///path.db")
+    raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db")
+
+
+__all__ = ["Conflict", "NotFound", "Store", "open_store"]

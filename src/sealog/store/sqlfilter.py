@@ -1,0 +1,147 @@
+"""SQL WHERE clauses for an EventFilter, written once for every SQL backend.
+
+The conditions here are exact: they decide what matches. A backend's full-text index only
+narrows the candidates before these conditions run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sealog.search import Cursor, EventFilter, FieldMatch, TextMatch, words
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a backend spells a parameter and a substring test."""
+
+    param: str  # "?" or "%s"
+    contains: str  # e.g. "instr({column}, {param}) > 0"
+
+
+@dataclass
+class Where:
+    """Conditions joined with AND, and their parameters in order."""
+
+    dialect: Dialect
+    clauses: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.clauses.append(clause.replace("?", self.dialect.param))
+        self.params.extend(params)
+
+    def sql(self) -> str:
+        return " AND ".join(self.clauses) if self.clauses else "TRUE"
+
+
+def _like_prefix(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+_FIELD_COLUMNS = {
+    "actor": ("actor_email", "actor_id", "actor_name"),
+    "action": ("action",),
+    "result": ("result",),
+    "category": ("category",),
+    "method": ("method",),
+    "path": ("path",),
+    "ip": ("ip",),
+}
+
+
+def _value_test(column: str, value: str, prefix: bool) -> tuple[str, str]:
+    if prefix:
+        return f"coalesce({column}, '') LIKE ? ESCAPE '\\'", _like_prefix(value)
+    return f"coalesce({column}, '') = ?", value
+
+
+def _field_clause(where: Where, match: FieldMatch) -> None:
+    tests: list[str] = []
+    params: list[Any] = []
+    if match.field == "resource":
+        test, param = _value_test("resource_type", match.value, False)
+        tests.append(test)
+        params.append(param)
+        if match.resource_id is not None:
+            test, param = _value_test("resource_id", match.resource_id, match.prefix)
+            tests.append(test)
+            params.append(param)
+        clause = " AND ".join(tests)
+    else:
+        for column in _FIELD_COLUMNS[match.field]:
+            test, param = _value_test(column, match.value, match.prefix)
+            tests.append(test)
+            params.append(param)
+        clause = " OR ".join(tests)
+    where.add(f"{'NOT ' if match.negated else ''}({clause})", *params)
+
+
+def _text_clause(where: Where, match: TextMatch) -> None:
+    test = where.dialect.contains.format(column="search_text", param="?")
+    where.add(f"NOT ({test})" if match.negated else test, match.needle())
+
+
+def base_where(flt: EventFilter, cursor: Cursor | None, dialect: Dialect) -> Where:
+    """Org, time window, categories, results, snapshot bound and cursor: what indexes serve."""
+    where = Where(dialect)
+    where.add("org_id = ?", flt.org_id)
+    where.add("occurred_at >= ?", flt.time_range.start_us)
+    if flt.time_range.end_us is not None:
+        where.add("occurred_at < ?", flt.time_range.end_us)
+    if flt.categories:
+        where.add(f"category IN ({', '.join('?' * len(flt.categories))})", *flt.categories)
+    if flt.results:
+        where.add(f"result IN ({', '.join('?' * len(flt.results))})", *flt.results)
+    if flt.max_index is not None:
+        where.add("idx < ?", flt.max_index)
+    if cursor is not None:
+        where.add(
+            "(occurred_at < ? OR (occurred_at = ? AND id < ?))",
+            cursor.occurred_us, cursor.occurred_us, cursor.event_id,
+        )
+    return where
+
+
+def match_where(flt: EventFilter, dialect: Dialect) -> Where:
+    """The search query's exact conditions (terms, phrases, qualifiers)."""
+    where = Where(dialect)
+    for text in flt.query.text:
+        _text_clause(where, text)
+    for match in flt.query.fields:
+        _field_clause(where, match)
+    return where
+
+
+def fts5_expression(flt: EventFilter) -> str | None:
+    """An FTS5 MATCH expression whose hits include every match of the query, or None when
+    the query has no positive term to narrow by."""
+    parts: list[str] = []
+
+    def conj(columns: str, tokens: tuple[str, ...], prefix: bool) -> str:
+        quoted = [f'"{t}"' for t in tokens]
+        if prefix:
+            quoted[-1] += "*"
+        return f"{columns} : ({' AND '.join(quoted)})"
+
+    for text in flt.query.text:
+        if not text.negated:
+            parts.append(conj("search_text", text.words, text.prefix))
+    for match in flt.query.fields:
+        if match.negated or match.field in ("result", "category", "method"):
+            continue
+        value = match.value
+        prefix = match.prefix
+        if match.field == "resource":
+            value = match.value + " " + (match.resource_id or "")
+            prefix = match.prefix if match.resource_id is not None else False
+        tokens = tuple(words(value))
+        if not tokens:
+            continue
+        columns = {"actor": "{search_text keys_text}", "ip": "keys_text"}.get(
+            match.field, "search_text"
+        )
+        parts.append(conj(columns, tokens, prefix))
+    return " AND ".join(parts) if parts else None

@@ -1,0 +1,356 @@
+"""The embedded store: one SQLite file in WAL mode, one writer, a reader connection per thread."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from sealog.search import Cursor, EventFilter
+from sealog.store.base import ApiKeyRow, Conflict, EventRow, NotFound, Org, StoredDoc
+from sealog.store.sqlfilter import Dialect, base_where, fts5_expression, match_where
+
+DIALECT = Dialect(param="?", contains="instr({column}, {param}) > 0")
+# How many of the newest rows in the window a text search checks one by one before it
+# asks the full-text index instead: bounds the cost of both common and rare terms.
+PROBE_ROWS = 2000
+_DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
+_EVENT_COLUMNS = (
+    "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
+    "actor_name, resource_type, resource_id, method, path, ip, content_hash, leaf_hash, "
+    "search_text, keys_text"
+)
+
+
+def path_from_url(url: str) -> Path:
+    """The file a sqlite:///path URL names; refuses other URLs."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"{url!r} is not a SQLite URL; write sqlite:///path/to/sealog.db")
+    # As in SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
+    return Path(url[len(prefix) :])
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA mmap_size = 1073741824")
+    return conn
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def lock_log(self, org_id: str) -> int:
+        row = self.conn.execute("SELECT log_size FROM orgs WHERE id = ?", (org_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        return row[0]
+
+    def existing_events(self, org_id: str, ids: list[str]) -> dict[str, tuple[int, bytes]]:
+        found: dict[str, tuple[int, bytes]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for event_id, index, content_hash in self.conn.execute(
+                f"SELECT id, idx, content_hash FROM events WHERE org_id = ? AND id IN ({marks})",
+                (org_id, *chunk),
+            ):
+                found[event_id] = (index, content_hash)
+        return found
+
+    def insert_events(self, rows: list[EventRow]) -> None:
+        if not rows:
+            return
+        (last,) = self.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        seqs = range(last + 1, last + 1 + len(rows))
+        self.conn.executemany(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
+                 r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
+                 r.method, r.path, r.ip, r.content_hash, r.leaf_hash, r.search_text, r.keys_text)
+                for s, r in zip(seqs, rows, strict=True)
+            ],
+        )
+        self.conn.executemany(
+            "INSERT INTO event_docs (seq, doc) VALUES (?, ?)",
+            [(s, r.doc) for s, r in zip(seqs, rows, strict=True)],
+        )
+        self.conn.executemany(
+            "INSERT INTO events_fts (rowid, search_text, keys_text) VALUES (?, ?, ?)",
+            [(s, r.search_text, r.keys_text) for s, r in zip(seqs, rows, strict=True)],
+        )
+
+    def set_log_size(self, org_id: str, size: int) -> None:
+        self.conn.execute("UPDATE orgs SET log_size = ? WHERE id = ?", (size, org_id))
+
+
+class SQLiteStore:
+    """A Sealog database in one SQLite file; safe to share between threads."""
+
+    def __init__(self, url: str, *, synchronous: str = "FULL"):
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError("SQLite synchronous must be OFF, NORMAL, FULL or EXTRA")
+        self.url = url
+        self.path = path_from_url(url)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous.upper()
+        self._writer = _connect(self.path, self._synchronous)
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, self._synchronous)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Closes every connection; the store cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+    def ping(self) -> None:
+        self._reader().execute("SELECT 1").fetchone()
+
+    @contextmanager
+    def writing(self) -> Iterator[_Tx]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        folder = resources.files("sealog.store") / "migrations" / "sqlite"
+        scripts = sorted(
+            (p.name, p.read_text()) for p in folder.iterdir() if p.name.endswith(".sql")
+        )
+        with self._write_lock:
+            conn = self._writer
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for name, sql in scripts:
+                if name in done:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(sql):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, datetime('now'))", (name,)
+                    )
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+
+    # -- orgs and keys ---------------------------------------------------------------
+
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        with self.writing() as tx:
+            try:
+                tx.conn.execute(
+                    "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
+                    (org_id, name, created_at),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"org {org_id!r} already exists") from None
+        return Org(org_id, name, created_at, 0)
+
+    def get_org(self, org_id: str) -> Org:
+        row = self._reader().execute(
+            "SELECT id, name, created_at, log_size FROM orgs WHERE id = ?", (org_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        return Org(*row)
+
+    def list_orgs(self) -> list[Org]:
+        rows = self._reader().execute(
+            "SELECT id, name, created_at, log_size FROM orgs ORDER BY created_at, id"
+        )
+        return [Org(*r) for r in rows]
+
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
+                 row.created_at),
+            )
+
+    _KEY_COLUMNS = "id, org_id, name, secret_hash, scopes, created_at, revoked_at, last_used_at"
+
+    @staticmethod
+    def _key_row(r: tuple) -> ApiKeyRow:
+        return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7])
+
+    def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        r = self._reader().execute(
+            f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+        ).fetchone()
+        return self._key_row(r) if r else None
+
+    def list_api_keys(self, org_id: str) -> list[ApiKeyRow]:
+        rows = self._reader().execute(
+            f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY created_at, id",
+            (org_id,),
+        )
+        return [self._key_row(r) for r in rows]
+
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "UPDATE api_keys SET revoked_at = ? "
+                "WHERE id = ? AND org_id = ? AND revoked_at IS NULL",
+                (at, key_id, org_id),
+            )
+            r = tx.conn.execute(
+                f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ? AND org_id = ?",
+                (key_id, org_id),
+            ).fetchone()
+        if r is None:
+            raise NotFound(f"API key {key_id!r} does not exist in org {org_id!r}")
+        return self._key_row(r)
+
+    def touch_api_key(self, key_id: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
+
+    # -- events ----------------------------------------------------------------------
+
+    def get_event(self, org_id: str, event_id: str) -> StoredDoc | None:
+        row = self._reader().execute(
+            f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+            "WHERE e.org_id = ? AND e.id = ?",
+            (org_id, event_id),
+        ).fetchone()
+        return StoredDoc(*row) if row else None
+
+    def list_events(
+        self, flt: EventFilter, *, cursor: Cursor | None, limit: int
+    ) -> list[StoredDoc]:
+        conn = self._reader()
+        base = base_where(flt, cursor, DIALECT)
+        match = match_where(flt, DIALECT)
+        order = "ORDER BY e.occurred_at DESC, e.id DESC"
+        fts = fts5_expression(flt)
+        if fts is None:
+            sql = (
+                f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+                f"WHERE {base.sql()} AND {match.sql()} {order} LIMIT ?"
+            )
+            return [StoredDoc(*r) for r in conn.execute(sql, (*base.params, *match.params, limit))]
+        # Common terms: the newest PROBE_ROWS rows of the window hold a full page.
+        probe = (
+            f"SELECT {_DOC_COLUMNS} FROM (SELECT seq FROM events WHERE {base.sql()} "
+            f"ORDER BY occurred_at DESC, id DESC LIMIT ?) AS w "
+            f"CROSS JOIN events e ON e.seq = w.seq JOIN event_docs d ON d.seq = e.seq "
+            f"WHERE {match.sql()} {order} LIMIT ?"
+        )
+        rows = conn.execute(probe, (*base.params, PROBE_ROWS, *match.params, limit)).fetchall()
+        if len(rows) == limit:
+            return [StoredDoc(*r) for r in rows]
+        # Rare terms: few candidates, so the full-text index leads.
+        indexed = (
+            f"SELECT {_DOC_COLUMNS} FROM (SELECT rowid AS seq FROM events_fts "
+            f"WHERE events_fts MATCH ?) AS m CROSS JOIN events e ON e.seq = m.seq "
+            f"JOIN event_docs d ON d.seq = e.seq "
+            f"WHERE {base.sql()} AND {match.sql()} {order} LIMIT ?"
+        )
+        rows = conn.execute(indexed, (fts, *base.params, *match.params, limit)).fetchall()
+        return [StoredDoc(*r) for r in rows]
+
+    def count_events(self, flt: EventFilter) -> int:
+        conn = self._reader()
+        base = base_where(flt, None, DIALECT)
+        match = match_where(flt, DIALECT)
+        fts = fts5_expression(flt)
+        if fts is None:
+            sql = f"SELECT count(*) FROM events WHERE {base.sql()} AND {match.sql()}"
+            return conn.execute(sql, (*base.params, *match.params)).fetchone()[0]
+        sql = (
+            "SELECT count(*) FROM (SELECT rowid AS seq FROM events_fts WHERE events_fts MATCH ?) "
+            f"AS m CROSS JOIN events e ON e.seq = m.seq WHERE {base.sql()} AND {match.sql()}"
+        )
+        return conn.execute(sql, (fts, *base.params, *match.params)).fetchone()[0]
+
+    def iter_events_by_index(self, org_id: str, start: int, stop: int) -> Iterator[StoredDoc]:
+        conn = self._reader()
+        position = start
+        while position < stop:
+            rows = conn.execute(
+                f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+                "WHERE e.org_id = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx LIMIT 1000",
+                (org_id, position, stop),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield StoredDoc(*r)
+            position = rows[-1][4] + 1
+
+
+def _statements(sql: str) -> list[str]:
+    """The statements of a migration script (split at semicolons that end a line)."""
+    out, current = [], []
+    for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            out.append("\n".join(current))
+            current = []
+    if "".join(current).strip():
+        out.append("\n".join(current))
+    return out
+
+
+def remove_database(path: Path) -> None:
+    """Deletes a SQLite file and its WAL companions, if present."""
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.remove(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
