@@ -126,19 +126,22 @@ def seed_demo(*, store: Store, count: int, days: int, progress: Callable[[int], 
     return store.get_org(org.id), key
 
 
+DEMO_MARKER = ".sealog-demo"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    data_dir = settings.data_dir
+    data_dir = Path(args.data_dir or "sealog-demo")
     if data_dir.exists() and any(data_dir.iterdir()):
-        if not args.fresh:
+        if not (data_dir / DEMO_MARKER).exists() and not args.fresh:
             raise CommandError(
-                f"{data_dir} is not empty; pass --fresh to replace it with new demo data, "
-                "or --data-dir to use another folder"
+                f"{data_dir} holds data that sealog demo did not make; pass --fresh to "
+                "replace it anyway, or --data-dir to use another folder"
             )
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.database_url and not settings.database_url.startswith("sqlite:///"):
-        raise CommandError("sealog demo makes its own SQLite database; unset SEALOG_DATABASE_URL")
+    (data_dir / DEMO_MARKER).write_text("made by sealog demo; replaced by the next one\n")
+    settings = Settings.from_env(data_dir=data_dir, database_url=None, host=args.host,
+                                 port=args.port)
     store = open_store(f"sqlite:///{data_dir.resolve() / 'sealog.db'}",
                        sqlite_synchronous=settings.sqlite_synchronous)
     try:
@@ -160,6 +163,7 @@ Try:
     if args.no_serve:
         return 0
     args.data_dir = str(data_dir)
+    args.database_url = f"sqlite:///{data_dir.resolve() / 'sealog.db'}"
     return cmd_serve(args)
 
 
@@ -260,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "demo", "Create a data folder full of realistic events and serve it.",
                  "sealog demo --events 50000", cmd_demo)
-    p.add_argument("--data-dir", help="folder for the demo (default ./sealog-data)")
+    p.add_argument("--data-dir", help="folder for the demo (default ./sealog-demo; replaced "
+                                      "on every run)")
     p.add_argument("--events", type=int, default=50_000, help="how many events (default 50000)")
     p.add_argument("--days", type=int, default=45, help="spread over this many days (default 45)")
-    p.add_argument("--fresh", action="store_true", help="replace an existing demo folder")
+    p.add_argument("--fresh", action="store_true",
+                   help="replace the folder even if sealog demo did not make it")
     p.add_argument("--no-serve", action="store_true", help="create the data and exit")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from sealog import events, search, times
 from sealog.events import EventValidationError, FieldError, NewEvent, Redactor
 from sealog.store.base import EventRow, Store
@@ -34,36 +36,45 @@ class IdConflict(ValueError):
         )
 
 
-def seal(new: NewEvent, *, org_id: str, index: int) -> EventRow:
-    """The stored row of a validated event placed at index in org_id's log."""
+@dataclass
+class Prepared:
+    """A validated event with everything that does not depend on its place in the log."""
+
+    new: NewEvent
+    search_text: str
+    keys_text: str
+    columns: tuple[str | None, ...]
+
+
+def prepare(new: NewEvent) -> Prepared:
+    """The index columns and search words of a validated event (done outside the write lock)."""
+    doc = new.doc
+    actor = doc["actor"]
+    resource = doc["resource"] or {}
+    request = doc["request"] or {}
+    return Prepared(
+        new=new,
+        search_text=search.search_text(doc),
+        keys_text=search.keys_text(doc),
+        columns=(
+            _lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
+            _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
+            _lower(request.get("path")), _lower(doc["context"]["ip"]),
+        ),
+    )
+
+
+def seal(prepared: Prepared, *, org_id: str, index: int) -> EventRow:
+    """The stored row of a prepared event placed at index in org_id's log."""
+    new = prepared.new
     doc = new.doc
     doc["org_id"] = org_id
     doc["index"] = index
     canonical = events.canonical_bytes(doc, exact=new.needs_exact_jcs)
-    actor = doc["actor"]
-    resource = doc["resource"]
-    request = doc["request"]
     return EventRow(
-        org_id=org_id,
-        index=index,
-        id=doc["id"],
-        occurred_us=new.occurred_us,
-        category=doc["category"],
-        result=doc["result"],
-        action=doc["action"],
-        actor_id=_lower(actor["id"]),
-        actor_email=_lower(actor["email"]),
-        actor_name=_lower(actor["name"]),
-        resource_type=_lower(resource["type"]) if resource else None,
-        resource_id=_lower(resource["id"]) if resource else None,
-        method=request["method"] if request else None,
-        path=_lower(request["path"]) if request else None,
-        ip=_lower(doc["context"]["ip"]),
-        content_hash=new.content_hash,
-        leaf_hash=events.leaf_hash(canonical),
-        search_text=search.search_text(doc),
-        keys_text=search.keys_text(doc),
-        doc=canonical,
+        org_id, index, doc["id"], new.occurred_us, doc["category"], doc["result"],
+        doc["action"], *prepared.columns, events.leaf_hash(canonical),
+        prepared.search_text, prepared.keys_text, canonical,
     )
 
 
@@ -86,28 +97,31 @@ def ingest(
     """
     received = times.now_us() if received_at_us is None else received_at_us
     validated = events.validate_events(raw_events, received_at_us=received, redactor=redactor)
+    prepared = [prepare(new) for new in validated]
+    supplied = [p.new.doc["id"] for p in prepared if p.new.id_supplied]
     with store.writing() as tx:
         size = tx.lock_log(org_id)
-        stored = tx.existing_events(org_id, [e.doc["id"] for e in validated])
+        stored = tx.existing_events(org_id, supplied) if supplied else {}
         accepted: list[Accepted] = []
         rows: list[EventRow] = []
-        in_batch: dict[str, tuple[int, bytes]] = {}
+        in_batch: dict[str, EventRow] = {}
         conflicts: list[FieldError] = []
-        for position, new in enumerate(validated):
-            event_id = new.doc["id"]
-            prior = stored.get(event_id) or in_batch.get(event_id)
-            if prior is not None:
-                if prior[1] == new.content_hash:
-                    accepted.append(Accepted(event_id, prior[0], True))
+        for position, item in enumerate(prepared):
+            event_id = item.new.doc["id"]
+            prior_doc = in_batch[event_id].doc if event_id in in_batch else stored.get(event_id)
+            if prior_doc is not None:
+                prior = orjson.loads(prior_doc)
+                if events.same_content(prior, item.new):
+                    accepted.append(Accepted(event_id, prior["index"], True))
                 else:
                     conflicts.append(FieldError(
                         position, "id",
-                        f"event {event_id} is already stored (index {prior[0]}) "
+                        f"event {event_id} is already stored (index {prior['index']}) "
                         "with different content",
                     ))
                 continue
-            row = seal(new, org_id=org_id, index=size + len(rows))
-            in_batch[event_id] = (row.index, row.content_hash)
+            row = seal(item, org_id=org_id, index=size + len(rows))
+            in_batch[event_id] = row
             rows.append(row)
             accepted.append(Accepted(event_id, row.index, False))
         if conflicts:
@@ -117,4 +131,4 @@ def ingest(
     return accepted
 
 
-__all__ = ["Accepted", "EventValidationError", "IdConflict", "ingest", "seal"]
+__all__ = ["Accepted", "EventValidationError", "IdConflict", "ingest", "prepare", "seal"]

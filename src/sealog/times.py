@@ -1,4 +1,4 @@
-"""Times as Sealog stores and shows them: integer microseconds since the Unix epoch, RFC 3339 UTC."""
+"""Times as Sealog keeps them (integer microseconds since the epoch) and shows them (RFC 3339)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,26 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_DAY_US = 86_400 * 10**6
+# Day numbers and date strings repeat across events, so both directions are cached.
+_days_of_date: dict[tuple[str, str, str], int] = {}
+_date_of_days: dict[int, str] = {}
+
+
+def _days(year: str, month: str, day: str, text: str) -> int:
+    key = (year, month, day)
+    days = _days_of_date.get(key)
+    if days is None:
+        try:
+            moment = datetime(int(year), int(month), int(day), tzinfo=UTC)
+        except ValueError as exc:
+            raise TimeError(f"{text!r} is not a valid date and time: {exc}") from None
+        days = (moment - _EPOCH).days
+        if len(_days_of_date) < 100_000:
+            _days_of_date[key] = days
+    return days
+
+
 def parse_rfc3339(text: str) -> int:
     """Microseconds since the epoch of an RFC 3339 time with an offset; refuses local times."""
     if not isinstance(text, str):
@@ -34,27 +54,33 @@ def parse_rfc3339(text: str) -> int:
             f"{text!r} is not an RFC 3339 time with an offset, e.g. 2026-02-13T10:28:22Z"
         )
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    try:
-        base = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    except ValueError as exc:
-        raise TimeError(f"{text!r} is not a valid date and time: {exc}") from None
-    micros = int((fraction or ".0")[1:].ljust(6, "0")[:6])
-    if offset in ("Z", "z"):
-        delta = timedelta(0)
-    else:
-        sign = 1 if offset[0] == "+" else -1
-        hours, minutes = int(offset[1:3]), int(offset[4:6])
-        if hours > 23 or minutes > 59:
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    if hours > 23 or minutes > 59 or seconds > 60:
+        raise TimeError(f"{text!r} is not a valid time of day")
+    seconds = min(seconds, 59)  # a leap second is stored as :59
+    total = (_days(year, month, day, text) * 86_400 + hours * 3600 + minutes * 60 + seconds)
+    if offset not in ("Z", "z"):
+        off_h, off_m = int(offset[1:3]), int(offset[4:6])
+        if off_h > 23 or off_m > 59:
             raise TimeError(f"{text!r} has an invalid UTC offset")
-        delta = sign * timedelta(hours=hours, minutes=minutes)
-    moment = base.replace(tzinfo=UTC) - delta
-    return (moment - _EPOCH) // timedelta(microseconds=1) + micros
+        shift = off_h * 3600 + off_m * 60
+        total -= shift if offset[0] == "+" else -shift
+    micros = int(fraction[1:7].ljust(6, "0")) if fraction else 0
+    return total * 10**6 + micros
 
 
 def format_rfc3339(us: int) -> str:
     """RFC 3339 UTC with exactly six fractional digits, e.g. 2026-02-13T10:28:22.000000Z."""
-    moment = _EPOCH + timedelta(microseconds=us)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    days, rest = divmod(us, _DAY_US)
+    date = _date_of_days.get(days)
+    if date is None:
+        date = (_EPOCH + timedelta(days=days)).strftime("%Y-%m-%d")
+        if len(_date_of_days) < 100_000:
+            _date_of_days[days] = date
+    seconds, micros = divmod(rest, 10**6)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}Z"
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -64,7 +90,9 @@ def zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise TimeError(f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin") from None
+        raise TimeError(
+            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sealog import eventlog, search
 from sealog.api.deps import CurrentPrincipal, RedactorDep, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES, Event, EventCount, EventPage, IngestResult
-from sealog.events import MAX_BATCH_BYTES, EventBatchIn, FieldError
+from sealog.events import EVENT_BATCH_SCHEMA_ADAPTER, MAX_BATCH_BYTES, FieldError
 from sealog.ingest import ingest
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -51,7 +51,7 @@ def _batch_events(body: object) -> list:
     return body["events"]  # type: ignore[return-value]
 
 
-_BATCH_SCHEMA = EventBatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+_BATCH_SCHEMA = EVENT_BATCH_SCHEMA_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
 
 
 @router.post(
@@ -98,7 +98,9 @@ def _filter(
 Q = Annotated[str | None, Query(description="search language, e.g. `guard -denied actor:a@b.c`")]
 Categories = Annotated[list[str] | None, Query(description="repeatable")]
 Results = Annotated[list[str] | None, Query(description="repeatable")]
-Range = Annotated[str | None, Query(alias="range", description="24h (default), 7d, 30d, month, custom")]
+Range = Annotated[
+    str | None, Query(alias="range", description="24h (default), 7d, 30d, month, custom")
+]
 From = Annotated[str | None, Query(alias="from", description="RFC 3339, with range=custom")]
 To = Annotated[str | None, Query(description="RFC 3339, exclusive, with range=custom")]
 Tz = Annotated[str | None, Query(description="IANA time zone for range=month")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sealog.search import Cursor, EventFilter
 
@@ -38,8 +38,7 @@ class ApiKeyRow:
     last_used_at: int | None
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
     """One sealed event as stored: index columns, hashes and the canonical document."""
 
     org_id: str
@@ -57,7 +56,6 @@ class EventRow:
     method: str | None
     path: str | None
     ip: str | None
-    content_hash: bytes
     leaf_hash: bytes
     search_text: str
     keys_text: str
@@ -81,8 +79,8 @@ class WriteTx(Protocol):
     def lock_log(self, org_id: str) -> int:
         """The org's log size, locked for this transaction; raises NotFound."""
 
-    def existing_events(self, org_id: str, ids: list[str]) -> dict[str, tuple[int, bytes]]:
-        """Of ids, those already stored: id -> (index, content_hash)."""
+    def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
+        """Of ids, those already stored: id -> canonical document."""
 
     def insert_events(self, rows: list[EventRow]) -> None:
         """Stores rows and their full-text entries."""

@@ -21,7 +21,7 @@ PROBE_ROWS = 2000
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
 _EVENT_COLUMNS = (
     "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
-    "actor_name, resource_type, resource_id, method, path, ip, content_hash, leaf_hash, "
+    "actor_name, resource_type, resource_id, method, path, ip, leaf_hash, "
     "search_text, keys_text"
 )
 
@@ -56,16 +56,17 @@ class _Tx:
             raise NotFound(f"org {org_id!r} does not exist")
         return row[0]
 
-    def existing_events(self, org_id: str, ids: list[str]) -> dict[str, tuple[int, bytes]]:
-        found: dict[str, tuple[int, bytes]] = {}
+    def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            for event_id, index, content_hash in self.conn.execute(
-                f"SELECT id, idx, content_hash FROM events WHERE org_id = ? AND id IN ({marks})",
+            for event_id, doc in self.conn.execute(
+                "SELECT e.id, d.doc FROM events e JOIN event_docs d ON d.seq = e.seq "
+                f"WHERE e.org_id = ? AND e.id IN ({marks})",
                 (org_id, *chunk),
             ):
-                found[event_id] = (index, content_hash)
+                found[event_id] = doc
         return found
 
     def insert_events(self, rows: list[EventRow]) -> None:
@@ -75,11 +76,11 @@ class _Tx:
         seqs = range(last + 1, last + 1 + len(rows))
         self.conn.executemany(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
                  r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
-                 r.method, r.path, r.ip, r.content_hash, r.leaf_hash, r.search_text, r.keys_text)
+                 r.method, r.path, r.ip, r.leaf_hash, r.search_text, r.keys_text)
                 for s, r in zip(seqs, rows, strict=True)
             ],
         )

@@ -37,7 +37,6 @@ CREATE TABLE events (
     method         TEXT,
     path           TEXT,
     ip             TEXT,
-    content_hash   BLOB NOT NULL,
     leaf_hash      BLOB NOT NULL,
     search_text    TEXT NOT NULL,
     keys_text      TEXT NOT NULL

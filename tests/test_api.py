@@ -1,0 +1,183 @@
+"""The HTTP API in process: ingest, reads, errors as problem details, auth and isolation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+import rfc8785
+
+from sealog import auth, times
+
+from conftest import event
+
+UUID7 = "01a214a4-65df-7047-b506-bf87b41fd50a"
+
+
+def post(tenant, *events, **kw):
+    return tenant.client.post("/api/v1/events", json={"events": list(events)}, **kw)
+
+
+def problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
+    return body
+
+
+def test_ingest_then_read_back_with_a_recomputable_leaf_hash(tenant):
+    r = post(tenant, event(request={"method": "PUT", "path": "/agent/a1/guardrails/g9",
+                                    "status": 200, "body": {"mode": "block", "n": 0.1},
+                                    "response": {"id": "g9"}}))
+    assert r.status_code == 201
+    [accepted] = r.json()["events"]
+    assert accepted["index"] == 0 and accepted["duplicate"] is False
+    got = tenant.client.get(f"/api/v1/events/{accepted['id']}")
+    assert got.status_code == 200
+    doc = got.json()
+    assert doc["org_id"] == "acme" and doc["index"] == 0
+    assert doc["request"]["body"] == {"mode": "block", "n": 0.1}
+    leaf = doc.pop("leaf_hash")
+    assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
+
+
+def test_indexes_are_dense_per_org(tenant_factory):
+    a, b = tenant_factory("acme"), tenant_factory("beta")
+    assert [e["index"] for e in post(a, event(), event()).json()["events"]] == [0, 1]
+    assert [e["index"] for e in post(b, event()).json()["events"]] == [0]
+    assert [e["index"] for e in post(a, event()).json()["events"]] == [2]
+
+
+def test_retry_with_same_id_is_a_duplicate_and_other_content_a_conflict(tenant):
+    first = post(tenant, event(id=UUID7, description="one"))
+    assert first.json()["events"][0] == {"id": UUID7, "index": 0, "duplicate": False}
+    again = post(tenant, event(id=UUID7, description="one"), event(description="two"))
+    assert again.json()["events"] == [
+        {"id": UUID7, "index": 0, "duplicate": True},
+        {"id": again.json()["events"][1]["id"], "index": 1, "duplicate": False},
+    ]
+    body = problem(post(tenant, event(description="three"), event(id=UUID7, description="x")),
+                   409)
+    assert body["errors"][0]["index"] == 1 and body["errors"][0]["field"] == "id"
+    count = tenant.client.get("/api/v1/events/count").json()["count"]
+    assert count == 2  # the conflicting batch stored nothing
+
+
+def test_same_id_twice_in_one_batch(tenant):
+    r = post(tenant, event(id=UUID7), event(id=UUID7))
+    assert [e["duplicate"] for e in r.json()["events"]] == [False, True]
+    problem(post(tenant, event(id=UUID7, description="other")), 409)
+
+
+def test_a_bad_event_rejects_the_whole_batch(tenant):
+    body = problem(post(tenant, event(), event(actor={"email": "nope"}), event(result="?")), 422)
+    assert {(e["index"], e["field"]) for e in body["errors"]} == {(1, "actor.email"),
+                                                                   (2, "result")}
+    assert tenant.client.get("/api/v1/events/count").json() == {"count": 0}
+
+
+def test_malformed_bodies(tenant):
+    c = tenant.client
+    problem(c.post("/api/v1/events", content=b"{not json",
+                   headers={"content-type": "application/json"}), 400)
+    problem(c.post("/api/v1/events", content=b'{"events": [{"a": NaN}]}'), 400)
+    problem(c.post("/api/v1/events", json=[event()]), 422)
+    assert problem(c.post("/api/v1/events", json={"events": [event()], "x": 1}),
+                   422)["errors"][0]["field"] == "x"
+    problem(c.post("/api/v1/events", json={"events": []}), 422)
+    problem(c.post("/api/v1/events", json={"events": "x"}), 422)
+    problem(c.post("/api/v1/events", json={"events": [event()] * 1001}), 422)
+    big = orjson.dumps({"events": [event(description="x" * 1000)] * 11000})
+    problem(c.post("/api/v1/events", content=big), 413)
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
+
+
+def test_auth_errors(tenant, tenant_factory, store):
+    anonymous = tenant.client.get("/api/v1/events", headers={"Authorization": ""})
+    assert problem(anonymous, 401)
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    problem(tenant.client.get("/api/v1/events", headers={"Authorization": "Bearer nope"}), 401)
+    problem(tenant.client.get("/api/v1/events",
+                              headers={"Authorization": tenant.secret[:-2] + "xx"}), 401)
+    writer = tenant_factory("acme", scopes=["events:write"])
+    assert post(writer, event()).status_code == 201
+    problem(writer.client.get("/api/v1/events"), 403)
+    reader = tenant_factory("acme", scopes=["events:read"])
+    problem(post(reader, event()), 403)
+    key_id = "key_" + reader.secret.split("_")[2]
+    auth.revoke_api_key(store=store, org_id="acme", key_id=key_id)
+    assert "revoked" in problem(reader.client.get("/api/v1/events"), 401)["detail"]
+
+
+def test_another_orgs_event_is_not_found(tenant_factory):
+    a, b = tenant_factory("acme"), tenant_factory("beta")
+    event_id = post(a, event()).json()["events"][0]["id"]
+    problem(b.client.get(f"/api/v1/events/{event_id}"), 404)
+    assert b.client.get("/api/v1/events").json()["data"] == []
+    problem(a.client.get("/api/v1/events/nope"), 404)
+
+
+def test_pages_are_stable_while_events_arrive(tenant):
+    base = times.now_us() - 3600 * 10**6
+    batch = [event(occurred_at=times.format_rfc3339(base + (i // 3) * 10**6),
+                   description=f"event {i}") for i in range(25)]
+    post(tenant, *batch)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+        page = tenant.client.get("/api/v1/events", params=params).json()
+        seen += page["data"]
+        # Newer events arriving mid-way must not shift the pages.
+        post(tenant, event(description="late arrival"))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    originals = [e for e in seen if e["description"] != "late arrival"]
+    assert len(originals) == 25 and len({e["id"] for e in originals}) == 25
+    keys = [(e["occurred_at"], e["id"]) for e in seen]
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_list_filters_and_count(tenant):
+    post(tenant, event(), event(action="policy.created"), event(action="approval.denied",
+                                                                 result="denied"))
+    c = tenant.client
+    data = c.get("/api/v1/events", params={"category": "policy_changes"}).json()["data"]
+    assert [e["action"] for e in data] == ["policy.created"]
+    assert c.get("/api/v1/events/count", params=[("result", "denied"), ("result", "success")]
+                 ).json() == {"count": 3}
+    assert c.get("/api/v1/events/count", params={"q": "policy"}).json() == {"count": 1}
+    assert c.get("/api/v1/events/count", params={"range": "30d", "tz": "Europe/Berlin"}
+                 ).json() == {"count": 3}
+
+
+def test_bad_query_parameters_are_problems(tenant):
+    c = tenant.client
+    body = problem(c.get("/api/v1/events", params={"q": 'guard "open'}), 422)
+    assert body["token"] == '"open' and body["errors"][0]["field"] == "q"
+    problem(c.get("/api/v1/events", params={"range": "week"}), 422)
+    problem(c.get("/api/v1/events", params={"range": "custom"}), 422)
+    problem(c.get("/api/v1/events", params={"range": "custom", "from": "yesterday"}), 422)
+    problem(c.get("/api/v1/events", params={"range": "month", "tz": "Mars/Base"}), 422)
+    problem(c.get("/api/v1/events", params={"category": "nope"}), 422)
+    problem(c.get("/api/v1/events", params={"result": "nope"}), 422)
+    problem(c.get("/api/v1/events", params={"limit": 201}), 422)
+    problem(c.get("/api/v1/events", params={"limit": "x"}), 422)
+    problem(c.get("/api/v1/events", params={"cursor": "garbage"}), 400)
+    problem(c.get("/api/v1/events/count", params={"q": "-"}), 422)
+
+
+def test_openapi_lists_every_route(app, tenant):
+    doc = tenant.client.get("/api/v1/openapi.json").json()
+    for path in ("/api/v1/events", "/api/v1/events/count", "/api/v1/events/{event_id}"):
+        assert path in doc["paths"]
+    assert "requestBody" in doc["paths"]["/api/v1/events"]["post"]
+    assert "EventIn" in doc["components"]["schemas"]
+    served = {r.path for r in app.routes if getattr(r, "include_in_schema", False)}
+    assert served <= set(doc["paths"])
+
+
+def test_health_and_readiness(tenant, store):
+    assert tenant.client.get("/healthz").json() == {"status": "ok"}
+    assert tenant.client.get("/readyz").status_code == 200

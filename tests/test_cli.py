@@ -1,0 +1,108 @@
+"""The sealog command: administration output, JSON for scripts, help for every command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from sealog.cli import build_parser, main
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def db(tmp_path) -> list[str]:
+    return ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
+
+
+def test_orgs_and_keys_round_trip(capsys, db):
+    code, out, _ = run(capsys, "orgs", "create", "Acme Robotics", "--id", "acme", *db)
+    assert code == 0 and "acme" in out
+    code, out, _ = run(capsys, "orgs", "list", "--json", *db)
+    assert json.loads(out)[0]["id"] == "acme"
+    code, out, _ = run(capsys, "keys", "create", "--org", "acme", "--scope", "events:write",
+                       "--scope", "events:read", "--name", "billing", "--json", *db)
+    created = json.loads(out)
+    assert created["secret"].startswith("slg_key_") and created["scopes"] == [
+        "events:write", "events:read"]
+    code, out, _ = run(capsys, "keys", "list", "--org", "acme", *db)
+    assert created["id"] in out and "active" in out and created["secret"] not in out
+    code, out, _ = run(capsys, "keys", "revoke", "--org", "acme", created["id"], "--json", *db)
+    assert json.loads(out)["revoked_at"] is not None
+    code, out, _ = run(capsys, "keys", "list", "--org", "acme", "--json", *db)
+    assert json.loads(out)[0]["revoked_at"] is not None
+
+
+def test_errors_are_one_line_and_exit_2(capsys, db):
+    code, _, err = run(capsys, "keys", "create", "--org", "ghost", "--scope", "admin", *db)
+    assert code == 2 and "ghost" in err and "Traceback" not in err
+    run(capsys, "orgs", "create", "Acme", "--id", "acme", *db)
+    code, _, err = run(capsys, "orgs", "create", "Acme", "--id", "acme", *db)
+    assert code == 2 and "already exists" in err
+    code, _, err = run(capsys, "keys", "create", "--org", "acme", *db)
+    assert code == 2 and "scope" in err
+    code, _, err = run(capsys, "keys", "revoke", "--org", "acme", "key_nope", *db)
+    assert code == 2 and "key_nope" in err
+    code, _, err = run(capsys, "orgs", "list", "--database-url", "mysql://x")
+    assert code == 2 and "sqlite:///" in err
+
+
+def _commands(parser: argparse.ArgumentParser, path=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_command_has_help_with_an_example():
+    commands = list(_commands(build_parser()))
+    assert {c for c, _ in commands} >= {("serve",), ("demo",), ("orgs", "create"),
+                                        ("keys", "create"), ("keys", "revoke")}
+    for name, sub in commands:
+        assert "Example: sealog" in sub.format_help(), name
+
+
+def test_demo_refuses_a_non_empty_folder(capsys, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    code, _, err = run(capsys, "demo", "--data-dir", str(tmp_path), "--no-serve",
+                       "--events", "10")
+    assert code == 2 and "--fresh" in err
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_demo_replaces_its_own_folder(capsys, tmp_path):
+    folder = tmp_path / "demo"
+    for _ in range(2):
+        code, out, _ = run(capsys, "demo", "--data-dir", str(folder), "--no-serve",
+                           "--events", "10")
+        assert code == 0 and "10 events" in out
+
+
+def test_demo_seeds_realistic_events(capsys, tmp_path):
+    folder = tmp_path / "demo"
+    code, out, _ = run(capsys, "demo", "--data-dir", str(folder), "--no-serve",
+                       "--events", "3000")
+    assert code == 0 and "3,000 events" in out and "slg_key_" in out
+    from sealog.search import build_filter
+    from sealog.store import open_store
+
+    store = open_store(f"sqlite:///{folder / 'sealog.db'}")
+    try:
+        for category in ("agent_operations", "policy_changes", "user_actions",
+                         "security_events", "system_events"):
+            flt = build_filter(org_id="acme", range_preset="custom",
+                               start="2000-01-01T00:00:00Z", categories=[category])
+            assert store.count_events(flt) > 0, category
+        for result in ("success", "failed", "denied", "warning", "approved", "allowed"):
+            flt = build_filter(org_id="acme", range_preset="custom",
+                               start="2000-01-01T00:00:00Z", results=[result])
+            assert store.count_events(flt) > 0, result
+    finally:
+        store.close()

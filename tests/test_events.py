@@ -1,0 +1,177 @@
+"""The event model: validation, catalog defaults, redaction, truncation, limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from sealog import times
+from sealog.events import (
+    MAX_BATCH_EVENTS,
+    REDACTED,
+    EventValidationError,
+    Redactor,
+    catalog_entry,
+    validate_events,
+)
+
+from conftest import event
+
+NOW = times.parse_rfc3339("2026-02-13T10:28:22Z")
+
+
+def one(raw: dict, redactor: Redactor | None = None) -> dict:
+    return validate_events([raw], received_at_us=NOW, redactor=redactor or Redactor())[0].doc
+
+
+def errors_of(raws: list) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(EventValidationError) as info:
+        validate_events(raws, received_at_us=NOW, redactor=Redactor())
+    return [(e.index, e.field, e.message) for e in info.value.errors]
+
+
+def test_catalog_fills_category_type_and_description():
+    doc = one(event(action="policy.enabled"))
+    assert doc["category"] == "policy_changes"
+    assert doc["event_type"] == "Policy Change"
+    assert doc["description"] == "Enabled OPA policy"
+    assert catalog_entry("job.nightly_backup").event_type == "Scheduled Job"
+    assert catalog_entry("system.restart").category == "system_events"
+
+
+def test_fixed_shape_with_nulls_for_absent_objects():
+    doc = one(event())
+    assert doc["resource"] is None and doc["request"] is None
+    assert doc["context"] == {"ip": None, "user_agent": None, "session_id": None,
+                              "request_id": None}
+    assert doc["metadata"] == {}
+    assert doc["actor"]["type"] == "user"
+    assert doc["occurred_at"] == doc["received_at"] == "2026-02-13T10:28:22.000000Z"
+
+
+def test_unknown_action_needs_a_category_naming_all_five():
+    [(index, field, message)] = errors_of([event(action="billing.invoice_paid")])
+    assert (index, field) == (0, "category")
+    for name in ("agent_operations", "policy_changes", "user_actions", "security_events",
+                 "system_events"):
+        assert name in message
+    doc = one(event(action="billing.invoice_paid", category="user_actions"))
+    assert doc["event_type"] == "User Actions"
+
+
+def test_catalog_action_with_another_category_is_refused():
+    [(_, field, message)] = errors_of([event(category="security_events")])
+    assert field == "category" and "agent_operations" in message
+
+
+def test_every_bad_event_is_named_with_its_field():
+    errors = errors_of([
+        event(),
+        event(result="exploded"),
+        event(actor={"email": "not-an-email"}),
+        event(action="Guardrail Created"),
+        event(occurred_at="2026-02-13 10:28"),
+        event(extra_field=1),
+        event(actor={}),
+    ])
+    fields = {(i, f) for i, f, _ in errors}
+    assert {(1, "result"), (2, "actor.email"), (3, "action"), (4, "occurred_at"),
+            (5, "extra_field"), (6, "actor")} <= fields
+    assert not any(i == 0 for i, _, _ in errors)
+    assert any("dotted machine name" in m for _, f, m in errors if f == "action")
+
+
+def test_wrong_types_are_refused_not_coerced():
+    errors = errors_of([event(actor={"email": "a@b.co", "id": 12}),
+                        event(request={"method": "GET", "path": "/x", "status": "200"})])
+    assert (0, "actor.id") in {(i, f) for i, f, _ in errors}
+    assert (1, "request.status") in {(i, f) for i, f, _ in errors}
+
+
+def test_future_limit_is_five_minutes():
+    ok = times.format_rfc3339(NOW + 5 * 60 * 10**6)
+    late = times.format_rfc3339(NOW + 5 * 60 * 10**6 + 1)
+    assert one(event(occurred_at=ok))["occurred_at"] == ok
+    [(_, field, message)] = errors_of([event(occurred_at=late)])
+    assert field == "occurred_at" and "future" in message
+
+
+def test_occurred_at_is_normalised_to_utc_microseconds():
+    doc = one(event(occurred_at="2026-02-13T11:28:22.5+01:00"))
+    assert doc["occurred_at"] == "2026-02-13T10:28:22.500000Z"
+
+
+def test_batch_limits():
+    assert errors_of([])[0][1] == "events"
+    [(index, field, message)] = errors_of([event()] * (MAX_BATCH_EVENTS + 1))
+    assert index is None and "1000" in message
+    assert len(validate_events([event()] * MAX_BATCH_EVENTS, received_at_us=NOW,
+                               redactor=Redactor())) == MAX_BATCH_EVENTS
+
+
+def test_secrets_are_redacted_at_any_depth_before_storage():
+    doc = one(event(
+        request={"method": "POST", "path": "/login",
+                 "body": {"user": "a", "password": "hunter2",
+                          "nested": [{"Authorization": "Bearer x", "ok": 1}]},
+                 "response": {"access_token": "t", "max_tokens": 5, "apiKey": "k"}},
+        metadata={"deep": {"client_secret": "s", "Set-Cookie": "c"}, "tokens_used": 3},
+        context={"ip": "10.0.0.1", "x_private_key": "pk"},
+    ))
+    body, response = doc["request"]["body"], doc["request"]["response"]
+    assert body["password"] == REDACTED and body["user"] == "a"
+    assert body["nested"][0] == {"Authorization": REDACTED, "ok": 1}
+    assert response == {"access_token": REDACTED, "max_tokens": 5, "apiKey": REDACTED}
+    assert doc["metadata"] == {"deep": {"client_secret": REDACTED, "Set-Cookie": REDACTED},
+                               "tokens_used": 3}
+    assert doc["context"]["x_private_key"] == REDACTED
+    assert doc["context"]["ip"] == "10.0.0.1"
+
+
+def test_redaction_leaves_the_callers_objects_alone():
+    body = {"password": "hunter2"}
+    one(event(request={"method": "POST", "path": "/x", "body": body}))
+    assert body == {"password": "hunter2"}
+
+
+def test_configured_secret_keys_replace_the_defaults():
+    doc = one(event(metadata={"ssn": "123", "password": "p"}), Redactor(("ssn",)))
+    assert doc["metadata"] == {"ssn": REDACTED, "password": "p"}
+
+
+def test_large_body_is_replaced_by_a_visible_marker():
+    big = {"blob": "x" * 70_000, "password": "hunter2"}
+    doc = one(event(request={"method": "PUT", "path": "/x", "body": big, "response": {"ok": 1}}))
+    marker = doc["request"]["body"]
+    assert marker["_truncated"] is True
+    assert marker["size"] > 64 * 1024
+    assert len(marker["preview"]) == 1024
+    assert "hunter2" not in marker["preview"]
+    assert doc["request"]["response"] == {"ok": 1}
+
+
+def test_metadata_over_16_kib_is_refused():
+    [(_, field, message)] = errors_of([event(metadata={"x": "y" * 17_000})])
+    assert field == "metadata" and "16 KiB" in message
+
+
+def test_integers_beyond_two_to_the_53_are_refused():
+    [(_, field, message)] = errors_of([event(metadata={"n": 2**53})])
+    assert field == "metadata" and "2^53" in message
+
+
+def test_nul_characters_are_refused_in_indexed_fields():
+    [(_, field, message)] = errors_of([event(description="a\x00b")])
+    assert field == "description" and "NUL" in message
+
+
+def test_client_id_must_be_a_uuid7():
+    [(_, field, _m)] = errors_of([event(id="123")])
+    assert field == "id"
+    doc = one(event(id="01a214a4-65df-7047-b506-bf87b41fd50a"))
+    assert doc["id"] == "01a214a4-65df-7047-b506-bf87b41fd50a"
+
+
+def test_method_is_uppercased_and_checked():
+    assert one(event(request={"method": "put", "path": "/a"}))["request"]["method"] == "PUT"
+    [(_, field, _m)] = errors_of([event(request={"method": "FETCH", "path": "/a"})])
+    assert field == "request.method"
