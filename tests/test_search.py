@@ -159,8 +159,12 @@ def test_both_strategies_give_the_same_pages(store, monkeypatch):
     for q in ("guard", "alice", "agent", "denied", "trust score", "-token", "pii filter"):
         flt = build_filter(org_id="acme", q=q, range_preset="7d")
         pages = {}
-        for probe in (10, 100_000):
+        # (probe, wide probe, most candidates the index leads with): every path in turn.
+        for paths in ((100_000, 0, 0), (10, 50, 0), (10, 50, 10**9), (10, 100_000, 0)):
+            probe, wide, lead = paths
             monkeypatch.setattr(sqlite_store, "PROBE_ROWS", probe)
+            monkeypatch.setattr(sqlite_store, "WIDE_PROBE_ROWS", wide)
+            monkeypatch.setattr(sqlite_store, "FTS_LEAD_MAX", lead)
             seen, cursor = [], None
             while True:
                 page = find_events(store=store, flt=flt, cursor=cursor, limit=37)
@@ -168,10 +172,11 @@ def test_both_strategies_give_the_same_pages(store, monkeypatch):
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-            pages[probe] = seen
-        assert pages[10] == pages[100_000]
-        assert len(pages[10]) == count_events(store=store, flt=flt)
-        assert len(set(pages[10])) == len(pages[10])
+            pages[paths] = seen
+        first, *others = pages.values()
+        assert all(other == first for other in others)
+        assert len(first) == count_events(store=store, flt=flt) > 0
+        assert len(set(first)) == len(first)
 
 
 def test_range_presets_and_time_zone():

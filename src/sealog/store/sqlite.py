@@ -16,8 +16,13 @@ from sealog.store.sqlfilter import Dialect, base_where, fts5_expression, match_w
 
 DIALECT = Dialect(param="?", contains="instr({column}, {param}) > 0")
 # How many of the newest rows in the window a text search checks one by one before it
-# asks the full-text index instead: bounds the cost of both common and rare terms.
+# asks the full-text index; past FTS_LEAD_MAX candidates the index would be slower than a
+# wider probe. Together they bound the cost of common and rare terms alike.
 PROBE_ROWS = 2000
+WIDE_PROBE_ROWS = 25000
+FTS_LEAD_MAX = 30000
+_ORDER = "ORDER BY occurred_at DESC, id DESC"
+_ORDER_E = "ORDER BY e.occurred_at DESC, e.id DESC"
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
 _EVENT_COLUMNS = (
     "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
@@ -275,32 +280,51 @@ class SQLiteStore:
         conn = self._reader()
         base = base_where(flt, cursor, DIALECT)
         match = match_where(flt, DIALECT)
-        order = "ORDER BY e.occurred_at DESC, e.id DESC"
         fts = fts5_expression(flt)
         if fts is None:
-            sql = (
-                f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
-                f"WHERE {base.sql()} AND {match.sql()} {order} LIMIT ?"
-            )
-            return [StoredDoc(*r) for r in conn.execute(sql, (*base.params, *match.params, limit))]
-        # Common terms: the newest PROBE_ROWS rows of the window hold a full page.
-        probe = (
-            f"SELECT {_DOC_COLUMNS} FROM (SELECT seq FROM events WHERE {base.sql()} "
-            f"ORDER BY occurred_at DESC, id DESC LIMIT ?) AS w "
-            f"CROSS JOIN events e ON e.seq = w.seq JOIN event_docs d ON d.seq = e.seq "
-            f"WHERE {match.sql()} {order} LIMIT ?"
-        )
-        rows = conn.execute(probe, (*base.params, PROBE_ROWS, *match.params, limit)).fetchall()
-        if len(rows) == limit:
-            return [StoredDoc(*r) for r in rows]
-        # Rare terms: few candidates, so the full-text index leads.
-        indexed = (
-            f"SELECT {_DOC_COLUMNS} FROM (SELECT rowid AS seq FROM events_fts "
-            f"WHERE events_fts MATCH ?) AS m CROSS JOIN events e ON e.seq = m.seq "
-            f"JOIN event_docs d ON d.seq = e.seq "
-            f"WHERE {base.sql()} AND {match.sql()} {order} LIMIT ?"
-        )
-        rows = conn.execute(indexed, (fts, *base.params, *match.params, limit)).fetchall()
+            seqs = conn.execute(
+                f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} {_ORDER} LIMIT ?",
+                (*base.params, *match.params, limit),
+            ).fetchall()
+            return self._docs(conn, seqs)
+        # A common term fills the page from the newest rows of the window; a rare one is
+        # found faster by the full-text index. Neither path reads more than it must.
+        seqs = self._probe(conn, base, match, PROBE_ROWS, limit)
+        if len(seqs) < limit:
+            (candidates,) = conn.execute(
+                "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?", (fts,)
+            ).fetchone()
+            if candidates > FTS_LEAD_MAX:
+                seqs = self._probe(conn, base, match, WIDE_PROBE_ROWS, limit)
+            if len(seqs) < limit:
+                seqs = conn.execute(
+                    "SELECT e.seq FROM (SELECT rowid AS seq FROM events_fts "
+                    "WHERE events_fts MATCH ?) AS m CROSS JOIN events e ON e.seq = m.seq "
+                    f"WHERE {base.sql()} AND {match.sql()} {_ORDER_E} LIMIT ?",
+                    (fts, *base.params, *match.params, limit),
+                ).fetchall()
+        return self._docs(conn, seqs)
+
+    @staticmethod
+    def _probe(conn: sqlite3.Connection, base, match, rows: int, limit: int) -> list:
+        """Matches among the newest `rows` rows of the window, newest first."""
+        return conn.execute(
+            f"SELECT e.seq FROM (SELECT seq FROM events WHERE {base.sql()} {_ORDER} LIMIT ?) "
+            f"AS w CROSS JOIN events e ON e.seq = w.seq WHERE {match.sql()} {_ORDER_E} LIMIT ?",
+            (*base.params, rows, *match.params, limit),
+        ).fetchall()
+
+    @staticmethod
+    def _docs(conn: sqlite3.Connection, seqs: list) -> list[StoredDoc]:
+        """The documents of the page's rows, in the page's order."""
+        if not seqs:
+            return []
+        marks = ", ".join("?" * len(seqs))
+        rows = conn.execute(
+            f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+            f"WHERE e.seq IN ({marks}) {_ORDER_E}",
+            [s for (s,) in seqs],
+        ).fetchall()
         return [StoredDoc(*r) for r in rows]
 
     def count_events(self, flt: EventFilter) -> int:
