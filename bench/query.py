@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import median, percentile  # noqa: E402
-
 from sealog import auth, sampledata  # noqa: E402
 from sealog.eventlog import count_events, find_events  # noqa: E402
 from sealog.events import Redactor  # noqa: E402
 from sealog.ingest import ingest  # noqa: E402
 from sealog.search import build_filter  # noqa: E402
 from sealog.store import open_store  # noqa: E402
+
+from common import median, percentile  # noqa: E402
 
 TERMS = ["guardrail", "alice", "policy", "denied", "pii", "refund", "login", "trust",
          "security-scanner", "\"prompt injection\"", "kowalski", "agt_0007", "residency",

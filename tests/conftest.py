@@ -50,8 +50,13 @@ class Tenant:
 
 
 @pytest.fixture
-def app(store):
-    return create_app(Settings(), store=store)
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def app(store, settings):
+    return create_app(settings, store=store)
 
 
 @pytest.fixture

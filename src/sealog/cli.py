@@ -227,6 +227,77 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import os
+
+    from sealog.ledger import audit
+    from sealog.ledger.note import NoteError, Verifier
+
+    keys = args.verifier_key or ([os.environ["SEALOG_VERIFIER_KEY"]]
+                                 if os.environ.get("SEALOG_VERIFIER_KEY") else [])
+    if not keys:
+        raise CommandError("pin the log's key: --verifier-key name+hex8+base64 "
+                           "(or SEALOG_VERIFIER_KEY); `sealog log-key` prints it")
+    try:
+        verifiers = [Verifier.parse(k) for k in keys]
+    except NoteError as exc:
+        raise CommandError(f"--verifier-key: {exc}") from None
+    try:
+        if args.bundle:
+            if args.url or args.event_id:
+                raise CommandError("give a bundle file, or --url, not both")
+            bar = ProgressBar(0, "Verifying")
+            report = audit.verify_bundle_file(Path(args.bundle), verifiers, progress=bar.update)
+        else:
+            url = args.url or os.environ.get("SEALOG_URL")
+            api_key = args.api_key or os.environ.get("SEALOG_API_KEY")
+            if not url or not api_key:
+                raise CommandError("give a bundle file, or --url and --api-key "
+                                   "(or SEALOG_URL and SEALOG_API_KEY)")
+            server = audit.Server(url, api_key)
+            try:
+                if args.event_id:
+                    report = audit.verify_event(server, verifiers, args.event_id)
+                else:
+                    bar = ProgressBar(0, "Verifying")
+                    report = audit.verify_server(server, verifiers,
+                                                 state_path=Path(args.state), progress=bar.update)
+            finally:
+                server.close()
+    except audit.AuditError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_log_key(args: argparse.Namespace) -> int:
+    from sealog.ledger import checkpoint
+
+    settings = _settings(args)
+    path = settings.resolved_signing_key_file
+    store = _open(args)
+    try:
+        if args.rotate and path.exists():
+            old = checkpoint.load_signer(path, settings.log_host)
+            retired = path.with_name(f"{path.name}.{old.verifier.id.hex()}.retired")
+            path.rename(retired)
+            store.retire_log_key(old.verifier.text(), times.now_us())
+            print(f"Retired {old.verifier.text()} (kept in {retired})", file=sys.stderr)
+        signer = checkpoint.load_signer(path, settings.log_host)
+        store.add_log_key(signer.verifier.text(), times.now_us())
+        keys = store.log_keys()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"current": signer.verifier.text(), "keys": [
+            {"verifier_key": k, "created_at": times.format_rfc3339(c),
+             "retired_at": times.format_rfc3339(r) if r else None} for k, c, r in keys]},
+            indent=2))
+    else:
+        print(signer.verifier.text())
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------
 
 
@@ -309,6 +380,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key_id", help="the key's id (key_…)")
     _add_db(p)
     _add_json(p)
+    p = _command(sub, "verify", "Verify a log: a server's, one event, or an export bundle.",
+                 "sealog verify --url http://127.0.0.1:8000 --api-key $KEY "
+                 "--verifier-key $VKEY", cmd_verify)
+    p.add_argument("bundle", nargs="?", help="a .jsonl export bundle to verify offline")
+    p.add_argument("--url", help="server to verify online (env SEALOG_URL)")
+    p.add_argument("--api-key", help="API key with events:read (env SEALOG_API_KEY)")
+    p.add_argument("--verifier-key", action="append",
+                   help="pinned key name+hex8+base64 (repeatable; env SEALOG_VERIFIER_KEY)")
+    p.add_argument("--event-id", help="verify this one event's inclusion")
+    p.add_argument("--state", default=str(Path.home() / ".local/state/sealog/verify-state.json"),
+                   help="where the last checkpoint seen is kept, to catch a rewritten history")
+
+    p = _command(sub, "log-key", "Print the log's verifier key (made on first use); --rotate "
+                 "starts a new signing key and keeps the old one as a verifier.",
+                 "sealog log-key --data-dir /var/lib/sealog", cmd_log_key)
+    _add_db(p)
+    _add_json(p)
+    p.add_argument("--rotate", action="store_true", help="retire the current key, make a new one")
     return parser
 
 

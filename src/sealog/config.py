@@ -23,6 +23,9 @@ class Settings:
     port: int = 8000
     redact_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     sqlite_synchronous: str = "FULL"
+    log_host: str = "sealog.local"
+    signing_key_file: Path | None = None
+    checkpoint_interval: float = 1.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -30,6 +33,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.resolve() / 'sealog.db'}"
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        """Where the log's signing key lives (made on first start)."""
+        return self.signing_key_file or self.data_dir / "signing.key"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -49,6 +57,17 @@ class Settings:
             if not keys:
                 raise SettingsError("SEALOG_REDACT_KEYS must list key names separated by commas")
             values["redact_keys"] = keys
+        if env.get("SEALOG_LOG_HOST"):
+            values["log_host"] = env["SEALOG_LOG_HOST"]
+        if env.get("SEALOG_SIGNING_KEY_FILE"):
+            values["signing_key_file"] = Path(env["SEALOG_SIGNING_KEY_FILE"])
+        if env.get("SEALOG_CHECKPOINT_INTERVAL"):
+            try:
+                values["checkpoint_interval"] = float(env["SEALOG_CHECKPOINT_INTERVAL"])
+            except ValueError:
+                raise SettingsError(
+                    "SEALOG_CHECKPOINT_INTERVAL must be seconds, e.g. 1 or 0.5"
+                ) from None
         if env.get("SEALOG_SQLITE_SYNCHRONOUS"):
             values["sqlite_synchronous"] = env["SEALOG_SQLITE_SYNCHRONOUS"].upper()
         settings = cls(**values)  # type: ignore[arg-type]
@@ -63,6 +82,15 @@ class Settings:
         if self.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError(
                 "SEALOG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA (default FULL)"
+            )
+        if not 0 < self.checkpoint_interval <= 2:
+            raise SettingsError(
+                "SEALOG_CHECKPOINT_INTERVAL must be more than 0 and at most 2 seconds"
+            )
+        if not self.log_host or any(c.isspace() or c in "+/" for c in self.log_host):
+            raise SettingsError(
+                f"SEALOG_LOG_HOST {self.log_host!r} must be a host name such as "
+                "audit.example.com (no spaces, '+' or '/')"
             )
         url = self.resolved_database_url
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):

@@ -9,6 +9,7 @@ import orjson
 
 from sealog import events, search, times
 from sealog.events import EventValidationError, FieldError, NewEvent, Redactor
+from sealog.ledger import tree
 from sealog.store.base import EventRow, Store
 
 
@@ -100,7 +101,8 @@ def ingest(
     prepared = [prepare(new) for new in validated]
     supplied = [p.new.doc["id"] for p in prepared if p.new.id_supplied]
     with store.writing() as tx:
-        size = tx.lock_log(org_id)
+        head = tx.lock_log(org_id)
+        size = head.size
         stored = tx.existing_events(org_id, supplied) if supplied else {}
         accepted: list[Accepted] = []
         rows: list[EventRow] = []
@@ -126,8 +128,10 @@ def ingest(
             accepted.append(Accepted(event_id, row.index, False))
         if conflicts:
             raise IdConflict(conflicts)
+        new_head, nodes = tree.append_leaves(head, [r.leaf_hash for r in rows])
         tx.insert_events(rows)
-        tx.set_log_size(org_id, size + len(rows))
+        tx.insert_tree_nodes(org_id, nodes)
+        tx.set_log_head(org_id, new_head)
     return accepted
 
 

@@ -10,14 +10,15 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import HTMLResponse, Response
 
-from sealog import __version__
-from sealog.api import events, problems
+from sealog import __version__, times
+from sealog.api import events, log, problems
 from sealog.api.deps import StoreDep
 from sealog.api.events import _BATCH_SCHEMA
 from sealog.api.schemas import PROBLEM_RESPONSES
 from sealog.auth import KeyAuthenticator
 from sealog.config import Settings
 from sealog.events import Redactor
+from sealog.ledger import checkpoint
 from sealog.store import Store, open_store
 
 _LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -34,9 +35,18 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
         settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )
 
+    signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
+    the_store.add_log_key(signer.verifier.text(), times.now_us())
+    checkpointer = checkpoint.Checkpointer(
+        store=the_store, signer=signer, host=settings.log_host,
+        interval=settings.checkpoint_interval,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        checkpointer.start()
         yield
+        checkpointer.stop()
         if owns_store:
             the_store.close()
 
@@ -53,8 +63,11 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     app.state.store = the_store
     app.state.redactor = Redactor(settings.redact_keys)
     app.state.authenticator = KeyAuthenticator(the_store)
+    app.state.signer = signer
+    app.state.checkpointer = checkpointer
     problems.install(app)
     app.include_router(events.router)
+    app.include_router(log.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

@@ -75,6 +75,7 @@ async def post_events(
     accepted = await run_in_threadpool(
         lambda: ingest(store=store, org_id=principal.org_id, raw_events=raw, redactor=redactor)
     )
+    request.app.state.checkpointer.poke()
     body = orjson.dumps({"events": [a.as_dict() for a in accepted]})
     return Response(body, status_code=201, media_type=JSON)
 

@@ -73,11 +73,29 @@ class StoredDoc:
     index: int
 
 
+@dataclass(frozen=True)
+class LogHead:
+    """The size of an org's log and the compact range (right edge) of its Merkle tree."""
+
+    size: int
+    compact_range: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    org_id: str
+    size: int
+    root: bytes
+    note: str
+    key_id: str
+    created_at: int
+
+
 class WriteTx(Protocol):
     """One write transaction; on PostgreSQL the org row stays locked until commit."""
 
-    def lock_log(self, org_id: str) -> int:
-        """The org's log size, locked for this transaction; raises NotFound."""
+    def lock_log(self, org_id: str) -> LogHead:
+        """The org's log head, locked for this transaction; raises NotFound."""
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
         """Of ids, those already stored: id -> canonical document."""
@@ -85,8 +103,11 @@ class WriteTx(Protocol):
     def insert_events(self, rows: list[EventRow]) -> None:
         """Stores rows and their full-text entries."""
 
-    def set_log_size(self, org_id: str, size: int) -> None:
-        """Records the org's new log size."""
+    def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
+        """Stores tree nodes (level, index, hash): leaves and complete subtrees."""
+
+    def set_log_head(self, org_id: str, head: LogHead) -> None:
+        """Records the org's new log head."""
 
 
 class Store(Protocol):
@@ -131,3 +152,27 @@ class Store(Protocol):
         self, org_id: str, start: int, stop: int
     ) -> Iterator[StoredDoc]:
         """Events with start <= index < stop in index order."""
+
+    def log_head(self, org_id: str) -> LogHead:
+        """The org's log head as committed; raises NotFound."""
+
+    def read_tree_nodes(
+        self, org_id: str, wanted: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """Stored hashes of the (level, index) tree nodes asked for."""
+
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        """Stores a checkpoint; False when one of that size was already stored."""
+
+    def latest_checkpoint(self, org_id: str) -> CheckpointRow | None: ...
+
+    def orgs_behind_checkpoint(self) -> list[str]:
+        """Orgs whose log has grown past their latest checkpoint."""
+
+    def add_log_key(self, vkey: str, at: int) -> None:
+        """Records a verifier key of the log (no-op when known)."""
+
+    def retire_log_key(self, vkey: str, at: int) -> None: ...
+
+    def log_keys(self) -> list[tuple[str, int, int | None]]:
+        """(verifier key, created_at, retired_at) of every key the log has used."""

@@ -11,7 +11,16 @@ from importlib import resources
 from pathlib import Path
 
 from sealog.search import Cursor, EventFilter
-from sealog.store.base import ApiKeyRow, Conflict, EventRow, NotFound, Org, StoredDoc
+from sealog.store.base import (
+    ApiKeyRow,
+    CheckpointRow,
+    Conflict,
+    EventRow,
+    LogHead,
+    NotFound,
+    Org,
+    StoredDoc,
+)
 from sealog.store.sqlfilter import Dialect, base_where, fts5_expression, match_where
 
 DIALECT = Dialect(param="?", contains="instr({column}, {param}) > 0")
@@ -55,11 +64,13 @@ class _Tx:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
-    def lock_log(self, org_id: str) -> int:
-        row = self.conn.execute("SELECT log_size FROM orgs WHERE id = ?", (org_id,)).fetchone()
+    def lock_log(self, org_id: str) -> LogHead:
+        row = self.conn.execute(
+            "SELECT log_size, compact_range FROM orgs WHERE id = ?", (org_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
-        return row[0]
+        return _head(*row)
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -98,8 +109,21 @@ class _Tx:
             [(s, r.search_text, r.keys_text) for s, r in zip(seqs, rows, strict=True)],
         )
 
-    def set_log_size(self, org_id: str, size: int) -> None:
-        self.conn.execute("UPDATE orgs SET log_size = ? WHERE id = ?", (size, org_id))
+    def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO tree_nodes (org_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+            [(org_id, level, index, h) for level, index, h in nodes],
+        )
+
+    def set_log_head(self, org_id: str, head: LogHead) -> None:
+        self.conn.execute(
+            "UPDATE orgs SET log_size = ?, compact_range = ? WHERE id = ?",
+            (head.size, b"".join(head.compact_range), org_id),
+        )
+
+
+def _head(size: int, packed: bytes) -> LogHead:
+    return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
 
 
 class SQLiteStore:
@@ -355,6 +379,76 @@ class SQLiteStore:
             for r in rows:
                 yield StoredDoc(*r)
             position = rows[-1][4] + 1
+
+
+    # -- the Merkle tree and its checkpoints -------------------------------------------
+
+    def log_head(self, org_id: str) -> LogHead:
+        row = self._reader().execute(
+            "SELECT log_size, compact_range FROM orgs WHERE id = ?", (org_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        return _head(*row)
+
+    def read_tree_nodes(
+        self, org_id: str, wanted: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        conn = self._reader()
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            pairs = ", ".join("(?, ?)" for _ in chunk)
+            flat = [v for pair in chunk for v in pair]
+            for level, index, h in conn.execute(
+                f"SELECT level, idx, hash FROM tree_nodes WHERE org_id = ? "
+                f"AND (level, idx) IN (VALUES {pairs})", (org_id, *flat),
+            ):
+                found[(level, index)] = h
+        return found
+
+    _CHECKPOINT_COLUMNS = "org_id, size, root, note, key_id, created_at"
+
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        with self.writing() as tx:
+            cursor = tx.conn.execute(
+                f"INSERT OR IGNORE INTO checkpoints ({self._CHECKPOINT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (row.org_id, row.size, row.root, row.note, row.key_id, row.created_at),
+            )
+            return cursor.rowcount == 1
+
+    def latest_checkpoint(self, org_id: str) -> CheckpointRow | None:
+        row = self._reader().execute(
+            f"SELECT {self._CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = ? "
+            "ORDER BY size DESC LIMIT 1", (org_id,),
+        ).fetchone()
+        return CheckpointRow(*row) if row else None
+
+    def orgs_behind_checkpoint(self) -> list[str]:
+        rows = self._reader().execute(
+            "SELECT o.id FROM orgs o WHERE o.log_size > coalesce("
+            "(SELECT max(c.size) FROM checkpoints c WHERE c.org_id = o.id), -1)"
+        )
+        return [r[0] for r in rows]
+
+    def add_log_key(self, vkey: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "INSERT OR IGNORE INTO log_keys (vkey, created_at) VALUES (?, ?)", (vkey, at)
+            )
+
+    def retire_log_key(self, vkey: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "UPDATE log_keys SET retired_at = ? WHERE vkey = ? AND retired_at IS NULL",
+                (at, vkey),
+            )
+
+    def log_keys(self) -> list[tuple[str, int, int | None]]:
+        return list(self._reader().execute(
+            "SELECT vkey, created_at, retired_at FROM log_keys ORDER BY created_at"
+        ))
 
 
 def _statements(sql: str) -> list[str]:

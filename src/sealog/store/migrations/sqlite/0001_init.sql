@@ -1,9 +1,12 @@
 -- Orgs, API keys and the events of each org's log.
+-- log_size and compact_range are the head of the org's Merkle tree: its size and the
+-- hashes of the perfect subtrees it is made of (32 bytes each, largest first).
 CREATE TABLE orgs (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
-    log_size    INTEGER NOT NULL DEFAULT 0
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    log_size       INTEGER NOT NULL DEFAULT 0,
+    compact_range  BLOB NOT NULL DEFAULT x''
 );
 
 CREATE TABLE api_keys (
@@ -59,4 +62,32 @@ CREATE VIRTUAL TABLE events_fts USING fts5(
     content='events', content_rowid='seq',
     tokenize='unicode61 remove_diacritics 0',
     detail=column, columnsize=0
+);
+
+-- The Merkle tree: every leaf hash (level 0, a copy kept apart from the event rows) and
+-- every complete subtree; node (level, idx) covers leaves [idx * 2^level, (idx + 1) * 2^level).
+CREATE TABLE tree_nodes (
+    org_id  TEXT NOT NULL,
+    level   INTEGER NOT NULL,
+    idx     INTEGER NOT NULL,
+    hash    BLOB NOT NULL,
+    PRIMARY KEY (org_id, level, idx)
+) WITHOUT ROWID;
+
+-- Every signed checkpoint is kept.
+CREATE TABLE checkpoints (
+    org_id      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    root        BLOB NOT NULL,
+    note        TEXT NOT NULL,
+    key_id      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (org_id, size)
+);
+
+-- The log's verifier keys, current and retired: a rotated key still verifies what it signed.
+CREATE TABLE log_keys (
+    vkey        TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL,
+    retired_at  INTEGER
 );

@@ -1,0 +1,153 @@
+"""Checkpoints: C2SP tlog-checkpoint bodies, signed as notes, each checked against the last."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sealog import times
+from sealog.ledger import merkle, tree
+from sealog.ledger.note import NoteError, Signer, Verifier, open_note
+from sealog.store.base import CheckpointRow, Store
+
+
+class CheckpointError(ValueError):
+    """Raised for a malformed checkpoint, or one that is not consistent with the last."""
+
+
+def origin(host: str, org_id: str) -> str:
+    """The log's origin line: `<host>/sealog/<org_id>`."""
+    return f"{host}/sealog/{org_id}"
+
+
+def body(origin_line: str, size: int, root: bytes) -> str:
+    """A tlog-checkpoint body: origin, tree size and base64 root, one per line."""
+    return f"{origin_line}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint whose signature has been checked."""
+
+    origin: str
+    size: int
+    root: bytes
+    note: str
+    key: Verifier
+
+
+def parse_body(text: str) -> tuple[str, int, bytes]:
+    """(origin, size, root) of a checkpoint body; raises CheckpointError."""
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise CheckpointError("a checkpoint body has origin, size and root lines")
+    origin_line, size_text, root_text = lines[0], lines[1], lines[2]
+    if not origin_line or not size_text.isdigit() or (size_text != "0" and size_text[0] == "0"):
+        raise CheckpointError("the checkpoint's origin or size line is malformed")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except ValueError:
+        raise CheckpointError("the checkpoint's root is not base64") from None
+    if len(root) != 32:
+        raise CheckpointError("the checkpoint's root is not 32 bytes")
+    return origin_line, int(size_text), root
+
+
+def open_checkpoint(note: str, verifiers: list[Verifier]) -> Checkpoint:
+    """The checkpoint in a signed note; raises SignatureError or CheckpointError."""
+    try:
+        text, key = open_note(note, verifiers)
+    except NoteError as exc:
+        raise CheckpointError(str(exc)) from None
+    origin_line, size, root = parse_body(text)
+    return Checkpoint(origin_line, size, root, note, key)
+
+
+def load_signer(path: Path, name: str) -> Signer:
+    """The log's signing key from path, made there (mode 0600) on first use."""
+    if path.exists():
+        return Signer.parse(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signer = Signer.generate(name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(signer.text() + "\n")
+    return signer
+
+
+def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str) -> CheckpointRow:
+    """The org's latest checkpoint, signing a new one first if the log has grown.
+
+    The new tree is proven consistent with the last checkpoint before it is signed;
+    raises CheckpointError when it is not (the stored log was rewritten).
+    """
+    head = store.log_head(org_id)
+    last = store.latest_checkpoint(org_id)
+    if last is not None and last.size >= head.size:
+        return last
+    root = tree.head_root(head)
+    if last is not None and last.size > 0:
+        proof = tree.consistency_proof(store=store, org_id=org_id, old=last.size, new=head.size)
+        try:
+            merkle.verify_consistency(last.size, head.size, proof, last.root, root)
+        except merkle.ProofError as exc:
+            raise CheckpointError(
+                f"refusing to sign: the tree of size {head.size} is not consistent with the "
+                f"checkpoint of size {last.size} ({exc})"
+            ) from None
+    note = signer.sign(body(origin(host, org_id), head.size, root))
+    row = CheckpointRow(org_id, head.size, root, note, signer.verifier.text(), times.now_us())
+    store.insert_checkpoint(row)
+    return store.latest_checkpoint(org_id) or row
+
+
+class Checkpointer:
+    """Signs a checkpoint for every org whose log grew, soon after it grew (in a thread)."""
+
+    def __init__(self, *, store: Store, signer: Signer, host: str, interval: float = 1.0):
+        self.store = store
+        self.signer = signer
+        self.host = host
+        self.interval = interval
+        self.errors: list[str] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sealog-checkpointer",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def poke(self) -> None:
+        """Says the log grew; a checkpoint follows within the interval."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def run_once(self) -> None:
+        for org_id in self.store.orgs_behind_checkpoint():
+            try:
+                sign_latest(store=self.store, signer=self.signer, host=self.host, org_id=org_id)
+            except CheckpointError as exc:
+                # Never sign over a rewritten log; keep saying so until an operator looks.
+                self.errors.append(str(exc))
+                del self.errors[:-100]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive one bad round
+                self.errors.append(f"checkpointing failed: {exc}")
+                del self.errors[:-100]
+            self._stop.wait(min(self.interval, 0.5))

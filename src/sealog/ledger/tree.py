@@ -1,0 +1,57 @@
+"""An org's Merkle tree as the store keeps it: appending leaves, roots and proofs."""
+
+from __future__ import annotations
+
+from sealog.ledger import merkle
+from sealog.store.base import LogHead, Store
+
+
+def append_leaves(
+    head: LogHead, leaves: list[bytes]
+) -> tuple[LogHead, list[tuple[int, int, bytes]]]:
+    """The head after appending leaves, and the nodes to store: the leaves themselves
+    (level 0) and every complete subtree they make. The tree keeps its own copy of each
+    leaf hash, so proofs never depend on the event rows they are meant to check."""
+    compact = merkle.CompactRange(head.size, head.compact_range)
+    nodes: list[tuple[int, int, bytes]] = [
+        (0, head.size + i, leaf) for i, leaf in enumerate(leaves)
+    ]
+    compact.extend(leaves, lambda level, index, h: nodes.append((level, index, h)))
+    return LogHead(compact.size, tuple(compact.hashes)), nodes
+
+
+def head_root(head: LogHead) -> bytes:
+    """The root of the tree a head describes."""
+    return merkle.fold(head.compact_range)
+
+
+def _reader(store: Store, org_id: str) -> merkle.NodeReader:
+    return lambda wanted: store.read_tree_nodes(org_id, wanted)
+
+
+def _check_size(store: Store, org_id: str, size: int) -> None:
+    current = store.log_head(org_id).size
+    if size > current:
+        raise ValueError(f"tree_size {size} is larger than the log ({current} events)")
+
+
+def root_at(*, store: Store, org_id: str, size: int) -> bytes:
+    """The root of the first size events of org_id's log."""
+    _check_size(store, org_id, size)
+    return merkle.root_from_nodes(size, _reader(store, org_id))
+
+
+def inclusion_proof(*, store: Store, org_id: str, index: int, size: int) -> list[bytes]:
+    """The inclusion proof of event index in the tree of the first size events."""
+    _check_size(store, org_id, size)
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} is not in a tree of size {size}")
+    return merkle.inclusion_proof(index, size, _reader(store, org_id))
+
+
+def consistency_proof(*, store: Store, org_id: str, old: int, new: int) -> list[bytes]:
+    """The consistency proof from the tree of size old to the tree of size new."""
+    _check_size(store, org_id, new)
+    if not 1 <= old <= new:
+        raise ValueError(f"'from' must be between 1 and 'to' ({new}); it is {old}")
+    return merkle.consistency_proof(old, new, _reader(store, org_id))

@@ -1,0 +1,205 @@
+"""Verifying a log against a signed checkpoint: every failure named, with index and event id.
+
+Used by `sealog verify` online (entries fetched from a server) and offline (a bundle).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from sealog.ledger import merkle
+from sealog.ledger.bundle import Entry
+
+MODIFIED = "modified"
+MISSING = "missing"
+REORDERED = "reordered"
+BAD_SIGNATURE = "bad signature"
+UNKNOWN_KEY = "unknown key"
+INCONSISTENT = "inconsistent checkpoint"
+ROOT_MISMATCH = "root mismatch"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing that is wrong: its kind, where, and in plain words what."""
+
+    kind: str
+    detail: str
+    index: int | None = None
+    event_id: str | None = None
+
+    def line(self) -> str:
+        where = f" index {self.index}" if self.index is not None else ""
+        event = f" event {self.event_id}" if self.event_id else ""
+        return f"FAILED {self.kind}:{where}{event}: {self.detail}"
+
+
+@dataclass
+class Report:
+    """What a verification found: valid events out of those the checkpoint commits to."""
+
+    total: int = 0
+    valid: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.valid == self.total
+
+    def text(self) -> str:
+        lines = [*self.notes, f"{self.valid}/{self.total} events valid"]
+        lines += [f.line() for f in self.failures]
+        return "\n".join(lines)
+
+
+_INDEX_FIELD = re.compile(rb'"id":"([^"]*)","index":(\d+),"metadata":')
+
+
+def _identity(event: bytes) -> tuple[str | None, int | None]:
+    """The id and index an event's bytes claim (None when unreadable)."""
+    match = _INDEX_FIELD.search(event)
+    if match:
+        return match.group(1).decode(), int(match.group(2))
+    try:
+        doc = orjson.loads(event)
+        return doc.get("id"), doc.get("index")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None, None
+
+
+ProofSource = Callable[[], Iterable[Entry]]
+
+
+def verify_log(
+    entries: Iterable[Entry],
+    *,
+    size: int,
+    root: bytes,
+    with_proofs: ProofSource | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Checks that entries are exactly the size events the checkpoint (size, root) commits to.
+
+    with_proofs, when given, re-reads the entries with inclusion proofs; it is used only
+    when the events do not hash to the root, to name the events that differ.
+    """
+    report = Report(total=size)
+    compact = merkle.CompactRange()
+    expected = 0
+    gap = False
+    flagged: set[int] = set()
+    for count, entry in enumerate(entries, 1):
+        if entry.index >= size:
+            break
+        if entry.index < expected:
+            event_id, _ = _identity(entry.event)
+            report.failures.append(Failure(
+                REORDERED, f"appears after index {expected - 1}", entry.index, event_id))
+            flagged.add(entry.index)
+            continue
+        if entry.index > expected:
+            report.failures.append(_missing(expected, entry.index))
+            gap = True
+        leaf = merkle.leaf_hash(entry.event)
+        event_id, sealed_at = _identity(entry.event)
+        if sealed_at != entry.index:
+            report.failures.append(Failure(
+                REORDERED, f"holds the event sealed at index {sealed_at}", entry.index, event_id))
+            flagged.add(entry.index)
+        elif leaf != entry.leaf_hash:
+            report.failures.append(Failure(
+                MODIFIED, "its content no longer matches its leaf hash", entry.index, event_id))
+            flagged.add(entry.index)
+        if not gap:
+            compact.append(leaf)
+        expected = entry.index + 1
+        if progress is not None and count % 10000 == 0:
+            progress(count)
+    if expected < size:
+        report.failures.append(_missing(expected, size))
+        gap = True
+    if progress is not None:
+        progress(expected)
+    if not gap and compact.root() == root:
+        report.valid = size - len(flagged)
+        return report
+    if with_proofs is None:
+        report.failures.append(Failure(
+            ROOT_MISMATCH, "the events do not hash to the signed root; "
+            "no proofs were available to say which differ"))
+        return report
+    report.valid = 0
+    failed: dict[int, str | None] = {}
+    for entry in with_proofs():
+        if entry.index >= size or entry.proof is None:
+            continue
+        try:
+            merkle.verify_inclusion(merkle.leaf_hash(entry.event), entry.index, size,
+                                    entry.proof, root)
+        except merkle.ProofError:
+            if entry.index not in flagged:
+                failed[entry.index] = _identity(entry.event)[0]
+            continue
+        if entry.index not in flagged:
+            report.valid += 1
+    for index, event_id in sorted(failed.items()):
+        sibling = index ^ 1
+        if sibling in failed and sibling < index:
+            continue
+        if sibling in failed:
+            # A leaf's proof holds its sibling's hash: when both fail, either may have changed.
+            detail = (f"this event or index {sibling} (event {failed[sibling]}) differs from "
+                      "what the checkpoint commits to; their leaf hashes were rewritten too")
+        else:
+            detail = "differs from the event the checkpoint commits to"
+        report.failures.append(Failure(MODIFIED, detail, index, event_id))
+        flagged.add(index)
+    if report.valid + len(failed) + len(flagged) < size and not report.failures:
+        report.failures.append(Failure(ROOT_MISMATCH, "the events do not hash to the signed root"))
+    report.failures.sort(key=lambda f: (f.index is None, f.index or 0))
+    return report
+
+
+def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: bytes) -> Report:
+    """Checks entries one by one against the checkpoint with their inclusion proofs (for
+    bundles that hold a selection of events, not all of them)."""
+    report = Report(total=0)
+    last = -1
+    for entry in entries:
+        report.total += 1
+        event_id, sealed_at = _identity(entry.event)
+        if entry.index <= last:
+            report.failures.append(Failure(
+                REORDERED, f"appears after index {last}", entry.index, event_id))
+            continue
+        last = entry.index
+        if sealed_at != entry.index:
+            report.failures.append(Failure(
+                REORDERED, f"holds the event sealed at index {sealed_at}", entry.index, event_id))
+            continue
+        if entry.proof is None or entry.index >= size:
+            report.failures.append(Failure(
+                MODIFIED, "has no inclusion proof in the checkpoint", entry.index, event_id))
+            continue
+        try:
+            merkle.verify_inclusion(merkle.leaf_hash(entry.event), entry.index, size,
+                                    entry.proof, root)
+        except merkle.ProofError:
+            report.failures.append(Failure(
+                MODIFIED, "differs from the event the checkpoint commits to",
+                entry.index, event_id))
+            continue
+        report.valid += 1
+    return report
+
+
+def _missing(start: int, stop: int) -> Failure:
+    if stop - start == 1:
+        return Failure(MISSING, "no event at this index (a gap in the log)", start)
+    return Failure(MISSING, f"no events at indexes {start} to {stop - 1} "
+                            f"({stop - start} events)", start)

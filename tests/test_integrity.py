@@ -1,0 +1,238 @@
+"""The integrity API, checkpoints, and tamper tests on a real SQLite file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+
+import pytest
+import rfc8785
+from fastapi.testclient import TestClient
+
+from sealog.events import Redactor
+from sealog.ingest import ingest
+from sealog.ledger import audit, checkpoint, merkle
+from sealog.ledger.note import Signer, Verifier
+from sealog.sampledata import generate_events
+
+from conftest import event
+
+
+def b64list(hashes):
+    return [base64.b64decode(h) for h in hashes]
+
+
+def signed(tenant) -> checkpoint.Checkpoint:
+    key = Verifier.parse(tenant.client.get("/api/v1/log/key").text)
+    note = tenant.client.get("/api/v1/log/checkpoint")
+    assert note.headers["content-type"].startswith("text/plain")
+    return checkpoint.open_checkpoint(note.text, [key])
+
+
+def test_checkpoint_proofs_and_key_fit_together(tenant):
+    ids = [e["id"] for e in tenant.client.post(
+        "/api/v1/events", json={"events": [event(description=f"e{i}") for i in range(7)]}
+    ).json()["events"]]
+    first = signed(tenant)
+    assert first.size == 7 and first.origin == "sealog.local/sealog/acme"
+    assert first.note.splitlines()[0] == "sealog.local/sealog/acme"
+    tenant.client.post("/api/v1/events", json={"events": [event()] * 5})
+    second = signed(tenant)
+    assert second.size == 12
+
+    doc = tenant.client.get(f"/api/v1/events/{ids[3]}").json()
+    leaf = merkle.leaf_hash(rfc8785.dumps({k: v for k, v in doc.items() if k != "leaf_hash"}))
+    assert leaf.hex() == doc["leaf_hash"]
+    proof = tenant.client.get("/api/v1/log/proof/inclusion",
+                              params={"event_id": ids[3], "tree_size": 12}).json()
+    assert proof["index"] == 3 and proof["tree_size"] == 12
+    merkle.verify_inclusion(leaf, 3, 12, b64list(proof["hashes"]), second.root)
+    by_index = tenant.client.get("/api/v1/log/proof/inclusion", params={"index": 3}).json()
+    assert by_index == proof
+
+    consistency = tenant.client.get("/api/v1/log/proof/consistency",
+                                    params={"from": 7, "to": 12}).json()
+    merkle.verify_consistency(7, 12, b64list(consistency["hashes"]), first.root, second.root)
+
+
+def test_every_checkpoint_is_kept(tenant, store):
+    for n in (1, 2, 3):
+        tenant.client.post("/api/v1/events", json={"events": [event()] * n})
+        signed(tenant)
+    sizes = [r[0] for r in sqlite3.connect(store.path).execute(
+        "SELECT size FROM checkpoints WHERE org_id = 'acme' ORDER BY size")]
+    assert sizes == [1, 3, 6]
+
+
+def test_proof_requests_that_cannot_be_answered(tenant, tenant_factory):
+    c = tenant.client
+    c.post("/api/v1/events", json={"events": [event()] * 3})
+    assert c.get("/api/v1/log/proof/inclusion", params={"index": 3, "tree_size": 3}
+                 ).status_code == 422
+    assert c.get("/api/v1/log/proof/inclusion", params={"index": 0, "tree_size": 9}
+                 ).status_code == 422
+    assert c.get("/api/v1/log/proof/inclusion").status_code == 422
+    assert c.get("/api/v1/log/proof/consistency", params={"from": 3, "to": 2}
+                 ).status_code == 422
+    assert c.get("/api/v1/log/proof/consistency", params={"from": 0, "to": 2}
+                 ).status_code == 422
+    other = tenant_factory("beta")
+    event_id = c.get("/api/v1/events").json()["data"][0]["id"]
+    assert other.client.get("/api/v1/log/proof/inclusion",
+                            params={"event_id": event_id}).status_code == 404
+    reader = tenant_factory("acme", scopes=["events:write"])
+    assert reader.client.get("/api/v1/log/checkpoint").status_code == 403
+
+
+def test_an_empty_log_has_a_checkpoint_of_the_empty_tree(tenant):
+    cp = signed(tenant)
+    assert cp.size == 0 and cp.root == hashlib.sha256(b"").digest()
+
+
+def test_the_signing_key_is_private_and_reused(settings, store, app):
+    path = settings.resolved_signing_key_file
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = checkpoint.load_signer(path, settings.log_host)
+    assert again.verifier == app.state.signer.verifier
+
+
+def test_no_checkpoint_is_signed_over_a_rewritten_tree(tenant, store, app):
+    tenant.client.post("/api/v1/events", json={"events": [event()] * 5})
+    signed(tenant)
+    tenant.client.post("/api/v1/events", json={"events": [event()] * 3})
+    conn = sqlite3.connect(store.path)
+    conn.execute("UPDATE tree_nodes SET hash = zeroblob(32) WHERE org_id = 'acme' AND level = 2")
+    conn.commit()
+    with pytest.raises(checkpoint.CheckpointError, match="not consistent"):
+        checkpoint.sign_latest(store=store, signer=app.state.signer, host="sealog.local",
+                               org_id="acme")
+
+
+# -- tamper tests: a real database file, then `verify` as an auditor runs it --------------
+
+
+@pytest.fixture
+def audited(tenant, store, app, tmp_path):
+    """A log of 300 realistic events, checked once (so a state file exists)."""
+    raw = list(generate_events(300, days=2))
+    ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
+    key = app.state.signer.verifier
+    state = tmp_path / "state.json"
+
+    def run() -> audit.Report:
+        client = TestClient(app, base_url="http://testserver/api/v1")
+        server = audit.Server("", tenant.secret, client=client)
+        try:
+            return audit.verify_server(server, [key], state_path=state)
+        finally:
+            server.close()
+
+    first = run()
+    assert first.ok and first.valid == first.total == 300, first.text()
+    return run, sqlite3.connect(store.path)
+
+
+def kinds(report: audit.Report) -> list[tuple[str, int | None]]:
+    return [(f.kind, f.index) for f in report.failures]
+
+
+def _doc(conn, index):
+    return conn.execute("SELECT d.doc FROM events e JOIN event_docs d ON d.seq = e.seq "
+                        "WHERE e.org_id = 'acme' AND e.idx = ?", (index,)).fetchone()[0]
+
+
+def _set_doc(conn, index, doc, *, with_leaf=False):
+    seq = conn.execute("SELECT seq FROM events WHERE org_id='acme' AND idx=?", (index,)
+                       ).fetchone()[0]
+    conn.execute("UPDATE event_docs SET doc = ? WHERE seq = ?", (doc, seq))
+    if with_leaf:
+        conn.execute("UPDATE events SET leaf_hash = ? WHERE seq = ?", (merkle.leaf_hash(doc), seq))
+    conn.commit()
+
+
+def test_a_changed_field_is_reported_as_modified(audited):
+    run, conn = audited
+    _set_doc(conn, 41, _doc(conn, 41).replace(b'"result":"', b'"result":"x', 1))
+    report = run()
+    assert kinds(report) == [("modified", 41)] and report.valid == 299 and not report.ok
+    assert "299/300 events valid" in report.text()
+
+
+def test_a_change_with_a_recomputed_leaf_hash_is_still_found(audited):
+    run, conn = audited
+    _set_doc(conn, 7, _doc(conn, 7).replace(b'"result":"', b'"result":"x', 1), with_leaf=True)
+    report = run()
+    assert kinds(report) == [("modified", 7)] and report.valid == 299
+
+
+def test_a_change_rewritten_into_the_tree_leaves_names_the_pair(audited):
+    run, conn = audited
+    doc = _doc(conn, 7).replace(b'"result":"', b'"result":"x', 1)
+    _set_doc(conn, 7, doc, with_leaf=True)
+    conn.execute("UPDATE tree_nodes SET hash = ? WHERE org_id = 'acme' AND level = 0 AND idx = 7",
+                 (merkle.leaf_hash(doc),))
+    conn.commit()
+    report = run()
+    # The proof of 6 now holds 7's rewritten hash: the pair is named, and nothing else.
+    assert kinds(report) == [("modified", 6)] and report.valid == 298
+    assert "or index 7" in report.text()
+
+
+def test_a_deleted_event_is_reported_as_missing(audited):
+    run, conn = audited
+    conn.execute("DELETE FROM events WHERE org_id = 'acme' AND idx = 150")
+    conn.commit()
+    report = run()
+    assert kinds(report) == [("missing", 150)] and report.valid == 299
+
+
+def test_swapped_events_are_reported_as_reordered(audited):
+    run, conn = audited
+    conn.execute("UPDATE events SET idx = -1 WHERE org_id = 'acme' AND idx = 10")
+    conn.execute("UPDATE events SET idx = 10 WHERE org_id = 'acme' AND idx = 20")
+    conn.execute("UPDATE events SET idx = 20 WHERE org_id = 'acme' AND idx = -1")
+    conn.commit()
+    report = run()
+    assert kinds(report) == [("reordered", 10), ("reordered", 20)] and report.valid == 298
+
+
+def test_deleting_the_last_events_is_reported_as_missing(audited):
+    run, conn = audited
+    conn.execute("DELETE FROM events WHERE org_id = 'acme' AND idx >= 295")
+    conn.commit()
+    report = run()
+    assert kinds(report) == [("missing", 295)] and "295 to 299" in report.text()
+    assert report.valid == 295
+
+
+def _rewrite_history(conn, store, index: int) -> None:
+    """What an insider with database access does: change an event, rebuild every hash."""
+    _set_doc(conn, index, _doc(conn, index).replace(b'"result":"', b'"result":"x', 1),
+             with_leaf=True)
+    leaves = [r[0] for r in conn.execute(
+        "SELECT leaf_hash FROM events WHERE org_id = 'acme' ORDER BY idx")]
+    nodes: list[tuple[int, int, bytes]] = []
+    compact = merkle.CompactRange()
+    compact.extend(leaves, lambda level, i, h: nodes.append((level, i, h)))
+    conn.execute("DELETE FROM tree_nodes WHERE org_id = 'acme'")
+    conn.executemany("INSERT INTO tree_nodes VALUES ('acme', ?, ?, ?)", nodes)
+    conn.execute("UPDATE orgs SET compact_range = ? WHERE id = 'acme'", (b"".join(compact.hashes),))
+    conn.execute("DELETE FROM checkpoints WHERE org_id = 'acme'")
+    conn.commit()
+
+
+def test_history_re_signed_with_another_key_is_an_unknown_key(audited, store, app, settings):
+    run, conn = audited
+    _rewrite_history(conn, store, 3)
+    app.state.signer = Signer.generate("sealog.local")
+    report = run()
+    assert [f.kind for f in report.failures] == ["unknown key"] and not report.ok
+
+
+def test_history_re_signed_with_the_stolen_key_is_a_fork(audited, store):
+    run, conn = audited
+    _rewrite_history(conn, store, 3)
+    report = run()
+    assert [f.kind for f in report.failures] == ["inconsistent checkpoint"]
+    assert "rewritten" in report.text()
