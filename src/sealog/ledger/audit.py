@@ -231,13 +231,15 @@ def _header(path: Path) -> dict:
 
 
 def _entries(path: Path) -> Iterator[Entry]:
-    with path.open("rb") as f:
+    with path.open("rb", buffering=1 << 20) as f:
         next(f, None)
         for line in f:
-            if line.startswith(b'{"checkpoint":'):
-                return
-            if line.strip():
+            if line[:2] == b'{"':
+                if line.startswith(b'{"checkpoint":'):
+                    return
                 yield parse_entry_line(line)
+            elif line.strip():
+                raise BundleError(f"not a bundle line: {line[:40]!r}")
 
 
 def _closing_note(path: Path) -> str | None:

@@ -55,3 +55,32 @@ def consistency_proof(*, store: Store, org_id: str, old: int, new: int) -> list[
     if not 1 <= old <= new:
         raise ValueError(f"'from' must be between 1 and 'to' ({new}); it is {old}")
     return merkle.consistency_proof(old, new, _reader(store, org_id))
+
+
+class ProofMaker:
+    """Inclusion proofs for many events of one tree size, reading each stored node once.
+
+    Neighbouring events share most of their proof, so a bounded cache of nodes makes a
+    proof for every event of a large export cost a few reads each, in flat memory.
+    """
+
+    def __init__(self, *, store: Store, org_id: str, size: int, cache_nodes: int = 65536):
+        _check_size(store, org_id, size)
+        self.store = store
+        self.org_id = org_id
+        self.size = size
+        self._cache: dict[tuple[int, int], bytes] = {}
+        self._limit = cache_nodes
+
+    def _read(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        missing = [n for n in wanted if n not in self._cache]
+        if missing:
+            if len(self._cache) + len(missing) > self._limit:
+                self._cache.clear()
+            self._cache.update(self.store.read_tree_nodes(self.org_id, missing))
+        return {n: self._cache[n] for n in wanted if n in self._cache}
+
+    def inclusion(self, index: int) -> list[bytes]:
+        if not 0 <= index < self.size:
+            raise ValueError(f"index {index} is not in a tree of size {self.size}")
+        return merkle.inclusion_proof(index, self.size, self._read)

@@ -6,6 +6,7 @@ Used by `sealog verify` online (entries fetched from a server) and offline (a bu
 from __future__ import annotations
 
 import re
+from hashlib import sha256
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -105,15 +106,9 @@ def verify_log(
         if entry.index > expected:
             report.failures.append(_missing(expected, entry.index))
             gap = True
-        leaf = merkle.leaf_hash(entry.event)
-        event_id, sealed_at = _identity(entry.event)
-        if sealed_at != entry.index:
-            report.failures.append(Failure(
-                REORDERED, f"holds the event sealed at index {sealed_at}", entry.index, event_id))
-            flagged.add(entry.index)
-        elif leaf != entry.leaf_hash:
-            report.failures.append(Failure(
-                MODIFIED, "its content no longer matches its leaf hash", entry.index, event_id))
+        leaf = sha256(b"\x00" + entry.event).digest()
+        if leaf != entry.leaf_hash:
+            report.failures.append(_changed(entry, "its content no longer matches its leaf hash"))
             flagged.add(entry.index)
         if not gap:
             compact.append(leaf)
@@ -143,7 +138,12 @@ def verify_log(
                                     entry.proof, root)
         except merkle.ProofError:
             if entry.index not in flagged:
-                failed[entry.index] = _identity(entry.event)[0]
+                event_id, sealed_at = _identity(entry.event)
+                if sealed_at != entry.index:
+                    report.failures.append(_changed(entry, ""))
+                    flagged.add(entry.index)
+                else:
+                    failed[entry.index] = event_id
             continue
         if entry.index not in flagged:
             report.valid += 1
@@ -196,6 +196,17 @@ def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: byt
             continue
         report.valid += 1
     return report
+
+
+def _changed(entry: Entry, detail: str) -> Failure:
+    """A failure for an entry whose bytes are not what was sealed at its place: another
+    event's (reordered) or altered ones (modified)."""
+    event_id, sealed_at = _identity(entry.event)
+    if sealed_at is not None and sealed_at != entry.index:
+        return Failure(REORDERED, f"holds the event sealed at index {sealed_at}", entry.index,
+                       event_id)
+    return Failure(MODIFIED, detail or "differs from the event the checkpoint commits to",
+                   entry.index, event_id)
 
 
 def _missing(start: int, stop: int) -> Failure:

@@ -1,0 +1,47 @@
+"""Writing an org's events as a verifiable JSON Lines bundle (format: ledger/bundle.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from sealog.ledger import bundle, checkpoint, tree
+from sealog.store.base import CheckpointRow, Store, StoredDoc
+
+
+def bundle_lines(
+    docs: Iterable[StoredDoc], proofs: tree.ProofMaker,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """Entry lines, each with its inclusion proof in the bundle's checkpoint."""
+    for count, doc in enumerate(docs, 1):
+        yield bundle.entry_line(doc.index, doc.leaf_hash, doc.doc, proofs.inclusion(doc.index))
+        if progress is not None and count % 10000 == 0:
+            progress(count)
+
+
+def write_bundle(
+    out: IO[bytes],
+    *,
+    store: Store,
+    org_id: str,
+    host: str,
+    signed: CheckpointRow,
+    docs: Iterable[StoredDoc] | None = None,
+    count: int | None = None,
+    selection: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Writes a bundle of docs (default: every event the checkpoint covers) with proofs
+    against signed; returns how many entries it holds."""
+    complete = docs is None
+    if docs is None:
+        docs = store.iter_events_by_index(org_id, 0, signed.size)
+        count = signed.size
+    header = bundle.header_line(
+        org_id=org_id, origin=checkpoint.origin(host, org_id), tree_size=signed.size,
+        complete=complete, count=count, selection=selection or {},
+    )
+    proofs = tree.ProofMaker(store=store, org_id=org_id, size=signed.size)
+    return bundle.write_bundle(out, header=header, entries=bundle_lines(docs, proofs, progress),
+                               note=signed.note)
