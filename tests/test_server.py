@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sealog import auth
+from sealog.ledger.note import Signer
 from sealog.store import open_store
 
 from conftest import event
@@ -73,3 +74,29 @@ def test_served_process_ingests_and_searches(server):
         assert client.get("/api/v1/events/count").json() == {"count": 2}
         assert client.get("/").status_code == 200
         assert client.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_verify_command_against_the_served_log(server, tmp_path):
+    base, secret = server
+    headers = {"Authorization": f"Bearer {secret}"}
+    httpx.post(f"{base}/api/v1/events", headers=headers, timeout=10,
+               json={"events": [event(description=f"e{i}") for i in range(20)]})
+    key = httpx.get(f"{base}/api/v1/log/key", timeout=10).text.strip()
+    state = tmp_path / "state.json"
+
+    def verify(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "sealog", "verify", "--url", base, "--api-key", secret,
+             "--state", str(state), *extra], capture_output=True, text=True, timeout=60)
+
+    ok = verify("--verifier-key", key)
+    assert ok.returncode == 0, ok.stderr
+    assert "20/20 events valid" in ok.stdout
+    some_id = httpx.get(f"{base}/api/v1/events", headers=headers, timeout=10
+                        ).json()["data"][0]["id"]
+    one = verify("--verifier-key", key, "--event-id", some_id)
+    assert one.returncode == 0 and "1/1 events valid" in one.stdout
+    bad = verify("--verifier-key", key.replace(key.split("+")[2][:4], "AAAA"))
+    assert bad.returncode == 2  # a key whose ID does not match is refused up front
+    wrong = verify("--verifier-key", Signer.generate("sealog.local").verifier.text())
+    assert wrong.returncode == 1 and "unknown key" in wrong.stdout

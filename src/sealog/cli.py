@@ -15,6 +15,7 @@ from sealog import auth, sampledata, times
 from sealog.config import Settings, SettingsError
 from sealog.events import Redactor
 from sealog.ingest import ingest
+from sealog.ledger import checkpoint
 from sealog.store import Store, open_store
 from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org
 
@@ -147,6 +148,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         bar = ProgressBar(args.events, "Generating demo events")
         org, key = seed_demo(store=store, count=args.events, days=args.days, progress=bar.update)
+        signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
+        store.add_log_key(signer.verifier.text(), times.now_us())
+        checkpoint.sign_latest(store=store, signer=signer, host=settings.log_host,
+                               org_id=org.id)
     finally:
         store.close()
     base = f"http://{settings.host}:{settings.port}"
@@ -159,6 +164,9 @@ Try:
   curl -s -H 'Authorization: Bearer {key.secret}' '{base}/api/v1/events?range=7d&limit=2'
   curl -s -H 'Authorization: Bearer {key.secret}' '{base}/api/v1/events/count?range=30d&q=guardrail'
   OpenAPI: {base}/api/v1/openapi.json
+
+  Log verifier key (pin it): {signer.verifier.text()}
+  sealog verify --url {base} --api-key '{key.secret}' --verifier-key '{signer.verifier.text()}'
 """)
     if args.no_serve:
         return 0
@@ -271,8 +279,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_log_key(args: argparse.Namespace) -> int:
-    from sealog.ledger import checkpoint
-
     settings = _settings(args)
     path = settings.resolved_signing_key_file
     store = _open(args)

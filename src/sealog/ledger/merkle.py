@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from hashlib import sha256 as _sha256
 from collections.abc import Callable, Iterable, Sequence
+from hashlib import sha256 as _sha256
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 

@@ -6,9 +6,9 @@ Used by `sealog verify` online (entries fetched from a server) and offline (a bu
 from __future__ import annotations
 
 import re
-from hashlib import sha256
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 import orjson
 
