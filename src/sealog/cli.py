@@ -25,10 +25,11 @@ class CommandError(Exception):
 
 
 class ProgressBar:
-    """A one-line progress bar on a terminal (plain lines elsewhere)."""
+    """A one-line progress bar on a terminal (a few plain lines elsewhere); total None
+    counts without a bar."""
 
-    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr):
-        self.total = max(total, 1)
+    def __init__(self, total: int | None, label: str, stream: TextIO = sys.stderr):
+        self.total = total
         self.label = label
         self.stream = stream
         self.tty = stream.isatty()
@@ -36,22 +37,23 @@ class ProgressBar:
         self._last = -1
 
     def update(self, done: int) -> None:
-        percent = done * 100 // self.total
-        if percent == self._last:
+        step = done * 100 // self.total if self.total else done // 100_000
+        if step == self._last:
             return
-        self._last = percent
+        self._last = step
         rate = done / max(time.monotonic() - self.started, 1e-9)
-        if self.tty:
+        if self.total:
             width = 30
-            filled = width * done // self.total
-            self.stream.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                f"{done:,}/{self.total:,} {rate:,.0f}/s"
-            )
-            if done >= self.total:
-                self.stream.write("\n")
-        elif percent % 25 == 0:
-            self.stream.write(f"{self.label}: {done:,}/{self.total:,} ({percent}%)\n")
+            filled = width * min(done, self.total) // self.total
+            text = (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                    f"{done:,}/{self.total:,} {rate:,.0f}/s")
+            finished = done >= self.total
+        else:
+            text, finished = f"{self.label}: {done:,} ({rate:,.0f}/s)", False
+        if self.tty:
+            self.stream.write(f"\r{text}" + ("\n" if finished else ""))
+        elif not self.total or step % 25 == 0:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
 
@@ -254,7 +256,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.bundle:
             if args.url or args.event_id:
                 raise CommandError("give a bundle file, or --url, not both")
-            bar = ProgressBar(0, "Verifying")
+            bar = ProgressBar(None, "Verifying")
             report = audit.verify_bundle_file(Path(args.bundle), verifiers, progress=bar.update)
         else:
             url = args.url or os.environ.get("SEALOG_URL")
@@ -267,7 +269,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 if args.event_id:
                     report = audit.verify_event(server, verifiers, args.event_id)
                 else:
-                    bar = ProgressBar(0, "Verifying")
+                    bar = ProgressBar(None, "Verifying")
                     report = audit.verify_server(server, verifiers,
                                                  state_path=Path(args.state), progress=bar.update)
             finally:

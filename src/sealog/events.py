@@ -257,19 +257,14 @@ class Redactor:
     names: tuple[str, ...] = DEFAULT_SECRET_KEYS
     _patterns: list[tuple[str, ...]] = field(init=False, repr=False)
     _cache: dict[str, bool] = field(init=False, repr=False, default_factory=dict)
-    _suspects: re.Pattern[bytes] = field(init=False, repr=False)
+    _suspect_words: list[bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._patterns = [tuple(_key_words(n)) for n in self.names if _key_words(n)]
-        # Serialised JSON with none of these bytes holds no secret key, no float, no
-        # integer past 2^53, no escaped quote and no key that orjson and RFC 8785 sort
+        # Serialised JSON with none of these words or bytes holds no secret key, no
+        # fractional number, no escaped quote and no key that orjson and RFC 8785 sort
         # apart, so it needs no walk: the common case, and the fast one.
-        longest = sorted({max(p, key=len) for p in self._patterns})
-        self._suspects = re.compile(
-            b"|".join([re.escape(w.encode()) for w in longest]
-                      + [rb'\\"', rb"(?:^|[:,[])-?[0-9]+[.eE]", rb"[0-9]{16}", rb"[\xee-\xf4]"]),
-            re.IGNORECASE,
-        )
+        self._suspect_words = sorted({max(p, key=len).encode() for p in self._patterns})
 
     def is_secret(self, key: str) -> bool:
         hit = self._cache.get(key)
@@ -282,7 +277,19 @@ class Redactor:
 
     def may_need_walk(self, encoded: bytes) -> bool:
         """False only when JSON text `encoded` surely needs no redaction or exact JCS."""
-        return self._suspects.search(encoded) is not None
+        lowered = encoded.lower()
+        return (
+            any(word in lowered for word in self._suspect_words)
+            or b'\\"' in encoded
+            or _FRACTIONAL.search(encoded) is not None
+            or (not encoded.isascii() and _PAST_U_E000.search(encoded) is not None)
+        )
+
+
+# A digit then '.', 'e' or 'E': every fractional JSON number has one (strings may too).
+_FRACTIONAL = re.compile(rb"[0-9][.eE]")
+# UTF-8 lead bytes of U+E000 and above, where code point and UTF-16 orders differ.
+_PAST_U_E000 = re.compile(rb"[\xee-\xf4]")
 
 
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
@@ -313,9 +320,10 @@ class _JsonWalk:
         if value is None:
             return None, 4
         try:
-            encoded = orjson.dumps(value)
+            # STRICT_INTEGER refuses integers past ±(2^53-1): the walk then names them.
+            encoded = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
         except TypeError:
-            encoded = b'"'  # the walk below names what is wrong
+            encoded = b'\\"'  # forces the walk, which names what is wrong
         if not self.redactor.may_need_walk(encoded):
             return value, len(encoded)
         copied = self.copy(value)
@@ -544,7 +552,7 @@ def _normalise(
             problems.append(("context", walk.problem))
             walk.problem = None
     metadata_in = m.get("metadata")
-    metadata, metadata_size = walk.clean(metadata_in if metadata_in is not None else {})
+    metadata, metadata_size = walk.clean(metadata_in) if metadata_in else ({}, 2)
     if walk.problem:
         problems.append(("metadata", walk.problem))
     elif metadata_size > MAX_METADATA_BYTES:
