@@ -236,3 +236,21 @@ def test_history_re_signed_with_the_stolen_key_is_a_fork(audited, store):
     report = run()
     assert [f.kind for f in report.failures] == ["inconsistent checkpoint"]
     assert "rewritten" in report.text()
+
+
+def test_rotation_keeps_the_old_key_as_a_verifier(tmp_path, capsys):
+    from sealog.cli import main
+
+    db = ["--data-dir", str(tmp_path / "data")]
+    assert main(["orgs", "create", "Acme", "--id", "acme", *db]) == 0
+    assert main(["log-key", *db]) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["log-key", "--rotate", *db]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second != first and Verifier.parse(second).name == "sealog.local"
+    assert main(["log-key", "--json", *db]) == 0
+    listed = __import__("json").loads(capsys.readouterr().out)
+    assert listed["current"] == second
+    keys = {k["verifier_key"]: k["retired_at"] for k in listed["keys"]}
+    assert keys[first] is not None and keys[second] is None
+    assert list((tmp_path / "data").glob("signing.key.*.retired"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -175,6 +176,74 @@ Try:
     args.data_dir = str(data_dir)
     args.database_url = f"sqlite:///{data_dir.resolve() / 'sealog.db'}"
     return cmd_serve(args)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from sealog.exports import jobs
+
+    settings = _settings(args)
+    count = args.workers or max(settings.export_workers, 1)
+    store = _open(args)
+    signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
+    workers = [jobs.Worker(store=store, folder=settings.resolved_export_dir, signer=signer,
+                           host=settings.log_host, lease_seconds=settings.export_lease_seconds)
+               for _ in range(count)]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for worker in workers:
+        worker.start()
+    print(f"Sealog export worker: {count} worker(s) on {settings.resolved_database_url}",
+          file=sys.stderr)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for worker in workers:
+            worker.stop()
+        store.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sealog.exports import jobs, writers
+    from sealog.search import build_filter
+
+    settings = _settings(args)
+    out = Path(args.output)
+    fmt = args.format or out.suffix.lstrip(".")
+    if fmt not in writers.FORMATS:
+        raise CommandError(f"unknown format {fmt!r}; use --format csv, xlsx or jsonl")
+    store = _open(args)
+    try:
+        head = store.log_head(args.org)
+        flt = build_filter(org_id=args.org, range_preset=args.range, start=args.start,
+                           end=args.end, tz=args.tz, categories=args.category or [], q=args.q)
+        flt = dataclasses.replace(flt, max_index=head.size)
+        total = store.count_events(flt)
+        signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
+        bar = ProgressBar(total, f"Exporting {fmt}")
+        selection = {"range": args.range, "from": args.start, "to": args.end, "tz": args.tz,
+                     "categories": list(flt.categories), "q": args.q}
+        part = out.with_name(out.name + ".part")
+        count = jobs.write_file(store=store, org_id=args.org, format=fmt, flt=flt, path=part,
+                                signer=signer, host=settings.log_host, selection=selection,
+                                progress=bar.update)
+        part.replace(out)
+        bar.update(count)
+        ingest(store=store, org_id=args.org, redactor=Redactor(), raw_events=[{
+            "action": "audit_log.exported", "result": "success",
+            "description": f"Exported {count} events to {out.name} from the command line",
+            "actor": {"id": "cli", "name": "sealog export", "type": "system"},
+            "metadata": {"format": fmt, "rows": count, "selection": selection},
+        }])
+    finally:
+        store.close()
+    print(f"Wrote {count:,} events to {out}")
+    return 0
 
 
 def cmd_orgs_create(args: argparse.Namespace) -> int:
@@ -399,6 +468,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--event-id", help="verify this one event's inclusion")
     p.add_argument("--state", default=str(Path.home() / ".local/state/sealog/verify-state.json"),
                    help="where the last checkpoint seen is kept, to catch a rewritten history")
+
+    p = _command(sub, "worker", "Run export workers only (as many processes as you like).",
+                 "sealog worker --database-url sqlite:////var/lib/sealog/sealog.db", cmd_worker)
+    _add_db(p)
+    p.add_argument("--workers", type=int, help="threads in this process (default: "
+                                                 "SEALOG_EXPORT_WORKERS or 1)")
+
+    p = _command(sub, "export", "Export an org's events to a file now (CSV, Excel or a "
+                 "verifiable JSON Lines bundle).",
+                 "sealog export --org acme --format csv --range 7d -o acme-week.csv", cmd_export)
+    _add_db(p)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--format", choices=["csv", "xlsx", "jsonl"],
+                   help="default: from the output file's extension")
+    p.add_argument("--range", default="24h", help="24h (default), 7d, 30d, month, custom")
+    p.add_argument("--from", dest="start", help="RFC 3339, with --range custom")
+    p.add_argument("--to", dest="end", help="RFC 3339, with --range custom")
+    p.add_argument("--tz", help="IANA time zone for --range month")
+    p.add_argument("--category", action="append", help="repeatable")
+    p.add_argument("--q", help="search, as in the API")
+    p.add_argument("-o", "--output", required=True, help="the file to write")
 
     p = _command(sub, "log-key", "Print the log's verifier key (made on first use); --rotate "
                  "starts a new signing key and keeps the old one as a verifier.",

@@ -26,6 +26,10 @@ class Settings:
     log_host: str = "sealog.local"
     signing_key_file: Path | None = None
     checkpoint_interval: float = 1.0
+    export_dir: Path | None = None
+    export_workers: int = 1
+    export_expiry_days: float = 7
+    export_lease_seconds: float = 30
 
     @property
     def resolved_database_url(self) -> str:
@@ -33,6 +37,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.resolve() / 'sealog.db'}"
+
+    @property
+    def resolved_export_dir(self) -> Path:
+        """Where export files are written."""
+        return self.export_dir or self.data_dir / "exports"
 
     @property
     def resolved_signing_key_file(self) -> Path:
@@ -68,6 +77,16 @@ class Settings:
                 raise SettingsError(
                     "SEALOG_CHECKPOINT_INTERVAL must be seconds, e.g. 1 or 0.5"
                 ) from None
+        if env.get("SEALOG_EXPORT_DIR"):
+            values["export_dir"] = Path(env["SEALOG_EXPORT_DIR"])
+        for name, key, kind in (("SEALOG_EXPORT_WORKERS", "export_workers", int),
+                                ("SEALOG_EXPORT_EXPIRY_DAYS", "export_expiry_days", float),
+                                ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float)):
+            if env.get(name):
+                try:
+                    values[key] = kind(env[name])
+                except ValueError:
+                    raise SettingsError(f"{name} must be a number, not {env[name]!r}") from None
         if env.get("SEALOG_SQLITE_SYNCHRONOUS"):
             values["sqlite_synchronous"] = env["SEALOG_SQLITE_SYNCHRONOUS"].upper()
         settings = cls(**values)  # type: ignore[arg-type]
@@ -83,6 +102,12 @@ class Settings:
             raise SettingsError(
                 "SEALOG_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA (default FULL)"
             )
+        if not 0 <= self.export_workers <= 16:
+            raise SettingsError("SEALOG_EXPORT_WORKERS must be 0 (none) to 16")
+        if self.export_expiry_days <= 0:
+            raise SettingsError("SEALOG_EXPORT_EXPIRY_DAYS must be more than 0, e.g. 7")
+        if self.export_lease_seconds < 1:
+            raise SettingsError("SEALOG_EXPORT_LEASE_SECONDS must be at least 1, e.g. 30")
         if not 0 < self.checkpoint_interval <= 2:
             raise SettingsError(
                 "SEALOG_CHECKPOINT_INTERVAL must be more than 0 and at most 2 seconds"

@@ -11,13 +11,14 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import HTMLResponse, Response
 
 from sealog import __version__, times
-from sealog.api import events, log, problems
+from sealog.api import events, exports, log, problems
 from sealog.api.deps import StoreDep
 from sealog.api.events import _BATCH_SCHEMA
 from sealog.api.schemas import PROBLEM_RESPONSES
 from sealog.auth import KeyAuthenticator
 from sealog.config import Settings
 from sealog.events import Redactor
+from sealog.exports import jobs
 from sealog.ledger import checkpoint
 from sealog.store import Store, open_store
 
@@ -28,8 +29,10 @@ _LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 </body></html>"""
 
 
-def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
-    """The app on settings' database, or on store when given (then the caller closes it)."""
+def create_app(settings: Settings, *, store: Store | None = None,
+               run_workers: bool = True) -> FastAPI:
+    """The app on settings' database, or on store when given (then the caller closes it);
+    it runs settings.export_workers export workers unless run_workers is False."""
     owns_store = store is None
     the_store = store if store is not None else open_store(
         settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
@@ -42,10 +45,20 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
         interval=settings.checkpoint_interval,
     )
 
+    workers = [
+        jobs.Worker(store=the_store, folder=settings.resolved_export_dir, signer=signer,
+                    host=settings.log_host, lease_seconds=settings.export_lease_seconds)
+        for _ in range(settings.export_workers if run_workers else 0)
+    ]
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpointer.start()
+        for worker in workers:
+            worker.start()
         yield
+        for worker in workers:
+            worker.stop()
         checkpointer.stop()
         if owns_store:
             the_store.close()
@@ -68,6 +81,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(events.router)
     app.include_router(log.router)
+    app.include_router(exports.router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:

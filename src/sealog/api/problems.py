@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from sealog.auth import AuthError, ScopeError
 from sealog.events import EventValidationError, FieldError
+from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
 from sealog.search import CursorError, FilterError, SearchSyntaxError
 from sealog.store.base import Conflict, NotFound
@@ -60,6 +61,10 @@ class Problem(Exception):
 
 
 def _from_pydantic(exc: RequestValidationError) -> Problem:
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return Problem(400, f"the body is not valid JSON: {err.get('msg')}",
+                           kind="malformed-json")
     errors = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
@@ -82,7 +87,7 @@ def as_problem(exc: Exception) -> Problem:
             errors=[FieldError(None, "q", str(exc))],
             extra={"token": exc.token, "position": exc.position},
         )
-    if isinstance(exc, TimeError | FilterError):
+    if isinstance(exc, TimeError | FilterError | ExportError):
         return Problem(422, str(exc), kind="validation")
     if isinstance(exc, CursorError):
         return Problem(400, str(exc), kind="bad-cursor")
@@ -105,7 +110,8 @@ def install(app: FastAPI) -> None:
         return as_problem(exc).response()
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, TimeError,
-                FilterError, CursorError, AuthError, ScopeError, NotFound, Conflict):
+                FilterError, CursorError, ExportError, AuthError, ScopeError, NotFound,
+                Conflict):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -91,6 +91,40 @@ class CheckpointRow:
     created_at: int
 
 
+@dataclass(frozen=True)
+class ExportRow:
+    """An export job as stored."""
+
+    id: str
+    org_id: str
+    name: str
+    format: str
+    params: str
+    snapshot_size: int
+    status: str
+    progress: float
+    row_count: int | None
+    size_bytes: int | None
+    sha256: str | None
+    error: str | None
+    created_by: str | None
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    expires_at: int | None
+    lease_owner: str | None
+    lease_expires_at: int | None
+    attempts: int
+    file_path: str | None
+
+
+EXPORT_COLUMNS = (
+    "id, org_id, name, format, params, snapshot_size, status, progress, row_count, "
+    "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
+    "lease_owner, lease_expires_at, attempts, file_path"
+)
+
+
 class WriteTx(Protocol):
     """One write transaction; on PostgreSQL the org row stays locked until commit."""
 
@@ -176,3 +210,31 @@ class Store(Protocol):
 
     def log_keys(self) -> list[tuple[str, int, int | None]]:
         """(verifier key, created_at, retired_at) of every key the log has used."""
+
+    def iter_events_ascending(self, flt: EventFilter, *, batch: int = 1000
+                              ) -> Iterator[StoredDoc]:
+        """Every event flt selects, oldest first (occurred_at, then id), in pages."""
+
+    def insert_export(self, row: ExportRow) -> None: ...
+
+    def get_export(self, org_id: str, export_id: str) -> ExportRow | None: ...
+
+    def list_exports(self, org_id: str) -> list[ExportRow]:
+        """The org's exports, newest first."""
+
+    def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
+        """Atomically leases the oldest queued job, or one whose lease expired."""
+
+    def renew_export(self, *, export_id: str, owner: str, now: int, lease_us: int,
+                     progress: float) -> bool:
+        """Extends owner's lease and records progress; False once the job is not owner's."""
+
+    def finish_export(self, *, export_id: str, owner: str, status: str,
+                      fields: dict[str, object]) -> bool:
+        """Ends owner's job with status and fields; False when it was not owner's."""
+
+    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
+        """Cancels a queued or running job; raises NotFound or Conflict."""
+
+    def expire_exports(self, now: int) -> list[ExportRow]:
+        """Marks completed exports past their expiry as expired; returns them."""

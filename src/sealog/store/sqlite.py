@@ -12,10 +12,12 @@ from pathlib import Path
 
 from sealog.search import Cursor, EventFilter
 from sealog.store.base import (
+    EXPORT_COLUMNS,
     ApiKeyRow,
     CheckpointRow,
     Conflict,
     EventRow,
+    ExportRow,
     LogHead,
     NotFound,
     Org,
@@ -449,6 +451,121 @@ class SQLiteStore:
         return list(self._reader().execute(
             "SELECT vkey, created_at, retired_at FROM log_keys ORDER BY created_at"
         ))
+
+
+    # -- exports -----------------------------------------------------------------------
+
+    def iter_events_ascending(self, flt: EventFilter, *, batch: int = 1000
+                              ) -> Iterator[StoredDoc]:
+        conn = self._reader()
+        match = match_where(flt, DIALECT)
+        after: tuple[int, str] | None = None
+        while True:
+            base = base_where(flt, None, DIALECT)
+            if after is not None:
+                base.add("(occurred_at > ? OR (occurred_at = ? AND id > ?))",
+                         after[0], after[0], after[1])
+            seqs = conn.execute(
+                f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} "
+                "ORDER BY occurred_at, id LIMIT ?", (*base.params, *match.params, batch),
+            ).fetchall()
+            if not seqs:
+                return
+            marks = ", ".join("?" * len(seqs))
+            rows = conn.execute(
+                f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+                f"WHERE e.seq IN ({marks}) ORDER BY e.occurred_at, e.id", [s for (s,) in seqs],
+            ).fetchall()
+            for r in rows:
+                yield StoredDoc(*r)
+            last = rows[-1]
+            after = (last[2], last[3])
+            if len(seqs) < batch:
+                return
+
+    def insert_export(self, row: ExportRow) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                f"INSERT INTO exports ({EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                tuple(row.__dict__.values()),
+            )
+
+    def get_export(self, org_id: str, export_id: str) -> ExportRow | None:
+        r = self._reader().execute(
+            f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
+            (org_id, export_id),
+        ).fetchone()
+        return ExportRow(*r) if r else None
+
+    def list_exports(self, org_id: str) -> list[ExportRow]:
+        rows = self._reader().execute(
+            f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? "
+            "ORDER BY created_at DESC, id DESC", (org_id,),
+        )
+        return [ExportRow(*r) for r in rows]
+
+    def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
+        with self.writing() as tx:
+            r = tx.conn.execute(
+                "UPDATE exports SET status = 'running', lease_owner = ?, "
+                "lease_expires_at = ?, attempts = attempts + 1, progress = 0, "
+                "started_at = coalesce(started_at, ?) WHERE id = ("
+                "SELECT id FROM exports WHERE status = 'queued' OR (status = 'running' "
+                "AND lease_expires_at < ?) ORDER BY created_at LIMIT 1) "
+                f"RETURNING {EXPORT_COLUMNS}",
+                (owner, now + lease_us, now, now),
+            ).fetchone()
+        return ExportRow(*r) if r else None
+
+    def renew_export(self, *, export_id: str, owner: str, now: int, lease_us: int,
+                     progress: float) -> bool:
+        with self.writing() as tx:
+            cursor = tx.conn.execute(
+                "UPDATE exports SET lease_expires_at = ?, progress = ? "
+                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (now + lease_us, progress, export_id, owner),
+            )
+            return cursor.rowcount == 1
+
+    def finish_export(self, *, export_id: str, owner: str, status: str,
+                      fields: dict[str, object]) -> bool:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.writing() as tx:
+            cursor = tx.conn.execute(
+                f"UPDATE exports SET status = ?, lease_owner = NULL, lease_expires_at = NULL"
+                f"{', ' + sets if sets else ''} "
+                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (status, *fields.values(), export_id, owner),
+            )
+            return cursor.rowcount == 1
+
+    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
+        with self.writing() as tx:
+            r = tx.conn.execute(
+                f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
+                (org_id, export_id),
+            ).fetchone()
+            if r is None:
+                raise NotFound(f"export {export_id!r} does not exist")
+            if r[6] not in ("queued", "running"):
+                raise Conflict(f"export {export_id} is {r[6]}; only a queued or running "
+                               "export can be cancelled")
+            tx.conn.execute(
+                "UPDATE exports SET status = 'cancelled', finished_at = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL WHERE id = ?", (now, export_id),
+            )
+            r = tx.conn.execute(
+                f"SELECT {EXPORT_COLUMNS} FROM exports WHERE id = ?", (export_id,)
+            ).fetchone()
+        return ExportRow(*r)
+
+    def expire_exports(self, now: int) -> list[ExportRow]:
+        with self.writing() as tx:
+            rows = tx.conn.execute(
+                "UPDATE exports SET status = 'expired' WHERE status = 'completed' "
+                f"AND expires_at <= ? RETURNING {EXPORT_COLUMNS}", (now,),
+            ).fetchall()
+        return [ExportRow(*r) for r in rows]
 
 
 def _statements(sql: str) -> list[str]:

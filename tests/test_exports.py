@@ -1,0 +1,215 @@
+"""Export jobs through the API, written by a worker, read back with independent readers."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from datetime import datetime
+
+import openpyxl
+import pytest
+
+from sealog import times
+from sealog.exports import jobs, writers
+from sealog.ledger import audit
+
+from conftest import event
+
+
+@pytest.fixture
+def worker(store, settings, app):
+    return jobs.Worker(store=store, folder=settings.resolved_export_dir,
+                       signer=app.state.signer, host=settings.log_host, lease_seconds=5)
+
+
+def seed(tenant, n=12, **extra):
+    base = times.now_us() - 3600 * 10**6
+    events = [event(occurred_at=times.format_rfc3339(base + i * 10**6),
+                    description=f"event {i}", **extra) for i in range(n)]
+    tenant.client.post("/api/v1/events", json={"events": events})
+
+
+def queue(tenant, **body):
+    spec = {"name": "weekly", "format": "csv", "range": "7d", **body}
+    return tenant.client.post("/api/v1/exports", json=spec)
+
+
+def run(tenant, worker, **body) -> dict:
+    created = queue(tenant, **body)
+    assert created.status_code == 202, created.text
+    assert created.json()["status"] == "queued"
+    assert worker.run_one()
+    return tenant.client.get(f"/api/v1/exports/{created.json()['id']}").json()
+
+
+def download(tenant, job) -> bytes:
+    r = tenant.client.get(job["download_url"])
+    assert r.status_code == 200, r.text
+    assert hashlib.sha256(r.content).hexdigest() == job["sha256"]
+    assert len(r.content) == job["size_bytes"]
+    return r
+
+
+def test_csv_export_reads_back_with_the_csv_module(tenant, worker):
+    seed(tenant)
+    tenant.client.post("/api/v1/events", json={"events": [
+        event(description='=HYPERLINK("http://evil.example","click")',
+              actor={"email": "+mallory@acme.com", "id": "-1"})]})
+    job = run(tenant, worker)
+    assert job["status"] == "completed" and job["row_count"] == 13 and job["progress"] == 1
+    response = download(tenant, job)
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"] == 'attachment; filename="weekly.csv"'
+    assert response.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))
+    assert rows[0] == writers.COLUMNS
+    assert [r[6] for r in rows[1:13]] == [f"event {i}" for i in range(12)]  # oldest first
+    last = rows[13]
+    assert last[6] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
+    assert last[3] == "'+mallory@acme.com" and last[4] == "'-1"
+    assert last[14] == "acme" and int(last[15]) == 12 and len(last[16]) == 64
+
+
+def test_excel_export_has_types_header_and_sheets(tenant, worker, monkeypatch):
+    monkeypatch.setattr(writers, "EXCEL_ROWS_PER_SHEET", 5)
+    seed(tenant, request={"method": "PUT", "path": "/agent/a1", "body": {"x": "y" * 40000},
+                          "response": {"ok": True}})
+    job = run(tenant, worker, format="xlsx")
+    assert job["status"] == "completed", job["error"]
+    response = download(tenant, job)
+    book = openpyxl.load_workbook(io.BytesIO(response.content))
+    assert book.sheetnames == ["Events 1", "Events 2", "Events 3"]
+    first = book["Events 1"]
+    assert [c.value for c in first[1]][: len(writers.COLUMNS)] == writers.COLUMNS
+    assert first["A1"].font.bold and first.freeze_panes == "A2"
+    note = first.cell(row=1, column=len(writers.COLUMNS) + len(writers.EXCEL_EXTRA_COLUMNS) + 2)
+    assert "3 sheets" in note.value
+    assert isinstance(first["A2"].value, datetime)
+    assert first["G2"].value == "event 0" and first["P2"].value == 0
+    body = first["R2"].value
+    assert len(body) == writers.EXCEL_CELL_LIMIT and "[cut:" in body
+    assert first["S2"].value == '{"ok":true}'
+    assert sum(ws.max_row - 1 for ws in book.worksheets) == 12
+
+
+def test_jsonl_bundle_verifies_offline_and_catches_a_tampered_line(tenant, worker, app,
+                                                                  tmp_path):
+    seed(tenant)
+    job = run(tenant, worker, format="jsonl", q="event")
+    path = tmp_path / "bundle.jsonl"
+    path.write_bytes(download(tenant, job).content)
+    key = app.state.signer.verifier
+    report = audit.verify_bundle_file(path, [key])
+    assert report.ok and report.valid == 12, report.text()
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4].replace(b"event 3", b"event 33")
+    path.write_bytes(b"".join(lines))
+    report = audit.verify_bundle_file(path, [key])
+    assert [(f.kind, f.index) for f in report.failures] == [("modified", 3)]
+
+
+def test_rows_are_those_that_matched_at_creation(tenant, worker):
+    seed(tenant, n=4)
+    created = queue(tenant).json()
+    seed(tenant, n=3)
+    worker.run_one()
+    job = tenant.client.get(f"/api/v1/exports/{created['id']}").json()
+    assert job["row_count"] == 4
+
+
+def test_filters_apply(tenant, worker):
+    seed(tenant, n=3)
+    tenant.client.post("/api/v1/events", json={"events": [
+        event(action="policy.enabled", description="enabled pii policy")]})
+    job = run(tenant, worker, categories=["policy_changes"])
+    assert job["row_count"] == 1 and job["categories"] == ["policy_changes"]
+    assert run(tenant, worker, q="pii")["row_count"] == 1
+
+
+def test_export_actions_are_audit_events(tenant, worker):
+    seed(tenant, n=2)
+    job = run(tenant, worker)
+    download(tenant, job)
+    cancelled = queue(tenant).json()
+    tenant.client.delete(f"/api/v1/exports/{cancelled['id']}")
+    actions = [e["action"] for e in tenant.client.get(
+        "/api/v1/events", params={"q": "action:audit_log.*"}).json()["data"]]
+    assert actions == ["audit_log.export_cancelled", "audit_log.exported",
+                       "audit_log.export_downloaded", "audit_log.exported"]
+
+
+def test_list_is_newest_first_and_scoped_to_the_org(tenant, tenant_factory, worker):
+    first = queue(tenant, name="a").json()
+    second = queue(tenant, name="b").json()
+    assert [e["id"] for e in tenant.client.get("/api/v1/exports").json()["data"]] == [
+        second["id"], first["id"]]
+    other = tenant_factory("beta")
+    assert other.client.get("/api/v1/exports").json()["data"] == []
+    assert other.client.get(f"/api/v1/exports/{first['id']}").status_code == 404
+    assert other.client.get(f"/api/v1/exports/{first['id']}/download").status_code == 404
+    assert other.client.delete(f"/api/v1/exports/{first['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"format": "pdf"}, "format"),
+    ({"name": ""}, None),
+    ({"name": "  "}, None),
+    ({"name": "../etc/passwd"}, None),
+    ({"name": "a\\b"}, None),
+    ({"range": "fortnight"}, None),
+    ({"range": "custom"}, None),
+    ({"categories": ["nope"]}, None),
+    ({"q": '"open'}, None),
+    ({"tz": "Mars/Base", "range": "month"}, None),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_export_requests_are_refused(tenant, body, field):
+    r = queue(tenant, **body)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    if field:
+        assert r.json()["errors"][0]["field"] == field
+    assert tenant.client.get("/api/v1/exports").json()["data"] == []
+
+
+def test_download_before_completion_and_after_expiry(tenant, worker, store):
+    seed(tenant, n=2)
+    job = queue(tenant).json()
+    early = tenant.client.get(f"/api/v1/exports/{job['id']}/download")
+    assert early.status_code == 409 and early.json()["export_status"] == "queued"
+    worker.run_one()
+    done = tenant.client.get(f"/api/v1/exports/{job['id']}").json()
+    path = store.get_export("acme", job["id"]).file_path
+    import sqlite3
+
+    conn = sqlite3.connect(store.path)
+    conn.execute("UPDATE exports SET expires_at = 1 WHERE id = ?", (job["id"],))
+    conn.commit()
+    worker.expire()
+    gone = tenant.client.get(done["download_url"])
+    assert gone.status_code == 410
+    assert tenant.client.get(f"/api/v1/exports/{job['id']}").json()["status"] == "expired"
+    assert not __import__("pathlib").Path(path).exists()
+
+
+def test_cancel(tenant, worker):
+    job = queue(tenant).json()
+    r = tenant.client.delete(f"/api/v1/exports/{job['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert not worker.run_one()
+    assert tenant.client.delete(f"/api/v1/exports/{job['id']}").status_code == 409
+
+
+def test_a_failing_job_keeps_a_readable_error(tenant, worker, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writers, "write_csv", broken)
+    job = run(tenant, worker)
+    assert job["status"] == "failed" and job["error"] == "OSError: disk full"
+
+
+def test_exports_need_the_scope(tenant_factory):
+    reader = tenant_factory("acme", scopes=["events:read"])
+    assert queue(reader).status_code == 403
