@@ -96,3 +96,13 @@ def test_an_unreadable_file_is_an_error(tmp_path, log):
     path.write_bytes(b"not json\n")
     with pytest.raises(audit.AuditError):
         check(path, log[1])
+
+
+def test_proofs_stay_right_when_the_node_cache_is_cleared(log):
+    from sealog.ledger import merkle, tree
+
+    store, _, signed = log
+    small = tree.ProofMaker(store=store, org_id="acme", size=signed.size, cache_nodes=12)
+    for doc in store.iter_events_by_index("acme", 0, signed.size):
+        merkle.verify_inclusion(doc.leaf_hash, doc.index, signed.size,
+                                small.inclusion(doc.index), signed.root)

@@ -257,6 +257,8 @@ class Worker:
         if row is None:
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob(f"{row.id}.{row.format}.*.part"):
+            stale.unlink(missing_ok=True)  # left by a worker whose lease ran out
         final = self.folder / f"{row.id}.{row.format}"
         part = self.folder / f"{row.id}.{row.format}.{self.owner.replace(':', '-')}.part"
         total = max(1, self.store.count_events(filter_of(row)))

@@ -45,12 +45,14 @@ class Entry:
             raise BundleError(f"entry {self.index} has a malformed proof") from None
 
 
-def entry_line(index: int, leaf_hash: bytes, event: bytes, proof: list[bytes] | None = None
-               ) -> bytes:
+def entry_line(index: int, leaf_hash: bytes, event: bytes, proof: list[bytes] | None = None,
+               *, proof_b64: list[str] | None = None) -> bytes:
     """The JSON line of one entry (ending in a newline)."""
     head: dict[str, Any] = {"index": index, "leaf_hash": leaf_hash.hex()}
     if proof is not None:
         head["proof"] = [base64.b64encode(p).decode() for p in proof]
+    elif proof_b64 is not None:
+        head["proof"] = proof_b64
     return orjson.dumps(head)[:-1] + _EVENT_KEY + event + b"}\n"
 
 

@@ -15,7 +15,8 @@ def bundle_lines(
 ) -> Iterator[bytes]:
     """Entry lines, each with its inclusion proof in the bundle's checkpoint."""
     for count, doc in enumerate(docs, 1):
-        yield bundle.entry_line(doc.index, doc.leaf_hash, doc.doc, proofs.inclusion(doc.index))
+        yield bundle.entry_line(doc.index, doc.leaf_hash, doc.doc,
+                                proof_b64=proofs.inclusion_b64(doc.index))
         if progress is not None and count % 10000 == 0:
             progress(count)
 

@@ -105,23 +105,20 @@ class CompactRange:
 NodeReader = Callable[[list[tuple[int, int]]], dict[tuple[int, int], bytes]]
 
 
-def _range_hash_plan(start: int, end: int) -> list[tuple[int, int]]:
-    return perfect_subtrees(start, end)
-
-
-def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
     """The leaf ranges whose hashes make the RFC 9162 inclusion path, leaf to root."""
     ranges: list[tuple[int, int]] = []
     lo, hi = 0, size
     while hi - lo > 1:
-        k = _largest_power_of_two_below(hi - lo)
+        k = 1 << ((hi - lo - 1).bit_length() - 1)  # the largest power of two below hi - lo
         if index - lo < k:
             ranges.append((lo + k, hi))
             hi = lo + k
         else:
             ranges.append((lo, lo + k))
             lo = lo + k
-    return list(reversed(ranges))
+    ranges.reverse()
+    return ranges
 
 
 def _consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
@@ -156,7 +153,7 @@ def inclusion_proof(index: int, size: int, read_nodes: NodeReader) -> list[bytes
     """The RFC 9162 inclusion proof of leaf index in the tree of the first size leaves."""
     if not 0 <= index < size:
         raise ValueError(f"index {index} is not in a tree of size {size}")
-    return hashes_of_ranges(_inclusion_ranges(index, size), read_nodes)
+    return hashes_of_ranges(inclusion_ranges(index, size), read_nodes)
 
 
 def consistency_proof(old: int, new: int, read_nodes: NodeReader) -> list[bytes]:

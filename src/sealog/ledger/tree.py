@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from sealog.ledger import merkle
 from sealog.store.base import LogHead, Store
 
@@ -57,6 +59,9 @@ def consistency_proof(*, store: Store, org_id: str, old: int, new: int) -> list[
     return merkle.consistency_proof(old, new, _reader(store, org_id))
 
 
+_BLOCK = 512
+
+
 class ProofMaker:
     """Inclusion proofs for many events of one tree size, reading each stored node once.
 
@@ -70,17 +75,48 @@ class ProofMaker:
         self.org_id = org_id
         self.size = size
         self._cache: dict[tuple[int, int], bytes] = {}
+        self._ranges: dict[tuple[int, int], bytes] = {}
+        self._encoded: dict[tuple[int, int], str] = {}
         self._limit = cache_nodes
 
     def _read(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        missing = [n for n in wanted if n not in self._cache]
+        cache = self._cache
+        missing = [n for n in wanted if n not in cache]
         if missing:
-            if len(self._cache) + len(missing) > self._limit:
-                self._cache.clear()
-            self._cache.update(self.store.read_tree_nodes(self.org_id, missing))
-        return {n: self._cache[n] for n in wanted if n in self._cache}
+            if len(cache) + len(missing) * _BLOCK > self._limit:
+                cache.clear()
+                missing = wanted
+            # Neighbouring events need neighbouring nodes: read each in a block of them.
+            blocks = {(level, index // _BLOCK) for level, index in missing}
+            for level, block in blocks:
+                cache.update(self.store.read_tree_range(
+                    self.org_id, level, block * _BLOCK, (block + 1) * _BLOCK))
+        return {n: cache[n] for n in wanted if n in cache}
+
+    def inclusion_b64(self, index: int) -> list[str]:
+        """The inclusion proof as base64 strings (as bundles write them)."""
+        ranges = merkle.inclusion_ranges(index, self.size)
+        encoded = self._encoded
+        missing = [r for r in ranges if r not in encoded]
+        if missing:
+            if len(encoded) > self._limit:
+                encoded.clear()
+                missing = ranges
+            for r, h in zip(missing, self._hashes(missing), strict=True):
+                encoded[r] = base64.b64encode(h).decode()
+        return [encoded[r] for r in ranges]
 
     def inclusion(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:
             raise ValueError(f"index {index} is not in a tree of size {self.size}")
-        return merkle.inclusion_proof(index, self.size, self._read)
+        return self._hashes(merkle.inclusion_ranges(index, self.size))
+
+    def _hashes(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        known = self._ranges
+        missing = [r for r in ranges if r not in known]
+        if missing:
+            if len(known) + len(missing) > self._limit:
+                known.clear()
+                missing = ranges
+            known.update(zip(missing, merkle.hashes_of_ranges(missing, self._read), strict=True))
+        return [known[r] for r in ranges]

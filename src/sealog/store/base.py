@@ -195,6 +195,11 @@ class Store(Protocol):
     ) -> dict[tuple[int, int], bytes]:
         """Stored hashes of the (level, index) tree nodes asked for."""
 
+    def read_tree_range(
+        self, org_id: str, level: int, start: int, stop: int
+    ) -> dict[tuple[int, int], bytes]:
+        """Stored nodes of one level with start <= index < stop."""
+
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
         """Stores a checkpoint; False when one of that size was already stored."""
 

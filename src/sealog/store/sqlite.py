@@ -51,14 +51,16 @@ def path_from_url(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
-def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: str, *, cache_mb: int, mmap_mb: int) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(f"PRAGMA cache_size = -{cache_mb * 1024}")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA mmap_size = 1073741824")
+    # Mapped pages count as the process's memory: readers map a bounded window, the
+    # writer none (it reads little and writes through its own cache).
+    conn.execute(f"PRAGMA mmap_size = {mmap_mb * 1024 * 1024}")
     return conn
 
 
@@ -138,7 +140,7 @@ class SQLiteStore:
         self.path = path_from_url(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous.upper()
-        self._writer = _connect(self.path, self._synchronous)
+        self._writer = _connect(self.path, self._synchronous, cache_mb=32, mmap_mb=0)
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._write_lock = threading.Lock()
         self._local = threading.local()
@@ -154,7 +156,7 @@ class SQLiteStore:
             raise RuntimeError("the store is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, self._synchronous)
+            conn = _connect(self.path, self._synchronous, cache_mb=16, mmap_mb=256)
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             with self._readers_lock:
@@ -398,16 +400,29 @@ class SQLiteStore:
     ) -> dict[tuple[int, int], bytes]:
         conn = self._reader()
         found: dict[tuple[int, int], bytes] = {}
-        for start in range(0, len(wanted), 400):
-            chunk = wanted[start : start + 400]
-            pairs = ", ".join("(?, ?)" for _ in chunk)
-            flat = [v for pair in chunk for v in pair]
-            for level, index, h in conn.execute(
-                f"SELECT level, idx, hash FROM tree_nodes WHERE org_id = ? "
-                f"AND (level, idx) IN (VALUES {pairs})", (org_id, *flat),
-            ):
-                found[(level, index)] = h
+        by_level: dict[int, list[int]] = {}
+        for level, index in wanted:
+            by_level.setdefault(level, []).append(index)
+        # One primary-key range per level: (org_id, level, idx IN …) uses the index, where a
+        # row-value IN over VALUES made SQLite scan the table.
+        for level, indexes in by_level.items():
+            for start in range(0, len(indexes), 500):
+                chunk = indexes[start : start + 500]
+                for index, h in conn.execute(
+                    f"SELECT idx, hash FROM tree_nodes WHERE org_id = ? AND level = ? "
+                    f"AND idx IN ({', '.join('?' * len(chunk))})", (org_id, level, *chunk),
+                ):
+                    found[(level, index)] = h
         return found
+
+    def read_tree_range(
+        self, org_id: str, level: int, start: int, stop: int
+    ) -> dict[tuple[int, int], bytes]:
+        rows = self._reader().execute(
+            "SELECT idx, hash FROM tree_nodes WHERE org_id = ? AND level = ? "
+            "AND idx >= ? AND idx < ?", (org_id, level, start, stop),
+        )
+        return {(level, index): h for index, h in rows}
 
     _CHECKPOINT_COLUMNS = "org_id, size, root, note, key_id, created_at"
 

@@ -1,0 +1,93 @@
+"""A worker process killed mid-export: another takes the job over once the lease expires."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openpyxl
+
+from sealog import auth
+from sealog.events import Redactor
+from sealog.exports import jobs
+from sealog.ingest import ingest
+from sealog.sampledata import generate_events
+from sealog.store import open_store
+
+EVENTS = 30_000
+
+
+def start_worker(data: Path) -> subprocess.Popen:
+    env = {**os.environ, "SEALOG_EXPORT_LEASE_SECONDS": "2"}
+    return subprocess.Popen([sys.executable, "-m", "sealog", "worker", "--data-dir", str(data)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def job_state(db: Path, export_id: str) -> tuple:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT status, progress, attempts, row_count, file_path, error "
+                            "FROM exports WHERE id = ?", (export_id,)).fetchone()
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_worker_leaves_a_job_another_completes_exactly(tmp_path):
+    data = tmp_path / "data"
+    db = data / "sealog.db"
+    store = open_store(f"sqlite:///{db.resolve()}")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    raw = list(generate_events(EVENTS, days=3))
+    for i in range(0, EVENTS, 1000):
+        ingest(store=store, org_id="acme", raw_events=raw[i : i + 1000], redactor=Redactor())
+    row = jobs.create_export(store=store, redactor=Redactor(), org_id="acme",
+                             actor=jobs.Actor("test", "test"), name="all", format="xlsx",
+                             range_preset="7d")
+    expected = {d.id for d in store.iter_events_ascending(jobs.filter_of(row))}
+    store.close()
+    assert len(expected) == EVENTS
+
+    first = start_worker(data)
+    try:
+        wait_for(lambda: (s := job_state(db, row.id)) and s[0] == "running" and s[1] > 0.2,
+                 60, "the first worker to be well into the job")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.stderr.close()
+    status, progress, attempts, *_ = job_state(db, row.id)
+    assert (status, attempts) == ("running", 1) and progress < 1
+
+    second = start_worker(data)
+    try:
+        state = wait_for(lambda: (s := job_state(db, row.id)) and s[0] in ("completed", "failed")
+                         and s, 120, "the second worker to finish the job")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+        second.stderr.close()
+    status, progress, attempts, row_count, file_path, error = state
+    assert status == "completed", error
+    assert attempts == 2 and row_count == EVENTS and progress == 1
+    book = openpyxl.load_workbook(file_path, read_only=True)
+    ids = [r[13] for ws in book.worksheets for r in ws.iter_rows(min_row=2, values_only=True)]
+    book.close()
+    assert len(ids) == EVENTS and set(ids) == expected
+    assert not list(Path(file_path).parent.glob("*.part"))  # the dead worker's file is gone
