@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 
 import pytest
@@ -106,3 +107,28 @@ def test_demo_seeds_realistic_events(capsys, tmp_path):
             assert store.count_events(flt) > 0, result
     finally:
         store.close()
+
+
+def test_export_command_writes_a_file_and_logs_it(capsys, tmp_path):
+    import csv as csvmod
+
+    from sealog.ledger import audit
+    from sealog.ledger.note import Verifier
+
+    folder = tmp_path / "demo"
+    run(capsys, "demo", "--data-dir", str(folder), "--no-serve", "--events", "300",
+        "--days", "2")
+    db = ["--data-dir", str(folder)]
+    out = tmp_path / "week.csv"
+    code, printed, _ = run(capsys, "export", "--org", "acme", "--range", "7d",
+                           "--category", "security_events", "-o", str(out), *db)
+    assert code == 0 and "Wrote" in printed
+    rows = list(csvmod.reader(io.StringIO(out.read_text(encoding="utf-8-sig"), newline="")))
+    assert len(rows) > 1 and {r[2] for r in rows[1:]} == {"security_events"}
+    bundle = tmp_path / "all.jsonl"
+    assert run(capsys, "export", "--org", "acme", "--range", "30d", "-o", str(bundle), *db)[0] == 0
+    code, printed, _ = run(capsys, "log-key", *db)
+    report = audit.verify_bundle_file(bundle, [Verifier.parse(printed.strip())])
+    assert report.ok, report.text()
+    code, _, err = run(capsys, "export", "--org", "acme", "-o", str(tmp_path / "x.pdf"), *db)
+    assert code == 2 and "format" in err

@@ -84,13 +84,25 @@ def _text_clause(where: Where, match: TextMatch) -> None:
     where.add(f"NOT ({test})" if match.negated else test, match.needle())
 
 
-def base_where(flt: EventFilter, cursor: Cursor | None, dialect: Dialect) -> Where:
-    """Org, time window, categories, results, snapshot bound and cursor: what indexes serve."""
+def base_where(
+    flt: EventFilter, cursor: Cursor | None, dialect: Dialect,
+    after: tuple[int, str] | None = None,
+) -> Where:
+    """Org, time window, categories, results, snapshot bound and keyset position (cursor
+    for newest-first pages, after for oldest-first ones): what indexes serve."""
     where = Where(dialect)
     where.add("org_id = ?", flt.org_id)
-    where.add("occurred_at >= ?", flt.time_range.start_us)
-    if flt.time_range.end_us is not None:
-        where.add("occurred_at < ?", flt.time_range.end_us)
+    # One lower and one upper time bound, tightened by the keyset position, so that the
+    # index seeks to the page instead of scanning up to it.
+    lower = flt.time_range.start_us
+    upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
+    if cursor is not None:
+        upper = cursor.occurred_us if upper is None else min(upper, cursor.occurred_us)
+    if after is not None:
+        lower = max(lower, after[0])
+    where.add("occurred_at >= ?", lower)
+    if upper is not None:
+        where.add("occurred_at <= ?", upper)
     if flt.categories:
         where.add(f"category IN ({', '.join('?' * len(flt.categories))})", *flt.categories)
     if flt.results:
@@ -98,10 +110,9 @@ def base_where(flt: EventFilter, cursor: Cursor | None, dialect: Dialect) -> Whe
     if flt.max_index is not None:
         where.add("idx < ?", flt.max_index)
     if cursor is not None:
-        where.add(
-            "(occurred_at < ? OR (occurred_at = ? AND id < ?))",
-            cursor.occurred_us, cursor.occurred_us, cursor.event_id,
-        )
+        where.add("(occurred_at, id) < (?, ?)", cursor.occurred_us, cursor.event_id)
+    if after is not None:
+        where.add("(occurred_at, id) > (?, ?)", after[0], after[1])
     return where
 
 

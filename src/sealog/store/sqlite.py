@@ -476,10 +476,7 @@ class SQLiteStore:
         match = match_where(flt, DIALECT)
         after: tuple[int, str] | None = None
         while True:
-            base = base_where(flt, None, DIALECT)
-            if after is not None:
-                base.add("(occurred_at > ? OR (occurred_at = ? AND id > ?))",
-                         after[0], after[0], after[1])
+            base = base_where(flt, None, DIALECT, after)
             seqs = conn.execute(
                 f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} "
                 "ORDER BY occurred_at, id LIMIT ?", (*base.params, *match.params, batch),
