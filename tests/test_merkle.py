@@ -147,3 +147,14 @@ def test_every_consistency_proof_verifies_and_every_flip_fails(n, data):
     bad[which] = _flip(bad[which], bit)
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(old, n, bad, old_root, new_root)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 3000), st.data())
+def test_proof_maker_paths_equal_the_definition(n, data):
+    from sealog.ledger.tree import ProofMaker
+
+    maker = ProofMaker.__new__(ProofMaker)
+    maker.size, maker._top_key, maker._top = n, -1, ([], 0, 0)
+    for index in sorted(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=40))):
+        assert maker._path(index) == merkle.inclusion_ranges(index, n)

@@ -14,7 +14,7 @@ from sealog.api.deps import CurrentPrincipal, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES
 from sealog.ledger import bundle, checkpoint, tree
-from sealog.store.base import CheckpointRow
+from sealog.store.base import CheckpointRow, Store
 
 router = APIRouter(prefix="/api/v1/log", tags=["integrity"])
 MAX_ENTRIES = 1000
@@ -34,7 +34,7 @@ def _b64(hashes: list[bytes]) -> list[str]:
     return [base64.b64encode(h).decode() for h in hashes]
 
 
-def _latest(request: Request, store: StoreDep, org_id: str) -> CheckpointRow:
+def _latest(request: Request, store: Store, org_id: str) -> CheckpointRow:
     app = request.app
     return checkpoint.sign_latest(store=store, signer=app.state.signer,
                                   host=app.state.settings.log_host, org_id=org_id)
@@ -58,7 +58,7 @@ def get_key(request: Request) -> Response:
                     media_type="text/plain; charset=utf-8")
 
 
-def _tree_size(request: Request, store: StoreDep, org_id: str, tree_size: int | None) -> int:
+def _tree_size(request: Request, store: Store, org_id: str, tree_size: int | None) -> int:
     return tree_size if tree_size is not None else _latest(request, store, org_id).size
 
 

@@ -23,6 +23,10 @@ EXCEL_EXTRA_COLUMNS = ["Request Body", "Response"]
 EXCEL_ROWS_PER_SHEET = 1_048_575  # Excel's 1,048,576 rows, less the header
 EXCEL_CELL_LIMIT = 32_767
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(_FORMULA_STARTS)
+# Columns whose text comes from producers; the others are timestamps, enums, dotted
+# action names, paths (which start with /), ids and hashes that validation already shapes.
+_FREE_TEXT_COLUMNS = (1, 3, 4, 6, 8, 9, 12)
 _EPOCH = datetime(1970, 1, 1)
 
 Progress = Callable[[int], None]
@@ -54,9 +58,14 @@ def write_csv(path: Path, docs: Iterable[StoredDoc], progress: Progress | None =
     with path.open("w", encoding="utf-8-sig", newline="") as f:
         writer = csv.writer(f, lineterminator="\r\n")
         writer.writerow(COLUMNS)
+        write = writer.writerow
         for stored in docs:
             _, row = _row(stored)
-            writer.writerow([neutralise(c) if isinstance(c, str) and c else c for c in row])
+            for col in _FREE_TEXT_COLUMNS:
+                cell = row[col]
+                if cell and cell[0] in _FORMULA_FIRST:
+                    row[col] = "'" + cell
+            write(row)
             count += 1
             if progress is not None and count % 5000 == 0:
                 progress(count)

@@ -107,9 +107,16 @@ NodeReader = Callable[[list[tuple[int, int]]], dict[tuple[int, int], bytes]]
 
 def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
     """The leaf ranges whose hashes make the RFC 9162 inclusion path, leaf to root."""
+    top, lo, hi = descend(index, 0, size, 1)
+    top.reverse()
+    return top
+
+
+def descend(index: int, lo: int, hi: int, stop: int) -> tuple[list[tuple[int, int]], int, int]:
+    """The sibling ranges met going down from [lo, hi) towards leaf index, root side first,
+    until the range holding it has at most stop leaves; and that range."""
     ranges: list[tuple[int, int]] = []
-    lo, hi = 0, size
-    while hi - lo > 1:
+    while hi - lo > stop:
         k = 1 << ((hi - lo - 1).bit_length() - 1)  # the largest power of two below hi - lo
         if index - lo < k:
             ranges.append((lo + k, hi))
@@ -117,8 +124,7 @@ def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
         else:
             ranges.append((lo, lo + k))
             lo = lo + k
-    ranges.reverse()
-    return ranges
+    return ranges, lo, hi
 
 
 def _consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:

@@ -77,6 +77,8 @@ class ProofMaker:
         self._cache: dict[tuple[int, int], bytes] = {}
         self._ranges: dict[tuple[int, int], bytes] = {}
         self._encoded: dict[tuple[int, int], str] = {}
+        self._top_key = -1
+        self._top: tuple[list[tuple[int, int]], int, int] = ([], 0, 0)
         self._limit = cache_nodes
 
     def _read(self, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -93,9 +95,24 @@ class ProofMaker:
                     self.org_id, level, block * _BLOCK, (block + 1) * _BLOCK))
         return {n: cache[n] for n in wanted if n in cache}
 
+    def _path(self, index: int) -> list[tuple[int, int]]:
+        # Above blocks of 64 leaves the path depends only on index >> 6: reuse it.
+        key = index >> 6
+        if self._top_key != key:
+            top, lo, hi = merkle.descend(index, 0, self.size, 64)
+            top.reverse()
+            self._top = (top, lo, hi)
+            self._top_key = key
+        top, lo, hi = self._top
+        bottom, _, _ = merkle.descend(index, lo, hi, 1)
+        bottom.reverse()
+        return bottom + top
+
     def inclusion_b64(self, index: int) -> list[str]:
         """The inclusion proof as base64 strings (as bundles write them)."""
-        ranges = merkle.inclusion_ranges(index, self.size)
+        if not 0 <= index < self.size:
+            raise ValueError(f"index {index} is not in a tree of size {self.size}")
+        ranges = self._path(index)
         encoded = self._encoded
         missing = [r for r in ranges if r not in encoded]
         if missing:
@@ -109,7 +126,7 @@ class ProofMaker:
     def inclusion(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:
             raise ValueError(f"index {index} is not in a tree of size {self.size}")
-        return self._hashes(merkle.inclusion_ranges(index, self.size))
+        return self._hashes(self._path(index))
 
     def _hashes(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         known = self._ranges
