@@ -186,7 +186,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     count = args.workers or max(settings.export_workers, 1)
-    store = _open(args)
+    # A worker streams whole exports: mapping the database would grow it with their size.
+    store = open_store(settings.resolved_database_url,
+                       sqlite_synchronous=settings.sqlite_synchronous, reader_mmap_mb=0)
     signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
     workers = [jobs.Worker(store=store, folder=settings.resolved_export_dir, signer=signer,
                            host=settings.log_host, lease_seconds=settings.export_lease_seconds)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from sealog.store.base import Conflict, NotFound, Store
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
-    """The store a database URL names (sqlite:///path); migrations run on open."""
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: int = 256
+               ) -> Store:
+    """The store a database URL names (sqlite:///path); migrations run on open.
+    reader_mmap_mb: memory-mapped window of each SQLite reader (0 keeps memory flat)."""
     if url.startswith("sqlite:///"):
         from sealog.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url, synchronous=sqlite_synchronous)
+        return SQLiteStore(url, synchronous=sqlite_synchronous, reader_mmap_mb=reader_mmap_mb)
     if url.startswith(("postgresql://", "postgres://")):
         raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///path.db")
     raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db")

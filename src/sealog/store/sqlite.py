@@ -58,8 +58,8 @@ def _connect(path: Path, synchronous: str, *, cache_mb: int, mmap_mb: int) -> sq
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA cache_size = -{cache_mb * 1024}")
     conn.execute("PRAGMA temp_store = MEMORY")
-    # Mapped pages count as the process's memory: readers map a bounded window, the
-    # writer none (it reads little and writes through its own cache).
+    # Mapped pages count as the process's resident memory: the writer maps none, readers
+    # a bounded window (none in export workers, whose memory must stay flat).
     conn.execute(f"PRAGMA mmap_size = {mmap_mb * 1024 * 1024}")
     return conn
 
@@ -133,13 +133,14 @@ def _head(size: int, packed: bytes) -> LogHead:
 class SQLiteStore:
     """A Sealog database in one SQLite file; safe to share between threads."""
 
-    def __init__(self, url: str, *, synchronous: str = "FULL"):
+    def __init__(self, url: str, *, synchronous: str = "FULL", reader_mmap_mb: int = 256):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("SQLite synchronous must be OFF, NORMAL, FULL or EXTRA")
         self.url = url
         self.path = path_from_url(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous.upper()
+        self._reader_mmap_mb = reader_mmap_mb
         self._writer = _connect(self.path, self._synchronous, cache_mb=32, mmap_mb=0)
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._write_lock = threading.Lock()
@@ -156,7 +157,8 @@ class SQLiteStore:
             raise RuntimeError("the store is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, self._synchronous, cache_mb=16, mmap_mb=256)
+            conn = _connect(self.path, self._synchronous, cache_mb=32,
+                            mmap_mb=self._reader_mmap_mb)
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             with self._readers_lock:
