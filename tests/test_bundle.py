@@ -106,3 +106,19 @@ def test_proofs_stay_right_when_the_node_cache_is_cleared(log):
     for doc in store.iter_events_by_index("acme", 0, signed.size):
         merkle.verify_inclusion(doc.leaf_hash, doc.index, signed.size,
                                 small.inclusion(doc.index), signed.root)
+
+
+def test_a_one_event_log_bundles_with_an_empty_proof(tmp_path, store):
+    from sealog import auth
+
+    auth.create_org(store=store, name="Solo", org_id="solo")
+    ingest(store=store, org_id="solo", raw_events=list(generate_events(1, days=1)),
+           redactor=Redactor())
+    signer = Signer.generate(HOST)
+    signed = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="solo")
+    out = io.BytesIO()
+    export.write_bundle(out, store=store, org_id="solo", host=HOST, signed=signed)
+    assert b'"proof":[]' in out.getvalue()
+    path = tmp_path / "solo.jsonl"
+    path.write_bytes(out.getvalue())
+    assert check(path, signer).ok
