@@ -55,20 +55,24 @@ def _row(stored: StoredDoc) -> tuple[dict[str, Any], list[Any]]:
 def write_csv(path: Path, docs: Iterable[StoredDoc], progress: Progress | None = None) -> int:
     """UTF-8 with BOM, RFC 4180 quoting, a header row; returns the number of rows."""
     count = 0
-    with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f, lineterminator="\r\n")
-        writer.writerow(COLUMNS)
-        write = writer.writerow
+
+    def rows() -> Iterable[list[Any]]:
+        nonlocal count
         for stored in docs:
             _, row = _row(stored)
             for col in _FREE_TEXT_COLUMNS:
                 cell = row[col]
                 if cell and cell[0] in _FORMULA_FIRST:
                     row[col] = "'" + cell
-            write(row)
+            yield row
             count += 1
             if progress is not None and count % 5000 == 0:
                 progress(count)
+
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(rows())
     return count
 
 

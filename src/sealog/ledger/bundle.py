@@ -51,8 +51,12 @@ def entry_line(index: int, leaf_hash: bytes, event: bytes, proof: list[bytes] | 
     if proof is not None:
         proof_b64 = [base64.b64encode(p).decode() for p in proof]
     # Base64 and hex need no JSON escaping, so the line is assembled directly.
-    proof_part = "" if proof_b64 is None else ',"proof":[' + ",".join(
-        f'"{p}"' for p in proof_b64) + "]"
+    if proof_b64 is None:
+        proof_part = ""
+    elif proof_b64:
+        proof_part = ',"proof":["' + '","'.join(proof_b64) + '"]'
+    else:
+        proof_part = ',"proof":[]'
     head = f'{{"index":{index},"leaf_hash":"{leaf_hash.hex()}"{proof_part}'
     return head.encode() + _EVENT_KEY + event + b"}\n"
 

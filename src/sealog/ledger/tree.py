@@ -135,5 +135,19 @@ class ProofMaker:
             if len(known) + len(missing) > self._limit:
                 known.clear()
                 missing = ranges
-            known.update(zip(missing, merkle.hashes_of_ranges(missing, self._read), strict=True))
+            # Most ranges of a path are perfect subtrees: one stored node each.
+            perfect, other = [], []
+            for lo, hi in missing:
+                size = hi - lo
+                if size & (size - 1) == 0 and lo % size == 0:
+                    level = size.bit_length() - 1
+                    perfect.append(((lo, hi), (level, lo >> level)))
+                else:
+                    other.append((lo, hi))
+            if perfect:
+                nodes = self._read([node for _, node in perfect])
+                for r, node in perfect:
+                    known[r] = nodes[node]
+            if other:
+                known.update(zip(other, merkle.hashes_of_ranges(other, self._read), strict=True))
         return [known[r] for r in ranges]

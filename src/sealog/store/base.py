@@ -62,8 +62,7 @@ class EventRow(NamedTuple):
     doc: bytes
 
 
-@dataclass(frozen=True)
-class StoredDoc:
+class StoredDoc(NamedTuple):
     """What reads return: the canonical document and its leaf hash."""
 
     doc: bytes
