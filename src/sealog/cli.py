@@ -8,7 +8,8 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,6 +72,16 @@ def _open(args: argparse.Namespace) -> Store:
     settings = _settings(args)
     return open_store(settings.resolved_database_url,
                       sqlite_synchronous=settings.sqlite_synchronous)
+
+
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[Store]:
+    """The configured store, closed afterwards."""
+    store = _open(args)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -249,33 +260,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_orgs_create(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _store(args) as store:
         org = auth.create_org(store=store, name=args.name, org_id=args.id)
-    finally:
-        store.close()
     _print(args, _org_dict(org), f"Created org {org.name} with id {org.id}")
     return 0
 
 
 def cmd_orgs_list(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _store(args) as store:
         orgs = store.list_orgs()
-    finally:
-        store.close()
     lines = [f"{o.id}\t{o.name}\t{o.log_size} events" for o in orgs] or ["(no orgs)"]
     _print(args, [_org_dict(o) for o in orgs], "\n".join(lines))
     return 0
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _store(args) as store:
         new = auth.create_api_key(store=store, org_id=args.org, scopes=args.scope or [],
                                   name=args.name or "")
-    finally:
-        store.close()
     data = {**_key_dict(new.row), "secret": new.secret}
     _print(args, data, f"Created API key {new.row.id} ({' '.join(new.row.scopes)}) "
                        f"for org {new.row.org_id}.\nSecret (shown once, store it now):\n"
@@ -284,12 +286,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _store(args) as store:
         store.get_org(args.org)
         rows = store.list_api_keys(args.org)
-    finally:
-        store.close()
     lines = [
         f"{r.id}\t{r.name}\t{' '.join(r.scopes)}\t"
         f"{'revoked' if r.revoked_at else 'active'}" for r in rows
@@ -299,11 +298,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
+    with _store(args) as store:
         row = auth.revoke_api_key(store=store, org_id=args.org, key_id=args.key_id)
-    finally:
-        store.close()
     _print(args, _key_dict(row), f"Revoked API key {row.id} of org {row.org_id}")
     return 0
 

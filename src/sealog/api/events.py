@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -80,22 +80,6 @@ async def post_events(
     return Response(body, status_code=201, media_type=JSON)
 
 
-def _filter(
-    org_id: str,
-    q: str | None,
-    category: list[str] | None,
-    result: list[str] | None,
-    range_: str | None,
-    from_: str | None,
-    to: str | None,
-    tz: str | None,
-) -> search.EventFilter:
-    return search.build_filter(
-        org_id=org_id, range_preset=range_, start=from_, end=to, tz=tz,
-        categories=category or (), results=result or (), q=q,
-    )
-
-
 Q = Annotated[str | None, Query(description="search language, e.g. `guard -denied actor:a@b.c`")]
 Categories = Annotated[list[str] | None, Query(description="repeatable")]
 Results = Annotated[list[str] | None, Query(description="repeatable")]
@@ -107,11 +91,8 @@ To = Annotated[str | None, Query(description="RFC 3339, exclusive, with range=cu
 Tz = Annotated[str | None, Query(description="IANA time zone for range=month")]
 
 
-@router.get("/events", response_model=EventPage, responses=PROBLEM_RESPONSES,
-            summary="Search events, newest first")
-def list_events(
+def event_filter(
     principal: CurrentPrincipal,
-    store: StoreDep,
     q: Q = None,
     category: Categories = None,
     result: Results = None,
@@ -119,30 +100,33 @@ def list_events(
     from_: From = None,
     to: To = None,
     tz: Tz = None,
+) -> search.EventFilter:
+    """The filter the query parameters describe, in the caller's org (events:read)."""
+    principal.require("events:read")
+    return search.build_filter(
+        org_id=principal.org_id, range_preset=range_, start=from_, end=to, tz=tz,
+        categories=category or (), results=result or (), q=q,
+    )
+
+
+FilterDep = Annotated[search.EventFilter, Depends(event_filter)]
+
+
+@router.get("/events", response_model=EventPage, responses=PROBLEM_RESPONSES,
+            summary="Search events, newest first")
+def list_events(
+    flt: FilterDep,
+    store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=eventlog.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
-    principal.require("events:read")
-    flt = _filter(principal.org_id, q, category, result, range_, from_, to, tz)
     page = eventlog.find_events(store=store, flt=flt, cursor=cursor, limit=limit)
     return Response(page.json(), media_type=JSON)
 
 
 @router.get("/events/count", response_model=EventCount, responses=PROBLEM_RESPONSES,
             summary="Count the events a search selects")
-def count_events(
-    principal: CurrentPrincipal,
-    store: StoreDep,
-    q: Q = None,
-    category: Categories = None,
-    result: Results = None,
-    range_: Range = None,
-    from_: From = None,
-    to: To = None,
-    tz: Tz = None,
-) -> Response:
-    principal.require("events:read")
-    flt = _filter(principal.org_id, q, category, result, range_, from_, to, tz)
+def count_events(flt: FilterDep, store: StoreDep) -> Response:
     return Response(orjson.dumps({"count": eventlog.count_events(store=store, flt=flt)}),
                     media_type=JSON)
 
