@@ -5,7 +5,7 @@ from __future__ import annotations
 from sealog.store.base import Conflict, NotFound, Store
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: int = 256
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: int = 1024
                ) -> Store:
     """The store a database URL names (sqlite:///path); migrations run on open.
     reader_mmap_mb: memory-mapped window of each SQLite reader (0 keeps memory flat)."""

@@ -133,7 +133,7 @@ def _head(size: int, packed: bytes) -> LogHead:
 class SQLiteStore:
     """A Sealog database in one SQLite file; safe to share between threads."""
 
-    def __init__(self, url: str, *, synchronous: str = "FULL", reader_mmap_mb: int = 256):
+    def __init__(self, url: str, *, synchronous: str = "FULL", reader_mmap_mb: int = 1024):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("SQLite synchronous must be OFF, NORMAL, FULL or EXTRA")
         self.url = url
