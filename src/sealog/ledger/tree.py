@@ -37,12 +37,6 @@ def _check_size(store: Store, org_id: str, size: int) -> None:
         raise ValueError(f"tree_size {size} is larger than the log ({current} events)")
 
 
-def root_at(*, store: Store, org_id: str, size: int) -> bytes:
-    """The root of the first size events of org_id's log."""
-    _check_size(store, org_id, size)
-    return merkle.root_from_nodes(size, _reader(store, org_id))
-
-
 def inclusion_proof(*, store: Store, org_id: str, index: int, size: int) -> list[bytes]:
     """The inclusion proof of event index in the tree of the first size events."""
     _check_size(store, org_id, size)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -596,11 +595,3 @@ def _statements(sql: str) -> list[str]:
         out.append("\n".join(current))
     return out
 
-
-def remove_database(path: Path) -> None:
-    """Deletes a SQLite file and its WAL companions, if present."""
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.remove(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
