@@ -1,0 +1,22 @@
+"""Schemathesis drives every route of the OpenAPI document with generated requests: the
+server never answers 5xx, whatever it is sent."""
+
+from __future__ import annotations
+
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+
+def test_no_request_makes_the_server_fail(app, tenant):
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 12
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        def exercise(case):
+            case.call_and_validate(headers=tenant.headers, checks=[not_a_server_error])
+
+        exercise()
