@@ -184,6 +184,8 @@ def test_range_presets_and_time_zone():
     assert month.time_range.end_us is None
     with pytest.raises(times.TimeError):
         build_filter(org_id="acme", range_preset="month", tz="Mars/Olympus")
+    with pytest.raises(times.TimeError):  # found by schemathesis: once a 500
+        build_filter(org_id="acme", range_preset="month", tz="0" * 300)
     with pytest.raises(times.TimeError):
         build_filter(org_id="acme", range_preset="custom")
     with pytest.raises(times.TimeError):

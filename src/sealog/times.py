@@ -89,7 +89,8 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # A name too long or odd for the file system surfaces as OSError, not as "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise TimeError(
             f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
         ) from None
