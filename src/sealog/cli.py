@@ -244,7 +244,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         part = out.with_name(out.name + ".part")
         count = jobs.write_file(store=store, org_id=args.org, format=fmt, flt=flt, path=part,
                                 signer=signer, host=settings.log_host, selection=selection,
-                                progress=bar.update)
+                                progress=bar.update, total=total)
         part.replace(out)
         bar.update(count)
         ingest(store=store, org_id=args.org, redactor=Redactor(), raw_events=[{

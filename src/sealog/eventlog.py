@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from sealog.search import Cursor, CursorError, EventFilter
+from sealog.search import Cursor, EventFilter, FilterError
 from sealog.store.base import NotFound, Store, StoredDoc
 
 MAX_PAGE = 200
@@ -40,9 +40,10 @@ def get_event(*, store: Store, org_id: str, event_id: str) -> StoredDoc:
 def find_events(
     *, store: Store, flt: EventFilter, cursor: str | None = None, limit: int = 50
 ) -> Page:
-    """A page of the events flt selects; raises CursorError for a bad cursor or limit."""
+    """A page of the events flt selects; raises CursorError for a bad cursor, FilterError
+    for a limit out of range."""
     if not 1 <= limit <= MAX_PAGE:
-        raise CursorError(f"limit must be between 1 and {MAX_PAGE}")
+        raise FilterError(f"limit must be between 1 and {MAX_PAGE}")
     after = Cursor.decode(cursor) if cursor else None
     found = store.list_events(flt, cursor=after, limit=limit + 1)
     if len(found) > limit:

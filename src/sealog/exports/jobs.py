@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -25,6 +26,7 @@ from sealog.ledger.note import Signer
 from sealog.store.base import Conflict, ExportRow, NotFound, Store
 
 DAY_US = 86_400 * 10**6
+log = logging.getLogger("sealog.exports")
 _BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
@@ -183,13 +185,15 @@ def filter_of(row: ExportRow) -> search.EventFilter:
 def write_file(
     *, store: Store, org_id: str, format: str, flt: search.EventFilter, path: Path,
     signer: Signer | None, host: str, selection: dict[str, Any],
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, total: int | None = None,
 ) -> int:
-    """Writes the events flt selects to path in format, oldest first; returns how many."""
+    """Writes the events flt selects to path in format, oldest first; returns how many.
+    total, when the caller has counted them already, saves counting again."""
     docs = store.iter_events_ascending(flt)
     if format == "csv":
         return writers.write_csv(path, docs, progress)
-    total = store.count_events(flt)
+    if total is None:
+        total = store.count_events(flt)
     if format == "xlsx":
         return writers.write_xlsx(path, docs, total=total, progress=progress)
     if signer is None:
@@ -261,25 +265,26 @@ class Worker:
             stale.unlink(missing_ok=True)  # left by a worker whose lease ran out
         final = self.folder / f"{row.id}.{row.format}"
         part = self.folder / f"{row.id}.{row.format}.{self.owner.replace(':', '-')}.part"
-        total = max(1, self.store.count_events(filter_of(row)))
+        flt = filter_of(row)
+        total = self.store.count_events(flt)
 
         def heartbeat(done: int) -> None:
             if not self.store.renew_export(export_id=row.id, owner=self.owner,
                                            now=times.now_us(), lease_us=self.lease_us,
-                                           progress=min(done / total, 0.99)):
+                                           progress=min(done / max(total, 1), 0.99)):
                 raise _LeaseLost()
 
         try:
             count = write_file(store=self.store, org_id=row.org_id, format=row.format,
-                               flt=filter_of(row), path=part, signer=self.signer,
-                               host=self.host, selection=selection_of(row),
-                               progress=heartbeat)
+                               flt=flt, path=part, signer=self.signer, host=self.host,
+                               selection=selection_of(row), progress=heartbeat, total=total)
             digest, size = _sha256(part)
             os.replace(part, final)
         except _LeaseLost:
             part.unlink(missing_ok=True)
             return True
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
+            log.exception("export %s failed", row.id)
             part.unlink(missing_ok=True)
             self.store.finish_export(export_id=row.id, owner=self.owner, status="failed",
                                      fields={"error": f"{type(exc).__name__}: {exc}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from sealog import times
 from sealog.ledger import merkle, tree
 from sealog.ledger.note import NoteError, Signer, Verifier, open_note
 from sealog.store.base import CheckpointRow, Store
+
+log = logging.getLogger("sealog.checkpoints")
 
 
 class CheckpointError(ValueError):
@@ -112,7 +115,6 @@ class Checkpointer:
         self.signer = signer
         self.host = host
         self.interval = interval
-        self.errors: list[str] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sealog-checkpointer",
@@ -136,8 +138,7 @@ class Checkpointer:
                 sign_latest(store=self.store, signer=self.signer, host=self.host, org_id=org_id)
             except CheckpointError as exc:
                 # Never sign over a rewritten log; keep saying so until an operator looks.
-                self.errors.append(str(exc))
-                del self.errors[:-100]
+                log.error("org %s: %s", org_id, exc)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -147,7 +148,6 @@ class Checkpointer:
                 return
             try:
                 self.run_once()
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive one bad round
-                self.errors.append(f"checkpointing failed: {exc}")
-                del self.errors[:-100]
+            except Exception:  # noqa: BLE001 - the thread must outlive one bad round
+                log.exception("checkpointing failed")
             self._stop.wait(min(self.interval, 0.5))
