@@ -15,7 +15,9 @@ def test_no_request_makes_the_server_fail(app, tenant):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        # Fixed examples keep CI repeatable; raise max_examples locally to explore more.
+        @settings(max_examples=25, deadline=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
         def exercise(case):
             case.call_and_validate(headers=tenant.headers, checks=[not_a_server_error])
 
