@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -94,3 +100,73 @@ def event(**overrides) -> dict:
     }
     base.update(overrides)
     return base
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SealogProcess:
+    """A real `sealog serve` on a free port; start() waits until /readyz answers.
+
+    Its output goes to a file beside the data folder, printed when a test fails.
+    """
+
+    def __init__(self, data: Path, *, port: int | None = None, env: dict | None = None):
+        self.data = data
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = data.parent / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it open)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sealog", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"sealog serve did not start:\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[SealogProcess, str]]:
+    """A started SealogProcess with org acme and its all-scopes API key."""
+    data = tmp_path / "data"
+    data_store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
+    auth.create_org(store=data_store, name="Acme", org_id="acme")
+    secret = auth.create_api_key(store=data_store, org_id="acme", scopes=ALL_SCOPES).secret
+    data_store.close()
+    process = SealogProcess(data)
+    process.start()
+    try:
+        yield process, secret
+    finally:
+        process.stop()
+        print(process.output())  # pytest shows it only for a failed test

@@ -2,63 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from sealog import auth
 from sealog.ledger.note import Signer
-from sealog.store import open_store
 
 from conftest import event
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server(tmp_path: Path):
-    data = tmp_path / "data"
-    store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
-    auth.create_org(store=store, name="Acme", org_id="acme")
-    secret = auth.create_api_key(store=store, org_id="acme", scopes=["admin"]).secret
-    store.close()
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sealog", "serve", "--port", str(port), "--data-dir", str(data)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("server did not start")
-            time.sleep(0.1)
-        yield base, secret
-    except BaseException:
-        proc.kill()
-        print(proc.stdout.read().decode() if proc.stdout else "")
-        raise
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        if proc.stdout:
-            proc.stdout.close()
+def server(served):
+    process, secret = served
+    return process.base, secret
 
 
 def test_served_process_ingests_and_searches(server):
