@@ -275,6 +275,10 @@ class Redactor:
                 self._cache[key] = hit
         return hit
 
+    def redact(self, value: Any) -> Any:
+        """A copy of JSON value with the values of secret-looking keys at any depth redacted."""
+        return _JsonWalk(self).copy(value)
+
     def may_need_walk(self, encoded: bytes) -> bool:
         """False only when JSON text `encoded` surely needs no redaction or exact JCS."""
         lowered = encoded.lower()
