@@ -1,4 +1,4 @@
-"""Orgs, API keys and scopes: who may call, on behalf of which org."""
+"""Orgs, API keys, users, sessions, scopes and roles: who may call, for which org."""
 
 from __future__ import annotations
 
@@ -8,12 +8,30 @@ import hmac
 import re
 import secrets
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from sealog import times
-from sealog.store.base import ApiKeyRow, NotFound, Org, Store
+from sealog.events import EMAIL_PATTERN, Redactor
+from sealog.ingest import ingest
+from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org, SessionRow, Store, UserRow
 
 SCOPES = ("events:write", "events:read", "exports", "admin")
+ROLES = ("owner", "admin", "auditor", "member")
+# What each role may do through the API; a member may sign in but sees nothing.
+ROLE_SCOPES = {
+    "owner": frozenset({"events:read", "exports", "admin"}),
+    "admin": frozenset({"events:read", "exports", "admin"}),
+    "auditor": frozenset({"events:read", "exports"}),
+    "member": frozenset(),
+}
+SESSION_COOKIE = "sealog_session"
+SESSION_SECONDS = 12 * 3600
+MIN_PASSWORD_LENGTH = 10
 KEY_PREFIX = "slg"
 _ORG_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 _TOUCH_EVERY_US = 60 * 10**6
@@ -29,16 +47,32 @@ class ScopeError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an org and what they may do there."""
+    """Who is calling: an org and what they may do there, by API key or signed-in user."""
 
     org_id: str
     scopes: frozenset[str]
-    key_id: str
+    key_id: str | None = None
+    user: UserRow | None = None
+    session_id: str | None = None
 
     def require(self, scope: str) -> None:
-        """Returns when the principal holds scope (or admin); raises ScopeError otherwise."""
-        if scope not in self.scopes and "admin" not in self.scopes:
-            raise ScopeError(f"this API key lacks the {scope!r} scope")
+        """Returns when the principal may use scope; raises ScopeError otherwise.
+
+        An API key's admin scope grants every scope; a user's role grants what ROLE_SCOPES
+        lists (so no user may write events)."""
+        if scope in self.scopes or (self.user is None and "admin" in self.scopes):
+            return
+        if self.user is not None:
+            raise ScopeError(f"the {self.user.role} role may not do this ({scope!r})")
+        raise ScopeError(f"this API key lacks the {scope!r} scope")
+
+    @property
+    def actor(self) -> dict[str, Any]:
+        """The caller as an audit event's actor."""
+        if self.user is not None:
+            return {"id": self.user.id, "email": self.user.email, "name": self.user.name,
+                    "type": "user"}
+        return {"id": self.key_id, "name": f"API key {self.key_id}", "type": "api_key"}
 
 
 def _random_id(prefix: str, nbytes: int = 10) -> str:
@@ -135,7 +169,279 @@ class KeyAuthenticator:
         return Principal(row.org_id, frozenset(row.scopes), key_id)
 
 
+# -- audit events about access ---------------------------------------------------------
+
+def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
+                  actor: dict[str, Any], result: str = "success",
+                  resource: dict[str, Any] | None = None,
+                  metadata: dict[str, Any] | None = None,
+                  context: dict[str, Any] | None = None,
+                  description: str | None = None) -> None:
+    """Appends one event about an action taken through Sealog itself to the org's log."""
+    event: dict[str, Any] = {"action": action, "result": result, "actor": actor}
+    optional = {"resource": resource, "metadata": metadata, "context": context,
+                "description": description}
+    event.update((k, v) for k, v in optional.items() if v is not None)
+    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor)
+
+
+# -- users and passwords -----------------------------------------------------------------
+
+_HASHER = PasswordHasher()  # Argon2id, the library's (RFC 9106) default parameters
+# Verified against when the email is unknown, so that answer takes as long as a wrong one.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def _check_user_fields(email: str, role: str, password: str | None, name: str) -> None:
+    if not EMAIL_PATTERN.match(email) or len(email) > 320:
+        raise ValueError(f"{email!r} is not an email address")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(name) > 200:
+        raise ValueError("a name has at most 200 characters")
+
+
+def create_user(*, store: Store, org_id: str, email: str, role: str, password: str,
+                name: str = "") -> UserRow:
+    """A new user of org_id; ValueError for a bad field, Conflict for a taken email."""
+    email = email.strip().lower()
+    _check_user_fields(email, role, password, name)
+    store.get_org(org_id)
+    row = UserRow(id=_random_id("usr_", 8), org_id=org_id, email=email,
+                  name=name.strip() or email.split("@")[0], role=role,
+                  password_hash=hash_password(password), created_at=times.now_us(),
+                  removed_at=None)
+    store.insert_user(row)
+    return row
+
+
+def _member_resource(user: UserRow) -> dict[str, Any]:
+    return {"type": "member", "id": user.id, "name": user.email}
+
+
+def _check_owner_rules(store: Store, by: Principal, target: UserRow,
+                       new_role: str | None) -> None:
+    if "owner" in (target.role, new_role) and (by.user is not None and by.user.role != "owner"):
+        raise ScopeError("only an owner may grant, change or remove the owner role")
+    if target.role == "owner" and new_role != "owner":
+        owners = [u for u in store.list_users(target.org_id) if u.role == "owner"]
+        if len(owners) == 1:
+            raise Conflict("the org's last owner cannot be demoted or removed")
+
+
+def add_member(*, store: Store, redactor: Redactor, by: Principal, email: str, role: str,
+               name: str = "", password: str | None = None,
+               context: dict[str, Any] | None = None) -> tuple[UserRow, str | None]:
+    """A new user in by's org, and the generated password when none was given (shown once)."""
+    if role == "owner" and by.user is not None and by.user.role != "owner":
+        raise ScopeError("only an owner may grant, change or remove the owner role")
+    generated = generate_password() if password is None else None
+    user = create_user(store=store, org_id=by.org_id, email=email, role=role,
+                       password=password or generated or "", name=name)
+    record_action(store=store, redactor=redactor, org_id=by.org_id, action="member.invited",
+                  actor=by.actor, resource=_member_resource(user), context=context,
+                  metadata={"role": role})
+    return user, generated
+
+
+def change_role(*, store: Store, redactor: Redactor, by: Principal, user_id: str, role: str,
+                context: dict[str, Any] | None = None) -> UserRow:
+    """The user with the new role; NotFound for another org's user."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    target = _user_of(store, by.org_id, user_id)
+    _check_owner_rules(store, by, target, role)
+    updated = store.set_user_role(org_id=by.org_id, user_id=user_id, role=role)
+    record_action(store=store, redactor=redactor, org_id=by.org_id,
+                  action="member.role_changed", actor=by.actor,
+                  resource=_member_resource(updated), context=context,
+                  metadata={"from": target.role, "to": role})
+    return updated
+
+
+def remove_member(*, store: Store, redactor: Redactor, by: Principal, user_id: str,
+                  context: dict[str, Any] | None = None) -> UserRow:
+    """Removes the user and ends their sessions; NotFound for another org's user."""
+    target = _user_of(store, by.org_id, user_id)
+    if by.user is not None and by.user.id == user_id:
+        raise Conflict("you cannot remove yourself; ask another admin")
+    _check_owner_rules(store, by, target, None)
+    removed = store.remove_user(org_id=by.org_id, user_id=user_id, at=times.now_us())
+    record_action(store=store, redactor=redactor, org_id=by.org_id, action="member.removed",
+                  actor=by.actor, resource=_member_resource(removed), context=context,
+                  metadata={"role": removed.role})
+    return removed
+
+
+def _user_of(store: Store, org_id: str, user_id: str) -> UserRow:
+    user = store.get_user(user_id)
+    if user is None or user.org_id != org_id or user.removed_at is not None:
+        raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
+    return user
+
+
+def issue_api_key(*, store: Store, redactor: Redactor, by: Principal, scopes: list[str],
+                  name: str = "", context: dict[str, Any] | None = None) -> NewApiKey:
+    """create_api_key in by's org, recorded as api_key.created."""
+    new = create_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name)
+    record_action(store=store, redactor=redactor, org_id=by.org_id, action="api_key.created",
+                  actor=by.actor, context=context,
+                  resource={"type": "api_key", "id": new.row.id, "name": new.row.name},
+                  metadata={"scopes": list(new.row.scopes)})
+    return new
+
+
+def withdraw_api_key(*, store: Store, redactor: Redactor, by: Principal, key_id: str,
+                     context: dict[str, Any] | None = None) -> ApiKeyRow:
+    """revoke_api_key in by's org, recorded as api_key.revoked."""
+    row = revoke_api_key(store=store, org_id=by.org_id, key_id=key_id)
+    record_action(store=store, redactor=redactor, org_id=by.org_id, action="api_key.revoked",
+                  actor=by.actor, context=context,
+                  resource={"type": "api_key", "id": row.id, "name": row.name})
+    return row
+
+
+# -- sign-in and sessions ----------------------------------------------------------------
+
+class SignInError(AuthError):
+    """Raised for a wrong email or password (HTTP 401); it never says which."""
+
+
+class SignInLocked(Exception):
+    """Raised while an email is locked after too many failed sign-ins (HTTP 429)."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"too many failed sign-ins for this email; try again in "
+                         f"{max(1, retry_after // 60)} minute(s)")
+
+
+@dataclass
+class LoginThrottle:
+    """Failed sign-ins per email within window_seconds: from slow_after on, each attempt
+    waits delay_seconds; from lock_after on, attempts are refused until the window passes."""
+
+    window_seconds: int = 15 * 60
+    slow_after: int = 3
+    delay_seconds: float = 1.0
+    lock_after: int = 10
+    sleep: Any = field(default=time.sleep, repr=False)
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A signed-in session: `token` goes in the cookie and is stored only as a hash."""
+
+    token: str
+    row: SessionRow
+    user: UserRow
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email: str,
+            password: str, context: dict[str, Any] | None = None) -> NewSession:
+    """A new session for the user; raises SignInError or SignInLocked. Both outcomes of a
+    known email are recorded in its org's log (auth.login_succeeded / auth.login_failed)."""
+    email = email.strip().lower()
+    now = times.now_us()
+    failures = store.count_login_failures(email, now - throttle.window_seconds * 10**6)
+    user = store.find_user_by_email(email)
+
+    def failed(result: str, reason: str) -> None:
+        store.add_login_failure(email, now)
+        if user is not None:
+            record_action(store=store, redactor=redactor, org_id=user.org_id,
+                          action="auth.login_failed", result=result, context=context,
+                          actor={"id": user.id, "email": user.email, "name": user.name,
+                                 "type": "user"},
+                          metadata={"reason": reason, "recent_failures": failures + 1})
+
+    if failures >= throttle.lock_after:
+        failed("denied", "locked: too many failed sign-ins")
+        raise SignInLocked(throttle.window_seconds)
+    if failures >= throttle.slow_after:
+        throttle.sleep(throttle.delay_seconds)
+    if user is None:
+        password_matches(_DUMMY_HASH, password)
+        failed("failed", "unknown email")
+        raise SignInError("the email or password is wrong")
+    if not password_matches(user.password_hash, password):
+        failed("failed", "wrong password")
+        raise SignInError("the email or password is wrong")
+    store.clear_login_failures(email)
+    token = secrets.token_urlsafe(32)
+    row = SessionRow(id=_random_id("ses_", 8), user_id=user.id,
+                     csrf_token=secrets.token_urlsafe(24), created_at=now,
+                     expires_at=now + SESSION_SECONDS * 10**6, revoked_at=None)
+    store.insert_session(_token_hash(token), row)
+    record_action(store=store, redactor=redactor, org_id=user.org_id,
+                  action="auth.login_succeeded", context={**(context or {}),
+                                                          "session_id": row.id},
+                  actor={"id": user.id, "email": user.email, "name": user.name,
+                         "type": "user"})
+    return NewSession(token, row, user)
+
+
+@dataclass(frozen=True)
+class SessionPrincipal:
+    """A live session and the principal it makes."""
+
+    principal: Principal
+    session: SessionRow
+
+
+def authenticate_session(store: Store, token: str) -> SessionPrincipal:
+    """The session's principal; raises AuthError when it is unknown, ended or expired."""
+    session = store.get_session(_token_hash(token))
+    if session is None or session.revoked_at is not None:
+        raise AuthError("you are signed out; sign in again")
+    if session.expires_at <= times.now_us():
+        raise AuthError("your session has expired; sign in again")
+    user = store.get_user(session.user_id)
+    if user is None or user.removed_at is not None:
+        raise AuthError("this account no longer exists")
+    principal = Principal(org_id=user.org_id, scopes=ROLE_SCOPES[user.role], user=user,
+                          session_id=session.id)
+    return SessionPrincipal(principal, session)
+
+
+def sign_out(*, store: Store, redactor: Redactor, token: str,
+             context: dict[str, Any] | None = None) -> None:
+    """Ends the session (recorded as auth.logout); a session already ended is left alone."""
+    try:
+        current = authenticate_session(store, token)
+    except AuthError:
+        return
+    store.revoke_session(_token_hash(token), times.now_us())
+    record_action(store=store, redactor=redactor, org_id=current.principal.org_id,
+                  action="auth.logout", actor=current.principal.actor,
+                  context={**(context or {}), "session_id": current.session.id})
+
+
 __all__ = [
-    "SCOPES", "AuthError", "KeyAuthenticator", "NewApiKey", "NotFound", "Principal", "ScopeError",
-    "create_api_key", "create_org", "revoke_api_key",
+    "ROLES", "SCOPES", "AuthError", "KeyAuthenticator", "LoginThrottle", "NewApiKey", "NotFound",
+    "Principal", "ScopeError", "SignInError", "SignInLocked",
+    "add_member", "authenticate_session", "change_role", "create_api_key", "create_org",
+    "create_user", "issue_api_key", "remove_member", "revoke_api_key", "sign_in", "sign_out",
+    "withdraw_api_key",
 ]

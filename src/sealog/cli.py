@@ -118,12 +118,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_ADMIN_EMAIL = "admin@acme.example"
+
+
 def seed_demo(*, store: Store, count: int, days: int, progress: Callable[[int], None]) -> tuple[
-        Org, auth.NewApiKey]:
-    """An org full of realistic events and an admin API key for it."""
+        Org, auth.NewApiKey, str]:
+    """An org full of realistic events, an admin API key for it and the password of its
+    admin user (DEMO_ADMIN_EMAIL)."""
     org = auth.create_org(store=store, name="Acme Robotics", org_id="acme")
     key = auth.create_api_key(store=store, org_id=org.id, name="demo admin",
                               scopes=list(auth.SCOPES))
+    password = auth.generate_password()
+    auth.create_user(store=store, org_id=org.id, email=DEMO_ADMIN_EMAIL, role="admin",
+                     password=password, name="Demo Admin")
     redactor = Redactor()
     batch: list[dict[str, Any]] = []
     done = 0
@@ -138,7 +145,7 @@ def seed_demo(*, store: Store, count: int, days: int, progress: Callable[[int], 
         ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor)
         done += len(batch)
         progress(done)
-    return store.get_org(org.id), key
+    return store.get_org(org.id), key, password
 
 
 DEMO_MARKER = ".sealog-demo"
@@ -161,7 +168,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                        sqlite_synchronous=settings.sqlite_synchronous)
     try:
         bar = ProgressBar(args.events, "Generating demo events")
-        org, key = seed_demo(store=store, count=args.events, days=args.days, progress=bar.update)
+        org, key, password = seed_demo(store=store, count=args.events, days=args.days,
+                                       progress=bar.update)
         signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
         store.add_log_key(signer.verifier.text(), times.now_us())
         checkpoint.sign_latest(store=store, signer=signer, host=settings.log_host,
@@ -171,6 +179,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     print(f"""
 Sealog demo: org {org.name} ({org.id}) with {org.log_size:,} events in {data_dir}/
+
+  Open {base}/ and sign in (admin, shown once):
+    email     {DEMO_ADMIN_EMAIL}
+    password  {password}
 
   API key (admin, shown once): {key.secret}
 
@@ -301,6 +313,53 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     with _store(args) as store:
         row = auth.revoke_api_key(store=store, org_id=args.org, key_id=args.key_id)
     _print(args, _key_dict(row), f"Revoked API key {row.id} of org {row.org_id}")
+    return 0
+
+
+def _user_dict(user: Any) -> dict[str, Any]:
+    return {"id": user.id, "org_id": user.org_id, "email": user.email, "name": user.name,
+            "role": user.role, "created_at": times.format_rfc3339(user.created_at)}
+
+
+def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The new user's password (from stdin, a prompt, or generated) and whether generated."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    if args.generate_password or not sys.stdin.isatty():
+        return auth.generate_password(), True
+    import getpass
+    first = getpass.getpass("Password (empty to generate one): ")
+    if not first:
+        return auth.generate_password(), True
+    if getpass.getpass("Repeat it: ") != first:
+        raise CommandError("the two passwords differ")
+    return first, False
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    password, generated = _read_password(args)
+    with _store(args) as store:
+        try:
+            user = auth.create_user(store=store, org_id=args.org, email=args.email,
+                                    role=args.role, password=password, name=args.name or "")
+        except auth.Conflict:
+            raise
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    data = {**_user_dict(user), "password": password if generated else None}
+    text = f"Created {user.role} {user.email} ({user.id}) in org {user.org_id}."
+    if generated:
+        text += f"\nPassword (shown once, store it now):\n{password}"
+    _print(args, data, text)
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        store.get_org(args.org)
+        users = store.list_users(args.org)
+    lines = [f"{u.id}\t{u.email}\t{u.role}\t{u.name}" for u in users] or ["(no users)"]
+    _print(args, [_user_dict(u) for u in users], "\n".join(lines))
     return 0
 
 
@@ -455,6 +514,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key_id", help="the key's id (key_…)")
     _add_db(p)
     _add_json(p)
+
+    users = _command(sub, "users", "Create and list the people who sign in to the web UI.",
+                     "sealog users list --org acme", None)  # type: ignore[arg-type]
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    p = _command(users_sub, "create",
+                 "Create a user; the password is prompted for, or generated and printed once.",
+                 "sealog users create --org acme --email ana@acme.com --role auditor",
+                 cmd_users_create)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--email", required=True, help="the email they sign in with")
+    p.add_argument("--role", required=True, choices=auth.ROLES,
+                   help="owner, admin or auditor may view and export; member may not")
+    p.add_argument("--name", help="display name (default: the email's local part)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    p.add_argument("--generate-password", action="store_true",
+                   help="generate a password and print it once (the default without a tty)")
+    _add_db(p)
+    _add_json(p)
+    p = _command(users_sub, "list", "List an org's users.", "sealog users list --org acme",
+                 cmd_users_list)
+    p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+
     p = _command(sub, "verify", "Verify a log: a server's, one event, or an export bundle.",
                  "sealog verify --url http://127.0.0.1:8000 --api-key $KEY "
                  "--verifier-key $VKEY", cmd_verify)

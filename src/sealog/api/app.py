@@ -4,29 +4,49 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
 
 from sealog import __version__, times
-from sealog.api import events, exports, log, problems
+from sealog.api import access, events, exports, log, problems
 from sealog.api.deps import StoreDep
 from sealog.api.events import _BATCH_SCHEMA
 from sealog.api.schemas import PROBLEM_RESPONSES
-from sealog.auth import KeyAuthenticator
+from sealog.auth import KeyAuthenticator, LoginThrottle
 from sealog.config import Settings
 from sealog.events import Redactor
 from sealog.exports import jobs
 from sealog.ledger import checkpoint
 from sealog.store import Store, open_store
 
-_LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Sealog</title></head><body>
-<h1>Sealog</h1><p>The audit log API is at <a href="/api/v1/openapi.json">/api/v1</a>
-(OpenAPI document; interactive docs at <a href="/api/v1/docs">/api/v1/docs</a>).</p>
-</body></html>"""
+WEB_FOLDER = Path(__file__).resolve().parent.parent / "web"
+# The UI loads nothing but its own files: no inline script or style, no other origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+UI_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",
+}
+
+
+class _UiFiles(StaticFiles):
+    """The UI's static files, each with the UI's security headers."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(UI_HEADERS)
+        return response
 
 
 def create_app(settings: Settings, *, store: Store | None = None,
@@ -78,10 +98,13 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.authenticator = KeyAuthenticator(the_store)
     app.state.signer = signer
     app.state.checkpointer = checkpointer
+    app.state.login_throttle = LoginThrottle()
     problems.install(app)
     app.include_router(events.router)
     app.include_router(log.router)
     app.include_router(exports.router)
+    app.include_router(access.router)
+    app.mount("/static", _UiFiles(directory=WEB_FOLDER), name="static")
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
@@ -97,8 +120,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     @app.get("/", include_in_schema=False)
-    def landing() -> HTMLResponse:
-        return HTMLResponse(_LANDING)
+    def web_ui() -> FileResponse:
+        return FileResponse(WEB_FOLDER / "index.html", headers=UI_HEADERS)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -62,7 +62,7 @@ class ExportList(BaseModel):
 
 
 def _actor(principal: Principal) -> jobs.Actor:
-    return jobs.Actor(id=principal.key_id, name=f"API key {principal.key_id}")
+    return jobs.Actor(**principal.actor)
 
 
 def _json(data: Any, status: int = 200) -> Response:

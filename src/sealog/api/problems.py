@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from sealog.auth import AuthError, ScopeError
+from sealog.auth import AuthError, ScopeError, SignInLocked
 from sealog.events import EventValidationError, FieldError
 from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
@@ -94,6 +94,9 @@ def as_problem(exc: Exception) -> Problem:
     if isinstance(exc, AuthError):
         return Problem(401, str(exc), kind="unauthenticated",
                        headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, SignInLocked):
+        return Problem(429, str(exc), kind="sign-in-locked",
+                       headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, ScopeError):
         return Problem(403, str(exc), kind="forbidden")
     if isinstance(exc, NotFound):
@@ -111,7 +114,7 @@ def install(app: FastAPI) -> None:
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, TimeError,
                 FilterError, CursorError, ExportError, AuthError, ScopeError, NotFound,
-                Conflict):
+                Conflict, SignInLocked):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -54,6 +54,7 @@ class Actor:
     id: str
     name: str
     type: str = "api_key"
+    email: str | None = None
 
 
 def _params(row: ExportRow) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def audit_export(store: Store, redactor: Redactor, org_id: str, actor: Actor, ac
     """Records an export's creation, cancellation or download in the org's own log."""
     event = {
         "action": action, "result": "success", "description": description,
-        "actor": {"id": actor.id, "name": actor.name, "type": actor.type},
+        "actor": {"id": actor.id, "name": actor.name, "type": actor.type, "email": actor.email},
         "resource": {"type": "export", "id": row.id, "name": row.name},
         "metadata": {"format": row.format, "params": _params(row)},
     }

@@ -38,6 +38,28 @@ class ApiKeyRow:
     last_used_at: int | None
 
 
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    org_id: str
+    email: str
+    name: str
+    role: str
+    password_hash: str
+    created_at: int
+    removed_at: int | None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    user_id: str
+    csrf_token: str
+    created_at: int
+    expires_at: int
+    revoked_at: int | None
+
+
 class EventRow(NamedTuple):
     """One sealed event as stored: index columns, hashes and the canonical document."""
 
@@ -171,6 +193,35 @@ class Store(Protocol):
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow: ...
 
     def touch_api_key(self, key_id: str, at: int) -> None: ...
+
+    def insert_user(self, row: UserRow) -> None:
+        """Raises Conflict when a live user already has the email."""
+
+    def get_user(self, user_id: str) -> UserRow | None: ...
+
+    def find_user_by_email(self, email: str) -> UserRow | None:
+        """The live user with this (lowercased) email, or None."""
+
+    def list_users(self, org_id: str) -> list[UserRow]:
+        """The org's live users, oldest first."""
+
+    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
+        """Raises NotFound for a user of another org or one removed."""
+
+    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
+        """Marks the user removed and revokes their sessions; NotFound as set_user_role."""
+
+    def insert_session(self, token_hash: bytes, row: SessionRow) -> None: ...
+
+    def get_session(self, token_hash: bytes) -> SessionRow | None: ...
+
+    def revoke_session(self, token_hash: bytes, at: int) -> None: ...
+
+    def add_login_failure(self, email: str, at: int) -> None: ...
+
+    def count_login_failures(self, email: str, since: int) -> int: ...
+
+    def clear_login_failures(self, email: str) -> None: ...
 
     def get_event(self, org_id: str, event_id: str) -> StoredDoc | None: ...
 

@@ -20,7 +20,9 @@ from sealog.store.base import (
     LogHead,
     NotFound,
     Org,
+    SessionRow,
     StoredDoc,
+    UserRow,
 )
 from sealog.store.sqlfilter import Dialect, base_where, fts5_expression, match_where
 
@@ -292,6 +294,102 @@ class SQLiteStore:
     def touch_api_key(self, key_id: str, at: int) -> None:
         with self.writing() as tx:
             tx.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
+
+    # -- users and sessions ----------------------------------------------------------
+
+    _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
+
+    def insert_user(self, row: UserRow) -> None:
+        with self.writing() as tx:
+            try:
+                tx.conn.execute(
+                    f"INSERT INTO users ({self._USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (row.id, row.org_id, row.email, row.name, row.role, row.password_hash,
+                     row.created_at, row.removed_at),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a user with email {row.email!r} already exists") from None
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        r = self._reader().execute(
+            f"SELECT {self._USER_COLUMNS} FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return UserRow(*r) if r else None
+
+    def find_user_by_email(self, email: str) -> UserRow | None:
+        r = self._reader().execute(
+            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL",
+            (email,),
+        ).fetchone()
+        return UserRow(*r) if r else None
+
+    def list_users(self, org_id: str) -> list[UserRow]:
+        rows = self._reader().execute(
+            f"SELECT {self._USER_COLUMNS} FROM users WHERE org_id = ? AND removed_at IS NULL "
+            "ORDER BY created_at, id", (org_id,),
+        )
+        return [UserRow(*r) for r in rows]
+
+    def _live_user(self, conn: sqlite3.Connection, org_id: str, user_id: str) -> UserRow:
+        r = conn.execute(
+            f"SELECT {self._USER_COLUMNS} FROM users "
+            "WHERE id = ? AND org_id = ? AND removed_at IS NULL", (user_id, org_id),
+        ).fetchone()
+        if r is None:
+            raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
+        return UserRow(*r)
+
+    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
+        with self.writing() as tx:
+            self._live_user(tx.conn, org_id, user_id)
+            tx.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+            return self._live_user(tx.conn, org_id, user_id)
+
+    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
+        with self.writing() as tx:
+            user = self._live_user(tx.conn, org_id, user_id)
+            tx.conn.execute("UPDATE users SET removed_at = ? WHERE id = ?", (at, user_id))
+            tx.conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                (at, user_id),
+            )
+        return user
+
+    def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "INSERT INTO sessions (token_hash, id, user_id, csrf_token, created_at, "
+                "expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, row.id, row.user_id, row.csrf_token, row.created_at,
+                 row.expires_at, row.revoked_at),
+            )
+
+    def get_session(self, token_hash: bytes) -> SessionRow | None:
+        r = self._reader().execute(
+            "SELECT id, user_id, csrf_token, created_at, expires_at, revoked_at FROM sessions "
+            "WHERE token_hash = ?", (token_hash,),
+        ).fetchone()
+        return SessionRow(*r) if r else None
+
+    def revoke_session(self, token_hash: bytes, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                (at, token_hash),
+            )
+
+    def add_login_failure(self, email: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
+
+    def count_login_failures(self, email: str, since: int) -> int:
+        return self._reader().execute(
+            "SELECT count(*) FROM login_failures WHERE email = ? AND at >= ?", (email, since)
+        ).fetchone()[0]
+
+    def clear_login_failures(self, email: str) -> None:
+        with self.writing() as tx:
+            tx.conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
 
     # -- events ----------------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""Sign-in sessions, roles, CSRF, throttling, members and API keys through the HTTP API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sealog import auth, times
+from sealog.store.base import SessionRow
+
+from test_cli import run
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def people(store, tenant):
+    """Users of acme, one per role, all with PASSWORD."""
+    return {role: auth.create_user(store=store, org_id="acme", email=f"{role}@acme.com",
+                                   role=role, password=PASSWORD, name=role.title())
+            for role in auth.ROLES}
+
+
+@pytest.fixture
+def browser(app):
+    """A cookie-keeping client, as a browser is (no API key)."""
+    clients: list[TestClient] = []
+
+    def make() -> TestClient:
+        client = TestClient(app)
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> dict:
+    r = client.post("/api/v1/session", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    return r.json()
+
+
+def events_of(tenant, action: str) -> list[dict]:
+    r = tenant.client.get("/api/v1/events", params={"q": f"action:{action}", "limit": 200})
+    return r.json()["data"]
+
+
+def test_sign_in_sets_a_safe_cookie_and_is_recorded(browser, people, tenant):
+    client = browser()
+    r = client.post("/api/v1/session", json={"email": "Admin@ACME.com", "password": PASSWORD},
+                    headers={"User-Agent": "pytest-browser"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user"]["email"] == "admin@acme.com" and body["user"]["role"] == "admin"
+    assert body["org"] == {"id": "acme", "name": "Acme"}
+    assert set(body["permissions"]) == {"events:read", "exports", "admin"}
+    cookie = r.headers["set-cookie"]
+    assert "sealog_session=" in cookie and "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie and "Secure" not in cookie  # plain http here
+    assert client.get("/api/v1/session").json()["user"]["id"] == people["admin"].id
+    assert client.get("/api/v1/events").status_code == 200
+
+    logged, = events_of(tenant, "auth.login_succeeded")
+    assert logged["actor"]["email"] == "admin@acme.com"
+    assert logged["category"] == "security_events"
+    assert logged["context"]["user_agent"] == "pytest-browser"
+    assert logged["context"]["session_id"].startswith("ses_")
+
+
+def test_a_wrong_password_is_a_401_recorded_as_failed(browser, people, tenant):
+    client = browser()
+    r = client.post("/api/v1/session", json={"email": "admin@acme.com", "password": "nope"})
+    assert r.status_code == 401
+    assert r.json()["detail"] == "the email or password is wrong"
+    unknown = client.post("/api/v1/session", json={"email": "who@acme.com", "password": "x"})
+    assert unknown.json()["detail"] == r.json()["detail"]  # never says which was wrong
+    failed, = events_of(tenant, "auth.login_failed")
+    assert failed["result"] == "failed"
+    assert failed["metadata"]["reason"] == "wrong password"
+    assert client.get("/api/v1/events").status_code == 401
+
+
+def test_repeated_failures_are_slowed_then_refused_and_recorded(app, browser, people, tenant):
+    waits: list[float] = []
+    app.state.login_throttle = auth.LoginThrottle(slow_after=2, lock_after=4,
+                                                  delay_seconds=0.5, sleep=waits.append)
+    client = browser()
+    statuses = [client.post("/api/v1/session", json={"email": "admin@acme.com",
+                                                     "password": "wrong"}).status_code
+                for _ in range(4)]
+    assert statuses == [401, 401, 401, 401]
+    assert waits == [0.5, 0.5]  # the 3rd and 4th attempts were slowed
+    locked = client.post("/api/v1/session", json={"email": "admin@acme.com",
+                                                  "password": PASSWORD})
+    assert locked.status_code == 429
+    assert locked.headers["retry-after"] == str(15 * 60)
+    assert "too many failed sign-ins" in locked.json()["detail"]
+    refused = [e for e in events_of(tenant, "auth.login_failed") if e["result"] == "denied"]
+    assert len(refused) == 1 and refused[0]["metadata"]["reason"].startswith("locked")
+    # Another email is not affected.
+    assert client.post("/api/v1/session", json={"email": "owner@acme.com",
+                                                "password": PASSWORD}).status_code == 200
+
+
+def test_state_changes_by_cookie_need_the_csrf_token(browser, people):
+    client = browser()
+    token = sign_in(client, "admin@acme.com")["csrf_token"]
+    export = {"name": "x", "format": "csv"}
+    del client.headers["X-CSRF-Token"]
+    r = client.post("/api/v1/exports", json=export)
+    assert r.status_code == 403 and "X-CSRF-Token" in r.json()["detail"]
+    r = client.post("/api/v1/exports", json=export, headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    r = client.post("/api/v1/exports", json=export, headers={
+        "X-CSRF-Token": token, "Origin": "https://evil.example"})
+    assert r.status_code == 403 and "evil.example" in r.json()["detail"]
+    r = client.post("/api/v1/exports", json=export, headers={"X-CSRF-Token": token})
+    assert r.status_code == 202
+    assert client.get("/api/v1/exports").status_code == 200  # reads need no token
+
+
+def test_roles_decide_what_a_user_may_do(browser, people):
+    member = browser()
+    sign_in(member, "member@acme.com")
+    r = member.get("/api/v1/events")
+    assert r.status_code == 403 and "member role" in r.json()["detail"]
+    assert member.get("/api/v1/session").json()["permissions"] == []
+
+    auditor = browser()
+    sign_in(auditor, "auditor@acme.com")
+    assert auditor.get("/api/v1/events/count").status_code == 200
+    assert auditor.post("/api/v1/exports", json={"name": "a", "format": "csv"}).status_code == 202
+    assert auditor.get("/api/v1/members").status_code == 403
+    assert auditor.post("/api/v1/keys", json={"scopes": ["events:read"]}).status_code == 403
+    # No user may write events, whatever the role.
+    owner = browser()
+    sign_in(owner, "owner@acme.com")
+    r = owner.post("/api/v1/events", json={"events": [{"action": "agent.created",
+                                                       "result": "success",
+                                                       "actor": {"name": "x"}}]})
+    assert r.status_code == 403
+
+
+def test_members_are_added_changed_and_removed_with_audit_events(browser, people, tenant):
+    admin = browser()
+    sign_in(admin, "admin@acme.com")
+    r = admin.post("/api/v1/members", json={"email": "new@acme.com", "role": "auditor",
+                                            "name": "New Person"})
+    assert r.status_code == 201
+    password = r.json()["password"]
+    new_id = r.json()["member"]["id"]
+    assert len(password) >= 16
+
+    newcomer = browser()
+    sign_in(newcomer, "new@acme.com", password)
+    assert newcomer.get("/api/v1/events").status_code == 200
+
+    r = admin.patch(f"/api/v1/members/{new_id}", json={"role": "member"})
+    assert r.status_code == 200 and r.json()["role"] == "member"
+    assert newcomer.get("/api/v1/events").status_code == 403  # at once, same session
+
+    assert admin.delete(f"/api/v1/members/{new_id}").status_code == 204
+    assert newcomer.get("/api/v1/session").status_code == 401  # sessions ended
+    emails = [m["email"] for m in admin.get("/api/v1/members").json()["data"]]
+    assert "new@acme.com" not in emails and "admin@acme.com" in emails
+
+    invited, = events_of(tenant, "member.invited")
+    assert invited["actor"]["email"] == "admin@acme.com"
+    assert invited["resource"] == {"type": "member", "id": new_id, "name": "new@acme.com"}
+    changed, = events_of(tenant, "member.role_changed")
+    assert changed["metadata"] == {"from": "auditor", "to": "member"}
+    assert len(events_of(tenant, "member.removed")) == 1
+
+
+def test_owner_rules_hold(browser, people, tenant_factory):
+    admin = browser()
+    sign_in(admin, "admin@acme.com")
+    r = admin.patch(f"/api/v1/members/{people['owner'].id}", json={"role": "member"})
+    assert r.status_code == 403
+    r = admin.post("/api/v1/members", json={"email": "boss@acme.com", "role": "owner"})
+    assert r.status_code == 403
+    owner = browser()
+    sign_in(owner, "owner@acme.com")
+    r = owner.patch(f"/api/v1/members/{people['owner'].id}", json={"role": "admin"})
+    assert r.status_code == 409 and "last owner" in r.json()["detail"]
+    assert owner.delete(f"/api/v1/members/{people['owner'].id}").status_code == 409
+    # Another org's user is a 404.
+    tenant_factory("globex")
+    auth.create_user(store=admin.app.state.store, org_id="globex", email="g@globex.com",
+                     role="member", password=PASSWORD)
+    other = admin.app.state.store.find_user_by_email("g@globex.com")
+    assert admin.delete(f"/api/v1/members/{other.id}").status_code == 404
+    r = admin.post("/api/v1/members", json={"email": "admin@acme.com", "role": "auditor"})
+    assert r.status_code == 409
+    r = admin.post("/api/v1/members", json={"email": "not-an-email", "role": "auditor"})
+    assert r.status_code == 422 and "not an email" in r.json()["detail"]
+
+
+def test_api_keys_are_created_used_and_revoked_from_a_session(browser, people, tenant, app):
+    admin = browser()
+    sign_in(admin, "admin@acme.com")
+    r = admin.post("/api/v1/keys", json={"name": "billing", "scopes": ["events:read"]})
+    assert r.status_code == 201
+    secret, key_id = r.json()["secret"], r.json()["key"]["id"]
+    listed = admin.get("/api/v1/keys").json()["data"]
+    assert any(k["id"] == key_id and "secret" not in k for k in listed)
+    with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as machine:
+        assert machine.get("/api/v1/events").status_code == 200
+        assert admin.delete(f"/api/v1/keys/{key_id}").json()["revoked_at"]
+        assert machine.get("/api/v1/events").status_code == 401
+    created, = events_of(tenant, "api_key.created")
+    assert created["resource"] == {"type": "api_key", "id": key_id, "name": "billing"}
+    assert created["metadata"] == {"scopes": ["events:read"]}
+    assert len(events_of(tenant, "api_key.revoked")) == 1
+    r = admin.post("/api/v1/keys", json={"scopes": []})
+    assert r.status_code == 422
+
+
+def test_sign_out_ends_the_session(browser, people, tenant):
+    client = browser()
+    sign_in(client, "auditor@acme.com")
+    r = client.delete("/api/v1/session")
+    assert r.status_code == 204 and 'sealog_session=""' in r.headers["set-cookie"]
+    assert len(events_of(tenant, "auth.logout")) == 1
+    assert client.get("/api/v1/events").status_code == 401
+
+
+def test_an_expired_session_is_refused(browser, people, store):
+    client = browser()
+    now = times.now_us()
+    store.insert_session(auth._token_hash("old-token"), SessionRow(
+        id="ses_old", user_id=people["admin"].id, csrf_token="c", created_at=now - 10**9,
+        expires_at=now - 1, revoked_at=None))
+    client.cookies.set(auth.SESSION_COOKIE, "old-token")
+    r = client.get("/api/v1/events")
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_the_ui_is_served_with_a_strict_content_security_policy(browser):
+    client = browser()
+    for path in ("/", "/static/app.js", "/static/app.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert r.headers["x-frame-options"] == "DENY"
+    assert "<script" in client.get("/").text and "type=\"module\"" in client.get("/").text
+    assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_users_create_command_prints_a_generated_password_once(capsys, tmp_path):
+    db = ["--data-dir", str(tmp_path)]
+    assert run(capsys, "orgs", "create", "Acme", "--id", "acme", *db)[0] == 0
+    code, out, _ = run(capsys, "users", "create", "--org", "acme", "--email", "ana@acme.com",
+                       "--role", "auditor", "--generate-password", "--json", *db)
+    assert code == 0
+    made = json.loads(out)
+    assert made["role"] == "auditor" and len(made["password"]) >= 16
+    code, out, _ = run(capsys, "users", "list", "--org", "acme", *db)
+    assert "ana@acme.com\tauditor" in out and made["password"] not in out
+    code, _, err = run(capsys, "users", "create", "--org", "acme", "--email", "bad",
+                       "--role", "auditor", "--generate-password", *db)
+    assert code != 0 and "not an email" in err
