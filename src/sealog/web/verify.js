@@ -80,8 +80,10 @@ export function parseCheckpoint(text) {
 }
 
 // true, false, or null when this browser cannot check Ed25519 signatures.
-async function signatureValid(checkpoint, verifierKey) {
-  const [name, keyHex, keyB64] = verifierKey.trim().split('+');
+export async function signatureValid(checkpoint, verifierKey) {
+  // name+hex8+base64: the base64 part may itself hold '+'.
+  const [name, keyHex, ...rest] = verifierKey.trim().split('+');
+  const keyB64 = rest.join('+');
   const keyBytes = fromBase64(keyB64);
   if (keyBytes[0] !== 1) return false;
   const signature = checkpoint.signatures.find((s) => s.name === name && hex(s.blob.slice(0, 4)) === keyHex);
@@ -89,8 +91,9 @@ async function signatureValid(checkpoint, verifierKey) {
   let key;
   try {
     key = await crypto.subtle.importKey('raw', keyBytes.slice(1), { name: 'Ed25519' }, false, ['verify']);
-  } catch {
-    return null;
+  } catch (err) {
+    if (err.name === 'NotSupportedError') return null;
+    return false;
   }
   return crypto.subtle.verify({ name: 'Ed25519' }, key, signature.blob.slice(4),
                               new TextEncoder().encode(checkpoint.body));

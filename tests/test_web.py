@@ -1,0 +1,392 @@
+"""The web console in a real Chromium against a real `sealog serve` with demo data.
+
+Each test checks what the page shows against the JSON API. Screenshots of the main view,
+the event modal and the export dialog are written to docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from sealog import auth, sampledata
+from sealog.events import Redactor
+from sealog.ingest import ingest
+from sealog.store import open_store
+
+from conftest import SealogProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+PASSWORD = "a demo password 42"
+ADMIN = "admin@acme.example"
+BERLIN = ZoneInfo("Europe/Berlin")
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+expect = sync_api.expect
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[dict]:
+    """A served data folder: org acme with 3,000 demo events, users of each role, a key."""
+    data = tmp_path_factory.mktemp("web") / "data"
+    store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
+    auth.create_org(store=store, name="Acme Robotics", org_id="acme")
+    for role in ("admin", "auditor", "member"):
+        email = ADMIN if role == "admin" else f"{role}@acme.example"
+        auth.create_user(store=store, org_id="acme", email=email, role=role,
+                         password=PASSWORD, name=f"Demo {role.title()}")
+    secret = auth.create_api_key(store=store, org_id="acme", scopes=list(auth.SCOPES)).secret
+    events = list(sampledata.generate_events(3000, days=10))
+    for start in range(0, len(events), 1000):
+        ingest(store=store, org_id="acme", raw_events=events[start:start + 1000],
+               redactor=Redactor())
+    store.close()
+    process = SealogProcess(data, env={"SEALOG_CHECKPOINT_INTERVAL": "1"})
+    process.start()
+    api = httpx.Client(base_url=process.base, headers={"Authorization": f"Bearer {secret}"},
+                       timeout=30)
+    try:
+        yield {"base": process.base, "api": api}
+    finally:
+        api.close()
+        process.stop()
+        print(process.output())
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, site):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900},
+                                   accept_downloads=True, timezone_id="Europe/Berlin")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def sign_in(page, site, email: str = ADMIN) -> None:
+    page.goto(site["base"] + "/")
+    page.get_by_test_id("email").fill(email)
+    page.get_by_test_id("password").fill(PASSWORD)
+    page.get_by_test_id("sign-in").click()
+    # Signed in (its audit event stored) once the page shows who, or that they lack access.
+    page.locator("[data-testid=who], [data-testid=no-access]").wait_for(state="attached")
+
+
+def api_count(site, **params) -> int:
+    return site["api"].get("/api/v1/events/count", params=params).json()["count"]
+
+
+def api_ids(site, **params) -> list[str]:
+    page = site["api"].get("/api/v1/events", params={"limit": 50, **params}).json()
+    return [e["id"] for e in page["data"]]
+
+
+def shown_count(page) -> int:
+    count = page.get_by_test_id("count")
+    expect(count).to_have_attribute("data-count", re.compile(r"^\d+$"))
+    return int(count.get_attribute("data-count"))
+
+
+def wait_for_rows(page, expected_count: int) -> None:
+    expect(page.get_by_test_id("count")).to_have_attribute("data-count", str(expected_count))
+    if expected_count:
+        expect(page.get_by_test_id("event-row").first).to_be_visible()
+
+
+def row_ids(page) -> list[str]:
+    return page.get_by_test_id("event-row").evaluate_all("rows => rows.map(r => r.dataset.eventId)")
+
+
+def test_sign_in_opens_the_audit_log_newest_first(page, site):
+    sign_in(page, site)
+    expect(page.get_by_role("heading", name="Organization Audit Log")).to_be_visible()
+    expect(page.get_by_text("Complete activity history for all agents and users")).to_be_visible()
+    wait_for_rows(page, api_count(site))
+    assert row_ids(page) == api_ids(site)
+    first = page.get_by_test_id("event-row").first
+    stamp = first.locator("time")
+    assert re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2}:\d{2} [AP]M", stamp.inner_text())
+    assert stamp.get_attribute("title").endswith("Z")
+    expect(page.get_by_test_id("category")).to_have_value("")
+    expect(page.get_by_test_id("range")).to_have_value("24h")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "audit-log.png"))
+
+
+def test_search_shows_only_matching_rows(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("range").select_option("30d")
+    page.get_by_test_id("search").fill("guardrail")
+    wait_for_rows(page, api_count(site, range="30d", q="guardrail"))
+    assert row_ids(page) == api_ids(site, range="30d", q="guardrail")
+    assert "q=guardrail" in page.url and "range=30d" in page.url
+    page.get_by_test_id("search").fill('"unclosed')
+    error = page.get_by_test_id("search-error")
+    expect(error).to_contain_text("unclosed quote")
+    expect(page.get_by_test_id("search")).to_have_attribute("aria-invalid", "true")
+
+
+def test_each_category_filters_the_table(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("range").select_option("30d")
+    for category in ("agent_operations", "policy_changes", "user_actions", "security_events",
+                     "system_events"):
+        page.get_by_test_id("category").select_option(category)
+        wait_for_rows(page, api_count(site, range="30d", category=category))
+        categories = page.get_by_test_id("event-row").evaluate_all(
+            "rows => rows.map(r => r.dataset.category)")
+        assert categories and set(categories) == {category}
+        assert row_ids(page) == api_ids(site, range="30d", category=category)
+
+
+def test_a_custom_range_is_checked_in_the_browser_and_applied(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("range").select_option("custom")
+    page.get_by_test_id("range-from").fill("2030-01-02T10:00")
+    page.get_by_test_id("range-to").fill("2030-01-01T10:00")
+    page.get_by_test_id("range-apply").click()
+    expect(page.get_by_test_id("range-error")).to_have_text("The start must be before the end.")
+
+    # The inputs are in the page's zone (Berlin); the API gets the same instants in UTC.
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
+    start = end - timedelta(days=3)
+    for testid, instant in (("range-from", start), ("range-to", end)):
+        page.get_by_test_id(testid).fill(instant.astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_test_id("range-apply").click()
+    params = {"range": "custom", "from": start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+              "to": end.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+    expected = api_count(site, **params)
+    assert expected > 0
+    wait_for_rows(page, expected)
+    assert row_ids(page) == api_ids(site, **params)
+
+
+def test_more_rows_come_with_load_more_until_the_end(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("category").select_option("policy_changes")
+    page.get_by_test_id("range").select_option("7d")
+    total = api_count(site, range="7d", category="policy_changes")
+    assert total > 50
+    wait_for_rows(page, total)
+    grows = "n => document.querySelectorAll('[data-testid=event-row]').length > n"
+    page.get_by_test_id("load-more").click()
+    page.wait_for_function(grows, arg=50)
+    while (shown := len(row_ids(page))) < total:  # the rest come by scrolling down
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_function(grows, arg=shown)
+    expect(page.get_by_test_id("event-row")).to_have_count(total)
+    assert len(set(row_ids(page))) == total
+
+
+def test_the_event_modal_shows_the_event_and_verifies_it(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("range").select_option("7d")
+    page.get_by_test_id("search").fill("guardrail method:PUT")
+    wait_for_rows(page, api_count(site, range="7d", q="guardrail method:PUT"))
+    first_id = row_ids(page)[0]
+    event = site["api"].get(f"/api/v1/events/{first_id}").json()
+    details = page.get_by_test_id("details").first
+    details.click()
+    modal = page.get_by_test_id("event-modal")
+    expect(modal.get_by_role("heading", name="Audit Event Details")).to_be_visible()
+    expect(modal.get_by_test_id("d-event-id")).to_have_text(event["id"])
+    expect(modal.get_by_test_id("d-org-id")).to_have_text("acme")
+    expect(modal.get_by_test_id("d-actor-id")).to_have_text(event["actor"]["id"])
+    expect(modal.get_by_test_id("d-request-line")).to_contain_text(
+        f"PUT {event['request']['path']}")
+    expect(modal.get_by_test_id("d-action")).to_contain_text(event["description"])
+    expect(modal.get_by_test_id("d-resource")).to_contain_text(event["resource"]["type"])
+    body = modal.get_by_test_id("d-request-body").inner_text()
+    assert json.loads(body) == event["request"]["body"]
+    expect(modal.get_by_test_id("d-index")).to_have_text(str(event["index"]))
+    expect(modal.get_by_test_id("d-leaf-hash")).to_have_text(event["leaf_hash"])
+    proof = modal.get_by_test_id("proof-status")
+    expect(proof).to_have_attribute("data-state", "verified")
+    expect(proof).to_contain_text("Verified in checkpoint of size")
+    expect(proof).to_contain_text("signed by sealog.local")
+    assert f"event={first_id}" in page.url
+    page.set_viewport_size({"width": 1280, "height": 1500})  # the whole modal, proof included
+    page.screenshot(path=str(SCREENSHOTS / "event-details.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Focus stays inside the modal; Escape closes it and gives focus back.
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        assert modal.evaluate("m => m.contains(document.activeElement)")
+    page.keyboard.press("Escape")
+    expect(modal).to_have_count(0)
+    assert "event=" not in page.url
+    assert details.evaluate("b => b === document.activeElement")
+
+
+def test_a_tampered_event_fails_the_browser_check(page, site):
+    """The page's check is real: the same page code, fed an altered event, says so."""
+    sign_in(page, site)
+    wait_for_rows(page, api_count(site))
+    event = site["api"].get(f"/api/v1/events/{row_ids(page)[0]}").json()
+    outcome = page.evaluate(r"""async (event) => {
+        const v = await import('/static/verify.js');
+        const good = await v.verifyEvent(event);
+        const bad = await v.verifyEvent({ ...event, description: event.description + '!' });
+        // The proof check itself: the right proof leads to the checkpoint's root, a proof
+        // with one flipped bit or for another index does not.
+        const cp = v.parseCheckpoint(await (await fetch('/api/v1/log/checkpoint')).text());
+        const proof = await (await fetch(
+            `/api/v1/log/proof/inclusion?index=${event.index}&tree_size=${cp.size}`)).json();
+        const hashes = proof.hashes.map((b) => Uint8Array.from(atob(b), (c) => c.charCodeAt(0)));
+        const leaf = await v.leafHash(event);
+        const rootOf = async (index, path) => {
+            const r = await v.rootFromInclusionProof(index, cp.size, leaf, path);
+            return r !== null && v.hex(r) === v.hex(cp.root);
+        };
+        const flipped = hashes.map((h, i) => i === 0 ? h.map((b, j) => j === 0 ? b ^ 1 : b) : h);
+        const key = await (await fetch('/api/v1/log/key')).text();
+        const forged = { ...cp, body: cp.body.replace(/\n\d+\n/, '\n1\n') };
+        return [good.ok, bad.ok, bad.message, await rootOf(event.index, hashes),
+                await rootOf(event.index, flipped), await rootOf(event.index ^ 1, hashes),
+                await v.signatureValid(cp, key), await v.signatureValid(forged, key)];
+    }""", event)
+    assert outcome[0] is True
+    assert outcome[1] is False and "do not match its leaf hash" in outcome[2]
+    assert outcome[3:] == [True, False, False, True, False]
+
+
+def test_back_and_forward_restore_filters_and_the_open_event(page, site):
+    sign_in(page, site)
+    wait_for_rows(page, api_count(site))
+    page.get_by_test_id("category").select_option("security_events")
+    wait_for_rows(page, api_count(site, category="security_events"))
+    page.get_by_test_id("details").first.click()
+    expect(page.get_by_test_id("event-modal")).to_be_visible()
+    page.go_back()
+    expect(page.get_by_test_id("event-modal")).to_have_count(0)
+    expect(page.get_by_test_id("category")).to_have_value("security_events")
+    page.go_back()
+    expect(page.get_by_test_id("category")).to_have_value("")
+    wait_for_rows(page, api_count(site))
+    page.go_forward()
+    expect(page.get_by_test_id("category")).to_have_value("security_events")
+    # A link reproduces the view.
+    url = page.url
+    page.goto(url)
+    expect(page.get_by_test_id("category")).to_have_value("security_events")
+
+
+def test_an_export_is_queued_completes_and_downloads(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("range").select_option("7d")
+    page.get_by_test_id("category").select_option("policy_changes")
+    wait_for_rows(page, api_count(site, range="7d", category="policy_changes"))
+    page.get_by_test_id("export-open").click()
+    dialog = page.get_by_test_id("export-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_test_id("export-range")).to_have_value("7d")
+    expect(page.get_by_test_id("export-cat-policy_changes")).to_be_checked()
+    page.get_by_test_id("export-name").fill("policy-week")
+    page.screenshot(path=str(SCREENSHOTS / "export-dialog.png"))
+    page.get_by_test_id("export-queue").click()
+    row = dialog.get_by_test_id("export-row").first
+    expect(row).to_have_attribute("data-status", "completed", timeout=30_000)
+    with page.expect_download() as download_info:
+        row.get_by_test_id("export-download").click()
+    download = download_info.value
+    assert download.suggested_filename == "policy-week.csv"
+    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    export_id = row.get_attribute("data-export-id")
+    job = site["api"].get(f"/api/v1/exports/{export_id}").json()
+    assert len(rows) == job["row_count"] == api_count(site, range="7d",
+                                                       category="policy_changes")
+    assert {r["Category"] for r in rows} == {"policy_changes"}
+
+
+def test_a_member_sees_no_access(page, site):
+    sign_in(page, site, "member@acme.example")
+    expect(page.get_by_test_id("no-access")).to_contain_text("No access")
+    expect(page.get_by_test_id("events-table")).to_have_count(0)
+
+
+def test_an_auditor_sees_the_log_but_not_the_admin_tabs(page, site):
+    sign_in(page, site, "auditor@acme.example")
+    expect(page.get_by_test_id("tab-audit")).to_be_visible()
+    expect(page.get_by_test_id("tab-keys")).to_have_count(0)
+    expect(page.get_by_test_id("tab-members")).to_have_count(0)
+
+
+def test_a_wrong_password_says_so(page, site):
+    page.goto(site["base"] + "/")
+    page.get_by_test_id("email").fill(ADMIN)
+    page.get_by_test_id("password").fill("not the password")
+    page.get_by_test_id("sign-in").click()
+    expect(page.get_by_test_id("sign-in-error")).to_have_text("the email or password is wrong")
+
+
+def test_a_key_made_in_the_ui_shows_up_in_the_audit_log(page, site):
+    sign_in(page, site)
+    page.get_by_test_id("tab-keys").click()
+    page.get_by_test_id("key-create").click()
+    page.get_by_test_id("key-name").fill("ui-made-key")
+    page.get_by_test_id("key-submit").click()
+    secret = page.get_by_test_id("key-secret").inner_text()
+    assert secret.startswith("slg_key_")
+    assert httpx.get(site["base"] + "/api/v1/events/count",
+                     headers={"Authorization": f"Bearer {secret}"}).status_code == 403
+    page.keyboard.press("Escape")
+    page.get_by_test_id("tab-audit").click()
+    page.get_by_test_id("search").fill("action:api_key.created ui-made-key")
+    wait_for_rows(page, 1)
+    expect(page.get_by_test_id("actor").first).to_have_text(ADMIN)
+
+
+def test_sign_out_returns_to_the_sign_in_form(page, site):
+    sign_in(page, site)
+    wait_for_rows(page, api_count(site))
+    page.get_by_test_id("sign-out").click()
+    expect(page.get_by_test_id("sign-in")).to_be_visible()
+    page.reload()
+    expect(page.get_by_test_id("sign-in")).to_be_visible()
+
+
+def test_the_page_fits_a_phone_screen(chromium, site):
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, site)
+        wait_for_rows(page, api_count(site))
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        assert overflow <= 390
+        page.get_by_test_id("details").first.click()
+        expect(page.get_by_test_id("proof-status")).to_have_attribute("data-state", "verified")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        context.close()
