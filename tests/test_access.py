@@ -266,3 +266,26 @@ def test_users_create_command_prints_a_generated_password_once(capsys, tmp_path)
     code, _, err = run(capsys, "users", "create", "--org", "acme", "--email", "bad",
                        "--role", "auditor", "--generate-password", *db)
     assert code != 0 and "not an email" in err
+
+
+def test_every_badge_colour_pair_has_enough_contrast():
+    """WCAG AA (4.5:1) for each result, category and status badge in the stylesheet."""
+    import re
+    from importlib import resources
+
+    css = (resources.files("sealog") / "web" / "app.css").read_text()
+    pairs = re.findall(r"\.((?:result|cat|status)-[\w-]+)(?:, \.[\w-]+)* \{ background: "
+                       r"(#[0-9a-f]{6}); color: (#[0-9a-f]{6}); \}", css)
+
+    def luminance(colour: str) -> float:
+        def channel(c: float) -> float:
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = (channel(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    names = {name for name, _, _ in pairs}
+    assert {f"result-{r}" for r in ("success", "failed", "denied", "warning", "approved",
+                                    "allowed")} <= names
+    for name, background, colour in pairs:
+        a, b = luminance(background), luminance(colour)
+        assert (max(a, b) + 0.05) / (min(a, b) + 0.05) >= 4.5, name
