@@ -9,6 +9,8 @@ from datetime import datetime
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sealog import times
 from sealog.exports import jobs, writers
@@ -69,6 +71,36 @@ def test_csv_export_reads_back_with_the_csv_module(tenant, worker):
     assert last[6] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
     assert last[3] == "'+mallory@acme.com" and last[4] == "'-1"
     assert last[14] == "acme" and int(last[15]) == 12 and len(last[16]) == 64
+
+
+def test_csv_rows_with_commas_quotes_and_line_breaks_are_written_as_csv_writer_would(
+        tenant, worker):
+    """The fast path (rows joined directly) and the csv.writer path give one RFC 4180 file."""
+    seed(tenant)
+    tenant.client.post("/api/v1/events", json={"events": [
+        event(description='Renamed "a, b" to c'), event(description="line\nbreak\r\nhere"),
+        event(description="plain again", actor={"name": 'O"Brien, Pat'})]})
+    content = download(tenant, run(tenant, worker)).content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(content, newline="")))
+    assert [r[6] for r in rows[-3:]] == ['Renamed "a, b" to c', "line\nbreak\r\nhere",
+                                         "plain again"]
+    assert rows[-1][3] == 'O"Brien, Pat'
+    again = io.StringIO(newline="")
+    csv.writer(again, lineterminator="\r\n").writerows(rows)
+    assert again.getvalue() == content
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from('ab ,"\r\n\t=é'), max_size=6),
+                min_size=2, max_size=5))
+def test_a_plain_csv_line_is_exactly_what_csv_writer_writes(fields):
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    line = writers.plain_csv_line(fields)
+    if line is not None:
+        assert line + "\r\n" == buffer.getvalue()
+    else:
+        assert any(c in "".join(fields) for c in ',"\r\n')
 
 
 def test_excel_export_has_types_header_and_sheets(tenant, worker, monkeypatch):

@@ -574,24 +574,22 @@ class SQLiteStore:
         conn = self._reader()
         match = match_where(flt, DIALECT)
         after: tuple[int, str] | None = None
+        make = StoredDoc._make
         while True:
+            # Batches keep each read transaction short, so a long export never holds back
+            # the WAL checkpoint; the keyset makes each batch start where the last ended.
             base = base_where(flt, None, DIALECT, after)
-            seqs = conn.execute(
-                f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} "
-                "ORDER BY occurred_at, id LIMIT ?", (*base.params, *match.params, batch),
-            ).fetchall()
-            if not seqs:
-                return
-            marks = ", ".join("?" * len(seqs))
             rows = conn.execute(
                 f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
-                f"WHERE e.seq IN ({marks}) ORDER BY e.occurred_at, e.id", [s for (s,) in seqs],
+                f"WHERE {base.sql()} AND {match.sql()} "
+                "ORDER BY e.occurred_at, e.id LIMIT ?", (*base.params, *match.params, batch),
             ).fetchall()
-            for r in rows:
-                yield StoredDoc(*r)
+            if not rows:
+                return
+            yield from map(make, rows)
             last = rows[-1]
             after = (last[2], last[3])
-            if len(seqs) < batch:
+            if len(rows) < batch:
                 return
 
     def insert_export(self, row: ExportRow) -> None:
