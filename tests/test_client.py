@@ -227,3 +227,84 @@ def test_bad_options_are_refused():
         SealogClient("http://x", "k", batch_size=5000)
     with pytest.raises(ValueError, match="when_full"):
         SealogClient("http://x", "k", when_full="drop")  # type: ignore[arg-type]
+
+
+class FlakyFront:
+    """A real HTTP front (as a rate limiter or load balancer is) before the real server: it
+    answers the first POSTs with the given statuses, then forwards every request."""
+
+    def __init__(self, upstream: str, statuses: list[tuple[int, dict]]):
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        self.statuses = list(statuses)
+        self.seen: list[tuple[float, int]] = []
+
+        async def forward(request: Request) -> Response:
+            if request.method == "POST" and self.statuses:
+                status, headers = self.statuses.pop(0)
+                self.seen.append((time.monotonic(), status))
+                return Response(b'{"detail": "try later"}', status_code=status,
+                                headers=headers, media_type="application/json")
+            async with httpx.AsyncClient(base_url=upstream) as http:
+                answer = await http.request(request.method, request.url.path,
+                                            content=await request.body(),
+                                            headers={k: v for k, v in request.headers.items()
+                                                     if k.lower() != "host"})
+            self.seen.append((time.monotonic(), answer.status_code))
+            return Response(answer.content, status_code=answer.status_code,
+                            media_type=answer.headers.get("content-type"))
+
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(
+            Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])]),
+            host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_429_and_503_are_retried_honouring_retry_after(served, caplog):
+    caplog.set_level(logging.CRITICAL, logger="sealog.client")
+    process, secret = served
+    front = FlakyFront(process.base, [(429, {"Retry-After": "1"}), (503, {})])
+    with front as url, SealogClient(url, secret, max_backoff=0.2) as client:
+        ids = [client.record("agent.created", actor=ACTOR) for _ in range(10)]
+        client.flush(timeout=30)
+        assert client.requests_sent == 3
+    (t429, s429), (t503, s503), (_, s201) = front.seen
+    assert (s429, s503, s201) == (429, 503, 201)
+    assert t503 - t429 >= 0.95  # waited as Retry-After said
+    assert sorted(stored_ids(process.base, secret)) == sorted(ids)
+
+
+def test_one_client_shared_by_threads_delivers_each_event_once(served):
+    process, secret = served
+    recorded: list[list[str]] = [[] for _ in range(4)]
+    with SealogClient(process.base, secret, batch_size=50, flush_interval=0.01) as client:
+        def produce(slot: int) -> None:
+            for i in range(250):
+                recorded[slot].append(client.record("agent.updated", actor=ACTOR,
+                                                    metadata={"thread": slot, "n": i}))
+
+        threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        client.flush(timeout=30)
+    everything = [i for ids in recorded for i in ids]
+    assert len(set(everything)) == 1000
+    assert sorted(stored_ids(process.base, secret)) == sorted(everything)
