@@ -257,19 +257,14 @@ class Redactor:
     names: tuple[str, ...] = DEFAULT_SECRET_KEYS
     _patterns: list[tuple[str, ...]] = field(init=False, repr=False)
     _cache: dict[str, bool] = field(init=False, repr=False, default_factory=dict)
-    _suspect: re.Pattern[bytes] = field(init=False, repr=False)
+    _suspect_words: list[bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._patterns = [tuple(_key_words(n)) for n in self.names if _key_words(n)]
         # Serialised JSON with none of these words or bytes holds no secret key, no
         # fractional number, no escaped quote and no key that orjson and RFC 8785 sort
         # apart, so it needs no walk: the common case, and the fast one.
-        # One pattern, one pass in C: any secret word (any case), an escaped quote, or a
-        # digit before '.', 'e' or 'E' (every fractional JSON number has one).
-        words = sorted({max(p, key=len).encode() for p in self._patterns})
-        self._suspect = re.compile(
-            b"|".join([*map(re.escape, words), rb'\\"', rb"[0-9][.eE]"]), re.IGNORECASE
-        )
+        self._suspect_words = sorted({max(p, key=len).encode() for p in self._patterns})
 
     def is_secret(self, key: str) -> bool:
         hit = self._cache.get(key)
@@ -286,11 +281,17 @@ class Redactor:
 
     def may_need_walk(self, encoded: bytes) -> bool:
         """False only when JSON text `encoded` surely needs no redaction or exact JCS."""
-        return self._suspect.search(encoded) is not None or (
-            not encoded.isascii() and _PAST_U_E000.search(encoded) is not None
+        lowered = encoded.lower()
+        return (
+            any(word in lowered for word in self._suspect_words)
+            or b'\\"' in encoded
+            or _FRACTIONAL.search(encoded) is not None
+            or (not encoded.isascii() and _PAST_U_E000.search(encoded) is not None)
         )
 
 
+# A digit then '.', 'e' or 'E': every fractional JSON number has one (strings may too).
+_FRACTIONAL = re.compile(rb"[0-9][.eE]")
 # UTF-8 lead bytes of U+E000 and above, where code point and UTF-16 orders differ.
 _PAST_U_E000 = re.compile(rb"[\xee-\xf4]")
 
