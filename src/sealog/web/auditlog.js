@@ -110,7 +110,7 @@ function build(panel, session) {
     h('div', { class: 'section-heading' },
       h('div', {},
         h('h2', {}, 'Organization Audit Log'),
-        h('p', { class: 'muted' }, 'Complete activity history for all agents and users in your organization')),
+        h('p', { class: 'muted' }, 'Complete activity history across all agents and users.')),
       exportButton),
     h('div', { class: 'filters' },
       h('div', { class: 'search-box' },
