@@ -130,7 +130,8 @@ def row_ids(page) -> list[str]:
 def test_sign_in_opens_the_audit_log_newest_first(page, site):
     sign_in(page, site)
     expect(page.get_by_role("heading", name="Organization Audit Log")).to_be_visible()
-    expect(page.get_by_text("Complete activity history across all agents and users.")).to_be_visible()
+    subtitle = "Complete activity history across all agents and users."
+    expect(page.get_by_text(subtitle)).to_be_visible()
     wait_for_rows(page, api_count(site))
     assert row_ids(page) == api_ids(site)
     first = page.get_by_test_id("event-row").first
