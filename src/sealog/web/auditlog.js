@@ -164,12 +164,16 @@ function build(panel, session) {
   });
   exportButton.addEventListener('click', () => openExportDialog(view.filters));
   more.addEventListener('click', () => loadMore());
-  const observer = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting) && !more.hidden && !view.loading) loadMore();
-  }, { rootMargin: '200px' });
+  // Scrolling near the end loads the next page. The observer's news can be stale (the
+  // table may have refilled since), so nearEnd() looks again before loading.
+  const observer = new IntersectionObserver(() => loadMoreIfNearEnd(), { rootMargin: '200px' });
   observer.observe(sentinel);
 
-  return { panel, root: rootNode, session, search, searchError, category, range, custom, from, to, rangeError,
+  function nearEnd() {
+    return sentinel.isConnected && sentinel.getBoundingClientRect().top < window.innerHeight + 200;
+  }
+
+  return { panel, root: rootNode, session, nearEnd, search, searchError, category, range, custom, from, to, rangeError,
            count, tbody, status, more, filtersKey: null, filters: null, cursor: null, generation: 0,
            loading: false, rows: new Map(), modal: null, modalId: null, pushedEvent: false };
 }
@@ -229,6 +233,10 @@ async function loadFirstPage() {
   }
 }
 
+function loadMoreIfNearEnd() {
+  if (view && view.cursor && !view.loading && !view.more.hidden && view.nearEnd()) loadMore();
+}
+
 async function loadMore() {
   if (!view.cursor || view.loading) return;
   const generation = view.generation;
@@ -241,10 +249,12 @@ async function loadMore() {
   } catch (err) {
     if (generation === view.generation) showProblem(err);
   } finally {
-    view.loading = false;
+    if (generation === view.generation) view.loading = false;
     view.more.disabled = false;
     view.more.textContent = 'Load more';
   }
+  // Still at the end (a tall screen, or scrolled on while loading): keep going.
+  if (generation === view.generation) requestAnimationFrame(loadMoreIfNearEnd);
 }
 
 function addRows(page) {
