@@ -289,3 +289,13 @@ def test_every_badge_colour_pair_has_enough_contrast():
     for name, background, colour in pairs:
         a, b = luminance(background), luminance(colour)
         assert (max(a, b) + 0.05) / (min(a, b) + 0.05) >= 4.5, name
+
+
+def test_failed_sign_ins_older_than_the_window_are_forgotten(store, people):
+    now = times.now_us()
+    hour = 3600 * 10**6
+    for email in ("spray1@x.com", "spray2@x.com", "admin@acme.com"):
+        store.add_login_failure(email, now - 2 * hour, forget_before=now - 3 * hour)
+    store.add_login_failure("admin@acme.com", now, forget_before=now - hour)
+    assert store.count_login_failures("admin@acme.com", 0) == 1
+    assert store.count_login_failures("spray1@x.com", 0) == 0

@@ -364,11 +364,12 @@ def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email:
     known email are recorded in its org's log (auth.login_succeeded / auth.login_failed)."""
     email = email.strip().lower()
     now = times.now_us()
-    failures = store.count_login_failures(email, now - throttle.window_seconds * 10**6)
+    window_start = now - throttle.window_seconds * 10**6
+    failures = store.count_login_failures(email, window_start)
     user = store.find_user_by_email(email)
 
     def failed(result: str, reason: str) -> None:
-        store.add_login_failure(email, now)
+        store.add_login_failure(email, now, forget_before=window_start)
         if user is not None:
             record_action(store=store, redactor=redactor, org_id=user.org_id,
                           action="auth.login_failed", result=result, context=context,

@@ -217,7 +217,8 @@ class Store(Protocol):
 
     def revoke_session(self, token_hash: bytes, at: int) -> None: ...
 
-    def add_login_failure(self, email: str, at: int) -> None: ...
+    def add_login_failure(self, email: str, at: int, *, forget_before: int) -> None:
+        """Records a failed sign-in and forgets every one older than forget_before."""
 
     def count_login_failures(self, email: str, since: int) -> int: ...
 

@@ -378,8 +378,9 @@ class SQLiteStore:
                 (at, token_hash),
             )
 
-    def add_login_failure(self, email: str, at: int) -> None:
+    def add_login_failure(self, email: str, at: int, *, forget_before: int) -> None:
         with self.writing() as tx:
+            tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (forget_before,))
             tx.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
 
     def count_login_failures(self, email: str, since: int) -> int:

@@ -30,3 +30,4 @@ CREATE TABLE login_failures (
     at     INTEGER NOT NULL
 );
 CREATE INDEX login_failures_email ON login_failures(email, at);
+CREATE INDEX login_failures_at ON login_failures(at);
