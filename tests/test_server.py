@@ -58,3 +58,20 @@ def test_verify_command_against_the_served_log(server, tmp_path):
     assert bad.returncode == 2  # a key whose ID does not match is refused up front
     wrong = verify("--verifier-key", Signer.generate("sealog.local").verifier.text())
     assert wrong.returncode == 1 and "unknown key" in wrong.stdout
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(server):
+    base, secret = server
+    with httpx.Client(base_url=base, timeout=10) as client:
+        made = client.post("/api/v1/members", json={"email": "ana@acme.com", "role": "auditor"},
+                           headers={"Authorization": f"Bearer {secret}"}).json()
+        https_origin = base.replace("http://", "https://")
+        proxied = {"X-Forwarded-Proto": "https", "Origin": https_origin}
+        r = client.post("/api/v1/session", headers=proxied,
+                        json={"email": "ana@acme.com", "password": made["password"]})
+        assert r.status_code == 200, r.text
+        assert "Secure" in r.headers["set-cookie"]
+        # Without the proxy's word the same Origin is another site.
+        r = client.post("/api/v1/session", headers={"Origin": https_origin},
+                        json={"email": "ana@acme.com", "password": made["password"]})
+        assert r.status_code == 403
