@@ -36,6 +36,8 @@ ADMIN = "admin@acme.example"
 BERLIN = ZoneInfo("Europe/Berlin")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright",
+                               reason="axe-playwright-python is not installed")
 if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
                 allow_module_level=True)
@@ -102,6 +104,13 @@ def sign_in(page, site, email: str = ADMIN) -> None:
     page.locator("[data-testid=who], [data-testid=no-access]").wait_for(state="attached")
 
 
+def assert_accessible(page) -> None:
+    """axe-core (the engine browsers' accessibility audits use) finds no violation at all."""
+    found = axe_sync.Axe().run(page).response["violations"]
+    assert not found, [(v["impact"], v["id"], v["help"], [n["target"] for n in v["nodes"]])
+                       for v in found]
+
+
 def api_count(site, **params) -> int:
     return site["api"].get("/api/v1/events/count", params=params).json()["count"]
 
@@ -142,6 +151,7 @@ def test_sign_in_opens_the_audit_log_newest_first(page, site):
     expect(page.get_by_test_id("range")).to_have_value("24h")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "audit-log.png"))
+    assert_accessible(page)
 
 
 def test_search_shows_only_matching_rows(page, site):
@@ -236,6 +246,7 @@ def test_the_event_modal_shows_the_event_and_verifies_it(page, site):
     expect(proof).to_contain_text("Verified in checkpoint of size")
     expect(proof).to_contain_text("signed by sealog.local")
     assert f"event={first_id}" in page.url
+    assert_accessible(page)
     page.set_viewport_size({"width": 1280, "height": 1500})  # the whole modal, proof included
     page.screenshot(path=str(SCREENSHOTS / "event-details.png"))
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -329,12 +340,14 @@ def test_an_export_is_queued_completes_and_downloads(page, site):
     assert len(rows) == job["row_count"] == api_count(site, range="7d",
                                                        category="policy_changes")
     assert {r["Category"] for r in rows} == {"policy_changes"}
+    assert_accessible(page)  # the dialog with its list of exports
 
 
 def test_a_member_sees_no_access(page, site):
     sign_in(page, site, "member@acme.example")
     expect(page.get_by_test_id("no-access")).to_contain_text("No access")
     expect(page.get_by_test_id("events-table")).to_have_count(0)
+    assert_accessible(page)
 
 
 def test_an_auditor_sees_the_log_but_not_the_admin_tabs(page, site):
@@ -350,6 +363,7 @@ def test_a_wrong_password_says_so(page, site):
     page.get_by_test_id("password").fill("not the password")
     page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("sign-in-error")).to_have_text("the email or password is wrong")
+    assert_accessible(page)
 
 
 def test_a_key_made_in_the_ui_shows_up_in_the_audit_log(page, site):
@@ -360,9 +374,15 @@ def test_a_key_made_in_the_ui_shows_up_in_the_audit_log(page, site):
     page.get_by_test_id("key-submit").click()
     secret = page.get_by_test_id("key-secret").inner_text()
     assert secret.startswith("slg_key_")
+    assert_accessible(page)
     assert httpx.get(site["base"] + "/api/v1/events/count",
                      headers={"Authorization": f"Bearer {secret}"}).status_code == 403
     page.keyboard.press("Escape")
+    expect(page.get_by_test_id("key-row").first).to_be_visible()
+    assert_accessible(page)  # the API Keys tab
+    page.get_by_test_id("tab-members").click()
+    expect(page.get_by_test_id("member-row").first).to_be_visible()
+    assert_accessible(page)
     page.get_by_test_id("tab-audit").click()
     page.get_by_test_id("search").fill("action:api_key.created ui-made-key")
     wait_for_rows(page, 1)
@@ -389,5 +409,6 @@ def test_the_page_fits_a_phone_screen(chromium, site):
         page.get_by_test_id("details").first.click()
         expect(page.get_by_test_id("proof-status")).to_have_attribute("data-state", "verified")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert_accessible(page)
     finally:
         context.close()

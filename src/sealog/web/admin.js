@@ -30,7 +30,8 @@ export async function renderKeys(panel) {
     try {
       const { data } = await api('GET', '/keys');
       clear(body, data.length ? h('div', { class: 'table-wrap' }, h('table', {},
-        h('thead', {}, h('tr', {}, ['Name', 'Key ID', 'Scopes', 'Created', 'Last used', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Name', 'Key ID', 'Scopes', 'Created', 'Last used', 'Status'].map((t) => h('th', { scope: 'col' }, t)),
+          h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
         h('tbody', {}, data.map((key) => {
           const revoke = key.revoked_at ? null : h('button', { class: 'button danger small', type: 'button', dataset: { testid: 'key-revoke' } }, 'Revoke');
           revoke?.addEventListener('click', async () => {
@@ -87,7 +88,8 @@ export async function renderMembers(panel, session) {
     try {
       const { data } = await api('GET', '/members');
       clear(body, h('div', { class: 'table-wrap' }, h('table', {},
-        h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', 'Added', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Name', 'Email', 'Role', 'Added'].map((t) => h('th', { scope: 'col' }, t)),
+          h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
         h('tbody', {}, data.map((member) => {
           const role = h('select', { 'aria-label': `Role of ${member.email}`, dataset: { testid: 'member-role' } },
             ROLES.map((r) => h('option', { value: r, selected: r === member.role }, r)));

@@ -40,7 +40,7 @@ export function openModal({ title, body, testid, wide = false, onClose }) {
   const dialog = h('div', { class: `modal${wide ? ' modal-wide' : ''}`, role: 'dialog',
                             'aria-modal': 'true', 'aria-labelledby': titleId,
                             dataset: { testid } },
-    h('header', { class: 'modal-header' }, h('h2', { id: titleId }, title), close),
+    h('div', { class: 'modal-header' }, h('h2', { id: titleId }, title), close),
     h('div', { class: 'modal-body' }, body));
   const backdrop = h('div', { class: 'backdrop' }, dialog);
   let closed = false;

@@ -110,7 +110,8 @@ function renderList(list, exports) {
     return;
   }
   clear(list, h('table', { class: 'compact' },
-    h('thead', {}, h('tr', {}, ['Name', 'Format', 'Status', 'Rows', 'Size', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Name', 'Format', 'Status', 'Rows', 'Size'].map((t) => h('th', { scope: 'col' }, t)),
+      h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Download')))),
     h('tbody', {}, exports.map((e) => h('tr', { dataset: { testid: 'export-row', exportId: e.id, status: e.status } },
       h('td', {}, e.name),
       h('td', {}, e.format.toUpperCase()),
