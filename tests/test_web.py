@@ -412,3 +412,31 @@ def test_the_page_fits_a_phone_screen(chromium, site):
         assert_accessible(page)
     finally:
         context.close()
+
+
+def test_the_log_works_from_the_keyboard_alone(page, site):
+    page.goto(site["base"] + "/")
+    page.get_by_test_id("email").type(ADMIN)  # the form starts focused on the email
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.get_by_test_id("who").wait_for(state="attached")
+    wait_for_rows(page, api_count(site))
+    focused = ""
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.dataset.testid || ''")
+        if focused == "details":
+            break
+    assert focused == "details", "the first Details button is reachable by Tab"
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("event-modal")).to_be_visible()
+    expect(page.get_by_test_id("proof-status")).to_have_attribute("data-state", "verified")
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("event-modal")).to_have_count(0)
+    assert page.evaluate("document.activeElement.dataset.testid") == "details"
+    # The tabs follow the arrow keys.
+    page.get_by_test_id("tab-audit").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_test_id("tab-keys")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("tab-keys")).to_be_focused()
