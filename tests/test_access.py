@@ -250,6 +250,7 @@ def test_the_ui_is_served_with_a_strict_content_security_policy(browser):
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert r.headers["x-frame-options"] == "DENY"
     assert "<script" in client.get("/").text and "type=\"module\"" in client.get("/").text
+    assert client.head("/").status_code == 200
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
 
 

@@ -119,7 +119,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
             return problems.Problem(503, f"database unreachable: {exc}").response()
         return Response(b'{"status":"ready"}', media_type="application/json")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def web_ui() -> FileResponse:
         return FileResponse(WEB_FOLDER / "index.html", headers=UI_HEADERS)
 
