@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from sealog import times
 from sealog.events import EMAIL_PATTERN, Redactor
-from sealog.ingest import ingest
+from sealog.ingest import record_action
 from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org, SessionRow, Store, UserRow
 
 SCOPES = ("events:write", "events:read", "exports", "admin")
@@ -167,22 +167,6 @@ class KeyAuthenticator:
         if due:
             self.store.touch_api_key(key_id, now)
         return Principal(row.org_id, frozenset(row.scopes), key_id)
-
-
-# -- audit events about access ---------------------------------------------------------
-
-def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
-                  actor: dict[str, Any], result: str = "success",
-                  resource: dict[str, Any] | None = None,
-                  metadata: dict[str, Any] | None = None,
-                  context: dict[str, Any] | None = None,
-                  description: str | None = None) -> None:
-    """Appends one event about an action taken through Sealog itself to the org's log."""
-    event: dict[str, Any] = {"action": action, "result": result, "actor": actor}
-    optional = {"resource": resource, "metadata": metadata, "context": context,
-                "description": description}
-    event.update((k, v) for k, v in optional.items() if v is not None)
-    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor)
 
 
 # -- users and passwords -----------------------------------------------------------------

@@ -135,4 +135,21 @@ def ingest(
     return accepted
 
 
-__all__ = ["Accepted", "EventValidationError", "IdConflict", "ingest", "prepare", "seal"]
+def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
+                  actor: dict[str, Any], result: str = "success",
+                  category: str | None = None, event_type: str | None = None,
+                  description: str | None = None,
+                  resource: dict[str, Any] | None = None,
+                  metadata: dict[str, Any] | None = None,
+                  context: dict[str, Any] | None = None) -> None:
+    """Appends one event about an action taken through Sealog itself (a sign-in, a key or
+    member change, an export) to the org's own log."""
+    event: dict[str, Any] = {"action": action, "result": result, "actor": actor}
+    optional = {"category": category, "event_type": event_type, "description": description,
+                "resource": resource, "metadata": metadata, "context": context}
+    event.update((k, v) for k, v in optional.items() if v is not None)
+    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor)
+
+
+__all__ = ["Accepted", "EventValidationError", "IdConflict", "ingest", "prepare",
+           "record_action", "seal"]

@@ -20,7 +20,7 @@ import uuid_utils
 from sealog import search, times
 from sealog.events import Redactor
 from sealog.exports import writers
-from sealog.ingest import ingest
+from sealog.ingest import record_action
 from sealog.ledger import checkpoint, export
 from sealog.ledger.note import Signer
 from sealog.store.base import Conflict, ExportRow, NotFound, Store
@@ -88,16 +88,16 @@ def file_name(row: ExportRow) -> str:
 def audit_export(store: Store, redactor: Redactor, org_id: str, actor: Actor, action: str,
                  row: ExportRow, description: str) -> None:
     """Records an export's creation, cancellation or download in the org's own log."""
-    event = {
-        "action": action, "result": "success", "description": description,
-        "actor": {"id": actor.id, "name": actor.name, "type": actor.type, "email": actor.email},
-        "resource": {"type": "export", "id": row.id, "name": row.name},
-        "metadata": {"format": row.format, "params": _params(row)},
-    }
-    if action == "audit_log.export_cancelled":
-        event["category"] = "user_actions"
-        event["event_type"] = "Audit Access"
-    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor)
+    # Cancelling is not in the catalog: it names its category and badge itself.
+    uncatalogued = action == "audit_log.export_cancelled"
+    record_action(
+        store=store, redactor=redactor, org_id=org_id, action=action,
+        actor={"id": actor.id, "name": actor.name, "type": actor.type, "email": actor.email},
+        category="user_actions" if uncatalogued else None,
+        event_type="Audit Access" if uncatalogued else None, description=description,
+        resource={"type": "export", "id": row.id, "name": row.name},
+        metadata={"format": row.format, "params": _params(row)},
+    )
 
 
 def create_export(
