@@ -308,3 +308,17 @@ def test_one_client_shared_by_threads_delivers_each_event_once(served):
     everything = [i for ids in recorded for i in ids]
     assert len(set(everything)) == 1000
     assert sorted(stored_ids(process.base, secret)) == sorted(everything)
+
+
+def test_a_refusal_naming_no_event_reports_the_whole_batch(served, caplog):
+    caplog.set_level(logging.CRITICAL, logger="sealog.client")
+    process, _ = served
+    with SealogClient(process.base, "slg_key_nope_wrong", flush_interval=0.05) as client:
+        ids = [client.record("agent.created", actor=ACTOR) for _ in range(3)]
+        with pytest.raises(DeliveryError) as raised:
+            client.flush(timeout=10)
+        assert client.requests_sent == 1  # a 401 is not retried
+        assert [r.event["id"] for r in raised.value.rejections] == ids
+        assert {(r.status, r.message) for r in raised.value.rejections} == {
+            (401, "the API key is not valid")}
+        assert client.pending == 0

@@ -424,18 +424,18 @@ class SealogClient:
         try:
             problem = response.json()
         except ValueError:
+            problem = None
+        if not isinstance(problem, dict):
             problem = {"status": response.status_code, "detail": response.text[:500]}
-        errors = problem.get("errors") if isinstance(problem, dict) else None
         named: dict[int, str] = {}
-        for error in errors or []:
+        for error in problem.get("errors") or []:
             index = error.get("index") if isinstance(error, dict) else None
             if isinstance(index, int) and 0 <= index < len(chunk):
                 message = f"{error.get('field')}: {error.get('message')}"
                 named[index] = f"{named[index]}; {message}" if index in named else message
         if not named:
-            detail = problem.get("detail") or problem.get("title") if isinstance(
-                problem, dict) else None
-            named = dict.fromkeys(range(len(chunk)), str(detail or response.reason_phrase))
+            detail = problem.get("detail") or problem.get("title") or response.reason_phrase
+            named = dict.fromkeys(range(len(chunk)), str(detail))
         rejections = [
             Rejection(orjson.loads(chunk[i][1]), response.status_code, message, problem)
             for i, message in sorted(named.items())
