@@ -226,7 +226,9 @@ def test_sign_out_ends_the_session(browser, people, tenant):
     sign_in(client, "auditor@acme.com")
     r = client.delete("/api/v1/session")
     assert r.status_code == 204 and 'sealog_session=""' in r.headers["set-cookie"]
-    assert len(events_of(tenant, "auth.logout")) == 1
+    logout, = events_of(tenant, "auth.logout")
+    assert logout["actor"]["email"] == "auditor@acme.com"
+    assert logout["context"]["session_id"].startswith("ses_")
     assert client.get("/api/v1/events").status_code == 401
 
 

@@ -410,17 +410,14 @@ def authenticate_session(store: Store, token: str) -> SessionPrincipal:
     return SessionPrincipal(principal, session)
 
 
-def sign_out(*, store: Store, redactor: Redactor, token: str,
+def sign_out(*, store: Store, redactor: Redactor, principal: Principal, token: str,
              context: dict[str, Any] | None = None) -> None:
-    """Ends the session (recorded as auth.logout); a session already ended is left alone."""
-    try:
-        current = authenticate_session(store, token)
-    except AuthError:
-        return
+    """Ends the session whose cookie holds token, which authenticated principal; recorded
+    as auth.logout."""
     store.revoke_session(_token_hash(token), times.now_us())
-    record_action(store=store, redactor=redactor, org_id=current.principal.org_id,
-                  action="auth.logout", actor=current.principal.actor,
-                  context={**(context or {}), "session_id": current.session.id})
+    record_action(store=store, redactor=redactor, org_id=principal.org_id,
+                  action="auth.logout", actor=principal.actor,
+                  context={**(context or {}), "session_id": principal.session_id})
 
 
 __all__ = [

@@ -100,8 +100,9 @@ def current_session(request: Request, store: StoreDep) -> dict[str, Any]:
 def sign_out(request: Request, store: StoreDep, redactor: RedactorDep, context: ContextDep,
              principal: CurrentPrincipal) -> Response:
     token = request.cookies.get(auth.SESSION_COOKIE)
-    if token:
-        auth.sign_out(store=store, redactor=redactor, token=token, context=context)
+    if token and principal.session_id is not None:  # not when called with an API key
+        auth.sign_out(store=store, redactor=redactor, principal=principal, token=token,
+                      context=context)
     response = Response(status_code=204)
     response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
