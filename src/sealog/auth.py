@@ -220,10 +220,15 @@ def _member_resource(user: UserRow) -> dict[str, Any]:
     return {"type": "member", "id": user.id, "name": user.email}
 
 
+def _check_may_touch_owner_role(by: Principal, *roles: str | None) -> None:
+    """Refuses a user who is not an owner when one of roles is owner (API keys may)."""
+    if "owner" in roles and by.user is not None and by.user.role != "owner":
+        raise ScopeError("only an owner may grant, change or remove the owner role")
+
+
 def _check_owner_rules(store: Store, by: Principal, target: UserRow,
                        new_role: str | None) -> None:
-    if "owner" in (target.role, new_role) and (by.user is not None and by.user.role != "owner"):
-        raise ScopeError("only an owner may grant, change or remove the owner role")
+    _check_may_touch_owner_role(by, target.role, new_role)
     if target.role == "owner" and new_role != "owner":
         owners = [u for u in store.list_users(target.org_id) if u.role == "owner"]
         if len(owners) == 1:
@@ -234,8 +239,7 @@ def add_member(*, store: Store, redactor: Redactor, by: Principal, email: str, r
                name: str = "", password: str | None = None,
                context: dict[str, Any] | None = None) -> tuple[UserRow, str | None]:
     """A new user in by's org, and the generated password when none was given (shown once)."""
-    if role == "owner" and by.user is not None and by.user.role != "owner":
-        raise ScopeError("only an owner may grant, change or remove the owner role")
+    _check_may_touch_owner_role(by, role)
     generated = generate_password() if password is None else None
     user = create_user(store=store, org_id=by.org_id, email=email, role=role,
                        password=password or generated or "", name=name)
