@@ -302,3 +302,61 @@ def test_failed_sign_ins_older_than_the_window_are_forgotten(store, people):
     store.add_login_failure("admin@acme.com", now, forget_before=now - hour)
     assert store.count_login_failures("admin@acme.com", 0) == 1
     assert store.count_login_failures("spray1@x.com", 0) == 0
+
+
+def test_a_change_whose_audit_event_fails_is_not_stored(store, people, tmp_path):
+    """A change and its audit event are one transaction: when the event cannot be written
+    (here the database refuses every new event), the change is not stored either."""
+    import sqlite3
+
+    from sealog.events import Redactor
+    from sealog.exports import jobs
+
+    redactor = Redactor()
+    by = auth.Principal(org_id="acme", scopes=auth.ROLE_SCOPES["owner"], user=people["owner"])
+    with store.writing() as tx:
+        tx.conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON events "
+                        "BEGIN SELECT RAISE(ABORT, 'no room for events'); END")
+    keys_before = len(store.list_api_keys("acme"))
+    attempts = [
+        lambda: auth.add_member(store=store, redactor=redactor, by=by, email="x@acme.com",
+                                role="auditor"),
+        lambda: auth.change_role(store=store, redactor=redactor, by=by,
+                                 user_id=people["member"].id, role="auditor"),
+        lambda: auth.remove_member(store=store, redactor=redactor, by=by,
+                                   user_id=people["member"].id),
+        lambda: auth.issue_api_key(store=store, redactor=redactor, by=by,
+                                   scopes=["events:read"]),
+        lambda: auth.sign_in(store=store, redactor=redactor, throttle=auth.LoginThrottle(),
+                             email="admin@acme.com", password=PASSWORD),
+        lambda: jobs.create_export(store=store, redactor=redactor, org_id="acme",
+                                   actor=jobs.Actor("usr", "Owner"), name="x", format="csv"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(sqlite3.IntegrityError, match="no room for events"):
+            attempt()
+    assert store.find_user_by_email("x@acme.com") is None
+    assert store.get_user(people["member"].id).role == "member"
+    assert store.get_user(people["member"].id).removed_at is None
+    assert len(store.list_api_keys("acme")) == keys_before
+    assert store.list_exports("acme") == []
+    db = sqlite3.connect(tmp_path / "sealog.db")
+    try:
+        assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+    finally:
+        db.close()
+
+
+def test_a_transaction_opened_inside_another_joins_it(store, tenant):
+    from sealog.events import Redactor
+    from sealog.ingest import record_action
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        with store.writing():
+            auth.create_user(store=store, org_id="acme", email="in@acme.com", role="auditor",
+                             password=PASSWORD)
+            record_action(store=store, redactor=Redactor(), org_id="acme",
+                          action="member.invited", actor={"name": "test"})
+            raise RuntimeError("changed my mind")
+    assert store.find_user_by_email("in@acme.com") is None
+    assert store.log_head("acme").size == 0

@@ -202,16 +202,23 @@ def _check_user_fields(email: str, role: str, password: str | None, name: str) -
         raise ValueError("a name has at most 200 characters")
 
 
-def create_user(*, store: Store, org_id: str, email: str, role: str, password: str,
-                name: str = "") -> UserRow:
-    """A new user of org_id; ValueError for a bad field, Conflict for a taken email."""
+def _new_user(*, store: Store, org_id: str, email: str, role: str, password: str,
+              name: str) -> UserRow:
+    """The row of a new user, password hashed (slow on purpose: done before any lock)."""
     email = email.strip().lower()
     _check_user_fields(email, role, password, name)
     store.get_org(org_id)
-    row = UserRow(id=_random_id("usr_", 8), org_id=org_id, email=email,
-                  name=name.strip() or email.split("@")[0], role=role,
-                  password_hash=hash_password(password), created_at=times.now_us(),
-                  removed_at=None)
+    return UserRow(id=_random_id("usr_", 8), org_id=org_id, email=email,
+                   name=name.strip() or email.split("@")[0], role=role,
+                   password_hash=hash_password(password), created_at=times.now_us(),
+                   removed_at=None)
+
+
+def create_user(*, store: Store, org_id: str, email: str, role: str, password: str,
+                name: str = "") -> UserRow:
+    """A new user of org_id; ValueError for a bad field, Conflict for a taken email."""
+    row = _new_user(store=store, org_id=org_id, email=email, role=role, password=password,
+                    name=name)
     store.insert_user(row)
     return row
 
@@ -241,11 +248,13 @@ def add_member(*, store: Store, redactor: Redactor, by: Principal, email: str, r
     """A new user in by's org, and the generated password when none was given (shown once)."""
     _check_may_touch_owner_role(by, role)
     generated = generate_password() if password is None else None
-    user = create_user(store=store, org_id=by.org_id, email=email, role=role,
-                       password=password or generated or "", name=name)
-    record_action(store=store, redactor=redactor, org_id=by.org_id, action="member.invited",
-                  actor=by.actor, resource=_member_resource(user), context=context,
-                  metadata={"role": role})
+    user = _new_user(store=store, org_id=by.org_id, email=email, role=role,
+                     password=password or generated or "", name=name)
+    with store.writing():  # the change and its audit event, together or not at all
+        store.insert_user(user)
+        record_action(store=store, redactor=redactor, org_id=by.org_id,
+                      action="member.invited", actor=by.actor, resource=_member_resource(user),
+                      context=context, metadata={"role": role})
     return user, generated
 
 
@@ -254,27 +263,30 @@ def change_role(*, store: Store, redactor: Redactor, by: Principal, user_id: str
     """The user with the new role; NotFound for another org's user."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    target = _user_of(store, by.org_id, user_id)
-    _check_owner_rules(store, by, target, role)
-    updated = store.set_user_role(org_id=by.org_id, user_id=user_id, role=role)
-    record_action(store=store, redactor=redactor, org_id=by.org_id,
-                  action="member.role_changed", actor=by.actor,
-                  resource=_member_resource(updated), context=context,
-                  metadata={"from": target.role, "to": role})
+    with store.writing():  # checked and changed with no other write between, and audited
+        target = _user_of(store, by.org_id, user_id)
+        _check_owner_rules(store, by, target, role)
+        updated = store.set_user_role(org_id=by.org_id, user_id=user_id, role=role)
+        record_action(store=store, redactor=redactor, org_id=by.org_id,
+                      action="member.role_changed", actor=by.actor,
+                      resource=_member_resource(updated), context=context,
+                      metadata={"from": target.role, "to": role})
     return updated
 
 
 def remove_member(*, store: Store, redactor: Redactor, by: Principal, user_id: str,
                   context: dict[str, Any] | None = None) -> UserRow:
     """Removes the user and ends their sessions; NotFound for another org's user."""
-    target = _user_of(store, by.org_id, user_id)
     if by.user is not None and by.user.id == user_id:
         raise Conflict("you cannot remove yourself; ask another admin")
-    _check_owner_rules(store, by, target, None)
-    removed = store.remove_user(org_id=by.org_id, user_id=user_id, at=times.now_us())
-    record_action(store=store, redactor=redactor, org_id=by.org_id, action="member.removed",
-                  actor=by.actor, resource=_member_resource(removed), context=context,
-                  metadata={"role": removed.role})
+    with store.writing():
+        target = _user_of(store, by.org_id, user_id)
+        _check_owner_rules(store, by, target, None)
+        removed = store.remove_user(org_id=by.org_id, user_id=user_id, at=times.now_us())
+        record_action(store=store, redactor=redactor, org_id=by.org_id,
+                      action="member.removed", actor=by.actor,
+                      resource=_member_resource(removed), context=context,
+                      metadata={"role": removed.role})
     return removed
 
 
@@ -288,21 +300,23 @@ def _user_of(store: Store, org_id: str, user_id: str) -> UserRow:
 def issue_api_key(*, store: Store, redactor: Redactor, by: Principal, scopes: list[str],
                   name: str = "", context: dict[str, Any] | None = None) -> NewApiKey:
     """create_api_key in by's org, recorded as api_key.created."""
-    new = create_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name)
-    record_action(store=store, redactor=redactor, org_id=by.org_id, action="api_key.created",
-                  actor=by.actor, context=context,
-                  resource={"type": "api_key", "id": new.row.id, "name": new.row.name},
-                  metadata={"scopes": list(new.row.scopes)})
+    with store.writing():
+        new = create_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name)
+        record_action(store=store, redactor=redactor, org_id=by.org_id,
+                      action="api_key.created", actor=by.actor, context=context,
+                      resource={"type": "api_key", "id": new.row.id, "name": new.row.name},
+                      metadata={"scopes": list(new.row.scopes)})
     return new
 
 
 def withdraw_api_key(*, store: Store, redactor: Redactor, by: Principal, key_id: str,
                      context: dict[str, Any] | None = None) -> ApiKeyRow:
     """revoke_api_key in by's org, recorded as api_key.revoked."""
-    row = revoke_api_key(store=store, org_id=by.org_id, key_id=key_id)
-    record_action(store=store, redactor=redactor, org_id=by.org_id, action="api_key.revoked",
-                  actor=by.actor, context=context,
-                  resource={"type": "api_key", "id": row.id, "name": row.name})
+    with store.writing():
+        row = revoke_api_key(store=store, org_id=by.org_id, key_id=key_id)
+        record_action(store=store, redactor=redactor, org_id=by.org_id,
+                      action="api_key.revoked", actor=by.actor, context=context,
+                      resource={"type": "api_key", "id": row.id, "name": row.name})
     return row
 
 
@@ -357,13 +371,14 @@ def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email:
     user = store.find_user_by_email(email)
 
     def failed(result: str, reason: str) -> None:
-        store.add_login_failure(email, now, forget_before=window_start)
-        if user is not None:
-            record_action(store=store, redactor=redactor, org_id=user.org_id,
-                          action="auth.login_failed", result=result, context=context,
-                          actor={"id": user.id, "email": user.email, "name": user.name,
-                                 "type": "user"},
-                          metadata={"reason": reason, "recent_failures": failures + 1})
+        with store.writing():
+            store.add_login_failure(email, now, forget_before=window_start)
+            if user is not None:
+                record_action(store=store, redactor=redactor, org_id=user.org_id,
+                              action="auth.login_failed", result=result, context=context,
+                              actor={"id": user.id, "email": user.email, "name": user.name,
+                                     "type": "user"},
+                              metadata={"reason": reason, "recent_failures": failures + 1})
 
     if failures >= throttle.lock_after:
         failed("denied", "locked: too many failed sign-ins")
@@ -377,17 +392,18 @@ def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email:
     if not password_matches(user.password_hash, password):
         failed("failed", "wrong password")
         raise SignInError("the email or password is wrong")
-    store.clear_login_failures(email)
     token = secrets.token_urlsafe(32)
     row = SessionRow(id=_random_id("ses_", 8), user_id=user.id,
                      csrf_token=secrets.token_urlsafe(24), created_at=now,
                      expires_at=now + SESSION_SECONDS * 10**6, revoked_at=None)
-    store.insert_session(_token_hash(token), row)
-    record_action(store=store, redactor=redactor, org_id=user.org_id,
-                  action="auth.login_succeeded", context={**(context or {}),
-                                                          "session_id": row.id},
-                  actor={"id": user.id, "email": user.email, "name": user.name,
-                         "type": "user"})
+    with store.writing():  # no session without its audit event
+        store.clear_login_failures(email)
+        store.insert_session(_token_hash(token), row)
+        record_action(store=store, redactor=redactor, org_id=user.org_id,
+                      action="auth.login_succeeded",
+                      context={**(context or {}), "session_id": row.id},
+                      actor={"id": user.id, "email": user.email, "name": user.name,
+                             "type": "user"})
     return NewSession(token, row, user)
 
 
@@ -418,10 +434,11 @@ def sign_out(*, store: Store, redactor: Redactor, principal: Principal, token: s
              context: dict[str, Any] | None = None) -> None:
     """Ends the session whose cookie holds token, which authenticated principal; recorded
     as auth.logout."""
-    store.revoke_session(_token_hash(token), times.now_us())
-    record_action(store=store, redactor=redactor, org_id=principal.org_id,
-                  action="auth.logout", actor=principal.actor,
-                  context={**(context or {}), "session_id": principal.session_id})
+    with store.writing():
+        store.revoke_session(_token_hash(token), times.now_us())
+        record_action(store=store, redactor=redactor, org_id=principal.org_id,
+                      action="auth.logout", actor=principal.actor,
+                      context={**(context or {}), "session_id": principal.session_id})
 
 
 __all__ = [

@@ -132,9 +132,10 @@ def create_export(
         error=None, created_by=actor.id, created_at=now, started_at=None, finished_at=None,
         expires_at=None, lease_owner=None, lease_expires_at=None, attempts=0, file_path=None,
     )
-    store.insert_export(row)
-    audit_export(store, redactor, org_id, actor, "audit_log.exported", row,
-           f"Queued {format.upper()} export {row.name}")
+    with store.writing():  # no export without its audit event
+        store.insert_export(row)
+        audit_export(store, redactor, org_id, actor, "audit_log.exported", row,
+                     f"Queued {format.upper()} export {row.name}")
     return row
 
 
@@ -148,9 +149,10 @@ def get_export(*, store: Store, org_id: str, export_id: str) -> ExportRow:
 def cancel_export(*, store: Store, redactor: Redactor, org_id: str, export_id: str,
                   actor: Actor) -> ExportRow:
     """Cancels a queued or running export (its worker stops at its next heartbeat)."""
-    row = store.cancel_export(org_id=org_id, export_id=export_id, now=times.now_us())
-    audit_export(store, redactor, org_id, actor, "audit_log.export_cancelled", row,
-           f"Cancelled export {row.name}")
+    with store.writing():
+        row = store.cancel_export(org_id=org_id, export_id=export_id, now=times.now_us())
+        audit_export(store, redactor, org_id, actor, "audit_log.export_cancelled", row,
+                     f"Cancelled export {row.name}")
     return row
 
 

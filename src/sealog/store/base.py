@@ -176,7 +176,10 @@ class Store(Protocol):
         """Returns when the database answers; raises otherwise."""
 
     def writing(self) -> AbstractContextManager[WriteTx]:
-        """A write transaction: committed on normal exit, rolled back on an exception."""
+        """A write transaction: committed on normal exit, rolled back on an exception.
+
+        One opened while the same thread already has one joins it, so a change and the
+        audit event about it can be stored together or not at all."""
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org: ...
 

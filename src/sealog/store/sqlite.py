@@ -144,7 +144,9 @@ class SQLiteStore:
         self._reader_mmap_mb = reader_mmap_mb
         self._writer = _connect(self.path, self._synchronous, cache_mb=32, mmap_mb=0)
         self._writer.execute("PRAGMA journal_mode = WAL")
-        self._write_lock = threading.Lock()
+        # Reentrant, so that a transaction opened inside another (by the same thread) joins it.
+        self._write_lock = threading.RLock()
+        self._in_transaction = False
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -186,13 +188,20 @@ class SQLiteStore:
         if self._closed:
             raise RuntimeError("the store is closed")
         with self._write_lock:
+            if self._in_transaction:  # this thread's outer transaction commits or rolls back
+                yield _Tx(self._writer)
+                return
             self._writer.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
             try:
                 yield _Tx(self._writer)
+                self._writer.execute("COMMIT")
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
                 raise
-            self._writer.execute("COMMIT")
+            finally:
+                self._in_transaction = False
 
     def _migrate(self) -> None:
         folder = resources.files("sealog.store") / "migrations" / "sqlite"
