@@ -156,15 +156,13 @@ def test_both_strategies_give_the_same_pages(store, monkeypatch):
     raw = list(generate_events(3000, days=3))
     for i in range(0, len(raw), 1000):
         ingest(store=store, org_id="acme", raw_events=raw[i : i + 1000], redactor=Redactor())
-    for q in ("guard", "alice", "agent", "denied", "trust score", "-token", "pii filter"):
+    for q in ("guard", "alice", "agent", "denied", "trust score", "-token", "pii filter",
+              "action:policy.*", "actor:usr_0007 -result:success"):
         flt = build_filter(org_id="acme", q=q, range_preset="7d")
         pages = {}
-        # (probe, wide probe, most candidates the index leads with): every path in turn.
-        for paths in ((100_000, 0, 0), (10, 50, 0), (10, 50, 10**9), (10, 100_000, 0)):
-            probe, wide, lead = paths
+        # The probe alone (it reads every row), the index alone, and the probe then the index.
+        for probe in (100_000, 0, 10):
             monkeypatch.setattr(sqlite_store, "PROBE_ROWS", probe)
-            monkeypatch.setattr(sqlite_store, "WIDE_PROBE_ROWS", wide)
-            monkeypatch.setattr(sqlite_store, "FTS_LEAD_MAX", lead)
             seen, cursor = [], None
             while True:
                 page = find_events(store=store, flt=flt, cursor=cursor, limit=37)
@@ -172,11 +170,98 @@ def test_both_strategies_give_the_same_pages(store, monkeypatch):
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-            pages[paths] = seen
+            pages[probe] = seen
         first, *others = pages.values()
         assert all(other == first for other in others)
         assert len(first) == count_events(store=store, flt=flt) > 0
         assert len(set(first)) == len(first)
+
+
+def _crowded_log(store) -> list[dict]:
+    """2,400 demo events squeezed into few milliseconds (up to 9 share one, some the same
+    microsecond), stored out of order, plus long paths and non-ASCII words."""
+    import random
+
+    import uuid_utils
+
+    from sealog.sampledata import generate_events
+
+    auth.create_org(store=store, name="Other", org_id="other")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    start = times.now_us() - 3_600_000_000
+    raw = list(generate_events(2400, days=1))
+    for i, e in enumerate(raw):
+        e["id"] = str(uuid_utils.uuid7())
+        e["occurred_at"] = times.format_rfc3339(start + (i // 9) * 1000 + (i % 9) % 4 * 250)
+        if i % 50 == 0:
+            e["request"] = {"method": "POST", "path": "/deep/" + "x" * 150 + f"/{i % 3}"}
+        if i % 70 == 0:
+            e["description"] = "Größe geändert für Çelik"
+    random.Random(7).shuffle(raw)
+    for i in range(0, len(raw), 400):
+        ingest(store=store, org_id="acme", raw_events=raw[i : i + 400], redactor=Redactor())
+        ingest(store=store, org_id="other", raw_events=raw[i : i + 5], redactor=Redactor())
+    return raw
+
+
+def test_counts_from_the_index_equal_counts_from_the_rows(store):
+    """The full-text index counts a window's whole milliseconds alone: every kind of query,
+    windows whose edges cut milliseconds, must count what the rows say."""
+    raw = _crowded_log(store)
+    stamps = sorted(times.parse_rfc3339(e["occurred_at"]) for e in raw)
+    conn = store._reader()
+    queries = ["guard", "alice", "invoke", "\"trust score\"", "-token", "-guard -alice",
+               "größe", "çelik", "action:policy.*", "action:guardrail.deleted",
+               "actor:alice.chen@acme.com", "actor:usr_0007 -result:success", "method:DELETE",
+               "resource:agent", "resource:agent:agt_000*", "ip:203.0.113.7",
+               "path:/policies/*", "path:/deep/" + "x" * 150 + "/1",
+               "path:/deep/" + "x" * 150 + "/*", "-method:POST", "guard -action:guardrail.*"]
+    windows = [(stamps[0], None), (stamps[100] + 250, stamps[2000] - 250),
+               (stamps[5] + 1, stamps[6] + 2), (stamps[900] + 999, stamps[1800] + 1)]
+    checked = 0
+    for q in queries:
+        for start_us, end_us in windows:
+            for extra in ({}, {"categories": ["agent_operations", "security_events"]},
+                          {"results": ["success"]}):
+                end = times.format_rfc3339(end_us) if end_us else None
+                flt = build_filter(org_id="acme", q=q, range_preset="custom",
+                                   start=times.format_rfc3339(start_us), end=end, **extra)
+                assert count_events(store=store, flt=flt) == sqlite_store._count_rows(
+                    conn, flt), (q, start_us, end_us, extra)
+                checked += 1
+    assert checked == len(queries) * len(windows) * 3
+    everything = build_filter(org_id="acme", range_preset="custom",
+                              start=times.format_rfc3339(stamps[0]))
+    assert count_events(store=store, flt=everything) == 2400
+
+
+def test_events_sharing_a_millisecond_keep_their_order_across_pages(store, monkeypatch):
+    """Index hits come in key order, pages in (occurred_at, id) order: they differ within a
+    millisecond, so the index-led path must not stop inside one."""
+    raw = _crowded_log(store)
+    newest_first = [e["id"] for e in sorted(
+        raw, key=lambda e: (times.parse_rfc3339(e["occurred_at"]), e["id"]), reverse=True)]
+
+    def pages(q: str, limit: int) -> list[str]:
+        flt = build_filter(org_id="acme", q=q, range_preset="7d")
+        seen, cursor = [], None
+        while True:
+            page = find_events(store=store, flt=flt, cursor=cursor, limit=limit)
+            seen += [e.id for e in page.events]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    assert pages("", 25) == newest_first
+    for q in ("resource:agent", "guard", "-token alice"):
+        # find_events asks for one more than the page, to know whether another follows.
+        for limit, first_hits in ((25, 256), (200, 256), (25, 3), (7, 9), (25, 28)):
+            monkeypatch.setattr(sqlite_store, "PROBE_ROWS", 100_000)  # every row, no index
+            expected = pages(q, limit)
+            monkeypatch.setattr(sqlite_store, "PROBE_ROWS", 0)  # the index alone
+            monkeypatch.setattr(sqlite_store, "FIRST_HITS", first_hits)
+            assert pages(q, limit) == expected, (q, limit, first_hits)
+            assert expected == [i for i in newest_first if i in set(expected)]
 
 
 def test_range_presets_and_time_zone():

@@ -43,8 +43,13 @@ class Prepared:
 
     new: NewEvent
     search_text: str
-    keys_text: str
+    field_tokens: str
     columns: tuple[str | None, ...]
+
+
+# The stored (lowercased) qualifier columns, in EventRow's order after action.
+_COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_id", "method",
+            "path", "ip")
 
 
 def prepare(new: NewEvent) -> Prepared:
@@ -53,15 +58,18 @@ def prepare(new: NewEvent) -> Prepared:
     actor = doc["actor"]
     resource = doc["resource"] or {}
     request = doc["request"] or {}
+    columns = (
+        _lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
+        _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
+        _lower(request.get("path")), _lower(doc["context"]["ip"]),
+    )
+    tokens = {"category": doc["category"], "result": doc["result"], "action": doc["action"]}
+    tokens.update(zip(_COLUMNS, columns, strict=True))
     return Prepared(
         new=new,
         search_text=search.search_text(doc),
-        keys_text=search.keys_text(doc),
-        columns=(
-            _lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
-            _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
-            _lower(request.get("path")), _lower(doc["context"]["ip"]),
-        ),
+        field_tokens=search.field_tokens(tokens),
+        columns=columns,
     )
 
 
@@ -75,7 +83,7 @@ def seal(prepared: Prepared, *, org_id: str, index: int) -> EventRow:
     return EventRow(
         org_id, index, doc["id"], new.occurred_us, doc["category"], doc["result"],
         doc["action"], *prepared.columns, events.leaf_hash(canonical),
-        prepared.search_text, prepared.keys_text, canonical,
+        prepared.search_text, prepared.field_tokens, canonical,
     )
 
 

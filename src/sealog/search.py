@@ -63,9 +63,30 @@ def search_text(doc: dict[str, Any]) -> str:
     ])
 
 
-def keys_text(doc: dict[str, Any]) -> str:
-    """Words of the fields only qualifiers search: actor id and IP address."""
-    return _field_words([doc["actor"]["id"], doc["context"]["ip"]])
+# Exact field tokens: one token per qualifier field of an event, so that an index of words
+# can answer `action:policy.*` or `result:denied` alone. A token is the field's letter and
+# the hex of its value's UTF-8 (letters and digits only, so any word tokenizer keeps it
+# whole; a string prefix is a token prefix). Values past FIELD_TOKEN_BYTES are cut there and
+# marked with "x", so a query value within the limit is still answered exactly.
+FIELD_TOKEN_BYTES = 128
+FIELD_LETTERS = {
+    "category": "c", "result": "r", "action": "a", "actor_email": "e", "actor_id": "u",
+    "actor_name": "n", "resource_type": "t", "resource_id": "d", "method": "m", "path": "p",
+    "ip": "h",
+}
+
+
+def field_token(column: str, value: str) -> str:
+    """The exact token of a (lowercased, as stored) field value."""
+    raw = value.encode()
+    if len(raw) > FIELD_TOKEN_BYTES:
+        return FIELD_LETTERS[column] + raw[:FIELD_TOKEN_BYTES].hex() + "x"
+    return FIELD_LETTERS[column] + raw.hex()
+
+
+def field_tokens(values: dict[str, str | None]) -> str:
+    """The exact tokens of an event's qualifier fields (column name to stored value)."""
+    return " ".join(field_token(c, v) for c, v in values.items() if v)
 
 
 class SearchSyntaxError(ValueError):

@@ -80,7 +80,7 @@ class EventRow(NamedTuple):
     ip: str | None
     leaf_hash: bytes
     search_text: str
-    keys_text: str
+    field_tokens: str
     doc: bytes
 
 

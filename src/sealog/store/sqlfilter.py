@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealog.search import Cursor, EventFilter, FieldMatch, TextMatch, words
+from sealog.search import (
+    FIELD_TOKEN_BYTES,
+    Cursor,
+    EventFilter,
+    FieldMatch,
+    TextMatch,
+    field_token,
+)
 
 
 @dataclass(frozen=True)
@@ -126,33 +133,88 @@ def match_where(flt: EventFilter, dialect: Dialect) -> Where:
     return where
 
 
-def fts5_expression(flt: EventFilter) -> str | None:
-    """An FTS5 MATCH expression whose hits include every match of the query, or None when
-    the query has no positive term to narrow by."""
-    parts: list[str] = []
+@dataclass(frozen=True)
+class Fts5Query:
+    """The full-text side of a filter, for an index with columns search_text (the words of
+    search.search_text) and field_tokens (search.field_tokens). Each part is an FTS5
+    expression or None: `terms` every match satisfies (the query's positive terms and
+    qualifiers), `filters` the category and result filters, `excluded` the negated ones.
+    `exact`: whether the index decides each part exactly, so that it alone can count.
+    """
 
-    def conj(columns: str, tokens: tuple[str, ...], prefix: bool) -> str:
-        quoted = [f'"{t}"' for t in tokens]
-        if prefix:
-            quoted[-1] += "*"
-        return f"{columns} : ({' AND '.join(quoted)})"
+    terms: str | None
+    filters: str | None
+    excluded: str | None
+    exact: bool
 
-    for text in flt.query.text:
-        if not text.negated:
-            parts.append(conj("search_text", text.words, text.prefix))
-    for match in flt.query.fields:
-        if match.negated or match.field in ("result", "category", "method"):
-            continue
-        value = match.value
-        prefix = match.prefix
-        if match.field == "resource":
-            value = match.value + " " + (match.resource_id or "")
-            prefix = match.prefix if match.resource_id is not None else False
-        tokens = tuple(words(value))
-        if not tokens:
-            continue
-        columns = {"actor": "{search_text keys_text}", "ip": "keys_text"}.get(
-            match.field, "search_text"
-        )
-        parts.append(conj(columns, tokens, prefix))
+    @property
+    def narrow(self) -> str | None:
+        """An expression every match satisfies, or None when the query has no positive part."""
+        if self.terms is None:
+            return None
+        return self.terms if self.filters is None else f"{self.filters} AND {self.terms}"
+
+
+def _quoted(token: str, prefix: bool) -> str:
+    return f'"{token}"' + ("*" if prefix else "")
+
+
+def _any(column: str, tokens: list[str]) -> str:
+    return f"({column} : ({' OR '.join(tokens)}))"
+
+
+def _all(parts: list[str]) -> str | None:
     return " AND ".join(parts) if parts else None
+
+
+def _text_part(match: TextMatch) -> tuple[str, bool]:
+    tokens = [_quoted(w, False) for w in match.words[:-1]]
+    tokens.append(_quoted(match.words[-1], match.prefix))
+    # One ASCII word is decided by the index alone; several words must also be consecutive,
+    # and the index folds some non-ASCII letters that Python keeps apart.
+    exact = len(match.words) == 1 and match.words[0].isascii()
+    return f"(search_text : ({' AND '.join(tokens)}))", exact
+
+
+def _field_part(match: FieldMatch) -> tuple[str, bool]:
+    def token(column: str, value: str, prefix: bool) -> tuple[str, bool]:
+        within = len(value.encode()) <= FIELD_TOKEN_BYTES
+        # A longer value is narrowed by its cut token and decided on the row.
+        return _quoted(field_token(column, value).rstrip("x"), prefix or not within), within
+
+    if match.field == "resource":
+        type_token, exact = token("resource_type", match.value, False)
+        parts = [_any("field_tokens", [type_token])]
+        if match.resource_id is not None:
+            id_token, id_exact = token("resource_id", match.resource_id, match.prefix)
+            parts.append(_any("field_tokens", [id_token]))
+            exact = exact and id_exact
+        return f"({' AND '.join(parts)})", exact
+    tokens = [token(c, match.value, match.prefix) for c in _FIELD_COLUMNS[match.field]]
+    return _any("field_tokens", [t for t, _ in tokens]), all(e for _, e in tokens)
+
+
+def fts5_query(flt: EventFilter) -> Fts5Query | None:
+    """The full-text side of flt; None when flt has no search query."""
+    if not flt.query.text and not flt.query.fields:
+        return None
+    terms: list[str] = []
+    excluded: list[str] = []
+    exact = flt.max_index is None
+    for match, (part, part_exact) in [
+        *((m, _text_part(m)) for m in flt.query.text),
+        *((m, _field_part(m)) for m in flt.query.fields),
+    ]:
+        (excluded if match.negated else terms).append(part)
+        exact = exact and part_exact
+    filters = []
+    if flt.categories:
+        filters.append(_any("field_tokens", [
+            _quoted(field_token("category", c), False) for c in flt.categories]))
+    if flt.results:
+        filters.append(_any("field_tokens", [
+            _quoted(field_token("result", r), False) for r in flt.results]))
+    return Fts5Query(
+        terms=_all(terms), filters=_all(filters),
+        excluded=" OR ".join(excluded) if excluded else None, exact=exact,
+    )

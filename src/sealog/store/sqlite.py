@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sealog.search import Cursor, EventFilter
+from sealog.search import Cursor, EventFilter, Query, field_tokens
 from sealog.store.base import (
     EXPORT_COLUMNS,
     ApiKeyRow,
@@ -24,23 +25,77 @@ from sealog.store.base import (
     StoredDoc,
     UserRow,
 )
-from sealog.store.sqlfilter import Dialect, base_where, fts5_expression, match_where
+from sealog.store.sqlfilter import Dialect, Fts5Query, base_where, fts5_query, match_where
+from sealog.times import TimeRange
 
 DIALECT = Dialect(param="?", contains="instr({column}, {param}) > 0")
 # How many of the newest rows in the window a text search checks one by one before it
-# asks the full-text index; past FTS_LEAD_MAX candidates the index would be slower than a
-# wider probe. Together they bound the cost of common and rare terms alike.
+# asks the full-text index: a common term fills its page from them at once.
 PROBE_ROWS = 2000
-WIDE_PROBE_ROWS = 25000
-FTS_LEAD_MAX = 30000
+# How many index hits the index-led path checks first (then four times more each round).
+FIRST_HITS = 256
+# Events are keyed by time: seq = occurred_at in milliseconds * 2^TIME_KEY_BITS + the
+# event's place among those of the same millisecond, so that a time window is a range of
+# keys in the events table and in the org's full-text index alike. Keys last until 2109.
+TIME_KEY_BITS = 21
+PER_MILLISECOND = 1 << TIME_KEY_BITS
+FTS_SCHEMA = (
+    "CREATE VIRTUAL TABLE {table} USING fts5(search_text, field_tokens, content='', "
+    "tokenize='unicode61 remove_diacritics 0', detail=column, columnsize=0)"
+)
 _ORDER = "ORDER BY occurred_at DESC, id DESC"
 _ORDER_E = "ORDER BY e.occurred_at DESC, e.id DESC"
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
 _EVENT_COLUMNS = (
     "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
-    "actor_name, resource_type, resource_id, method, path, ip, leaf_hash, "
-    "search_text, keys_text"
+    "actor_name, resource_type, resource_id, method, path, ip, leaf_hash, search_text"
 )
+# The stored columns an event's field tokens are made of (search.field_tokens).
+_TOKEN_COLUMNS = ("category", "result", "action", "actor_id", "actor_email", "actor_name",
+                  "resource_type", "resource_id", "method", "path", "ip")
+
+
+def fts_table(org_num: int) -> str:
+    """The name of an org's full-text index."""
+    return f"events_fts_{org_num}"
+
+
+def time_key_range(lower_us: int, upper_us: int | None) -> tuple[int, int | None]:
+    """The keys of events that occurred within [lower_us, upper_us] (whole milliseconds)."""
+    high = None if upper_us is None else ((upper_us // 1000 + 1) << TIME_KEY_BITS) - 1
+    return (lower_us // 1000) << TIME_KEY_BITS, high
+
+
+def _time_keys(conn: sqlite3.Connection, occurred: list[int]) -> list[int]:
+    """A free key for each of these occurred_at times, in order."""
+    (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
+    next_free: dict[int, int] = {}
+    keys = []
+    for us in occurred:
+        ms = us // 1000
+        key = next_free.get(ms)
+        if key is None:
+            key = ms << TIME_KEY_BITS
+            if top is not None and top >= key:  # a late event: others may share its millisecond
+                (last,) = conn.execute(
+                    "SELECT max(seq) FROM events WHERE seq >= ? AND seq < ?",
+                    (key, key + PER_MILLISECOND),
+                ).fetchone()
+                key = key if last is None else last + 1
+        if key >> TIME_KEY_BITS != ms:
+            raise Conflict(f"more than {PER_MILLISECOND:,} events occurred at one millisecond")
+        keys.append(key)
+        next_free[ms] = key + 1
+    return keys
+
+
+def _index_events(conn: sqlite3.Connection, table: str, rows: list[tuple]) -> None:
+    """Adds (seq, search_text, *_TOKEN_COLUMNS) rows to a full-text index."""
+    conn.executemany(
+        f"INSERT INTO {table} (rowid, search_text, field_tokens) VALUES (?, ?, ?)",
+        [(r[0], r[1], field_tokens(dict(zip(_TOKEN_COLUMNS, r[2:], strict=True))))
+         for r in rows],
+    )
 
 
 def path_from_url(url: str) -> Path:
@@ -68,6 +123,7 @@ def _connect(path: Path, synchronous: str, *, cache_mb: int, mmap_mb: int) -> sq
 class _Tx:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self._fts_tables: dict[str, str] = {}
 
     def lock_log(self, org_id: str) -> LogHead:
         row = self.conn.execute(
@@ -93,15 +149,21 @@ class _Tx:
     def insert_events(self, rows: list[EventRow]) -> None:
         if not rows:
             return
-        (last,) = self.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        seqs = range(last + 1, last + 1 + len(rows))
+        org_id = rows[0].org_id
+        if any(r.org_id != org_id for r in rows):
+            raise ValueError("insert_events takes the rows of one org")
+        table = self._fts_tables.get(org_id)
+        if table is None:
+            (num,) = self.conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
+            table = self._fts_tables[org_id] = fts_table(num)
+        seqs = _time_keys(self.conn, [r.occurred_us for r in rows])
         self.conn.executemany(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
                  r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
-                 r.method, r.path, r.ip, r.leaf_hash, r.search_text, r.keys_text)
+                 r.method, r.path, r.ip, r.leaf_hash, r.search_text)
                 for s, r in zip(seqs, rows, strict=True)
             ],
         )
@@ -110,8 +172,8 @@ class _Tx:
             [(s, r.doc) for s, r in zip(seqs, rows, strict=True)],
         )
         self.conn.executemany(
-            "INSERT INTO events_fts (rowid, search_text, keys_text) VALUES (?, ?, ?)",
-            [(s, r.search_text, r.keys_text) for s, r in zip(seqs, rows, strict=True)],
+            f"INSERT INTO {table} (rowid, search_text, field_tokens) VALUES (?, ?, ?)",
+            [(s, r.search_text, r.field_tokens) for s, r in zip(seqs, rows, strict=True)],
         )
 
     def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
@@ -222,6 +284,8 @@ class SQLiteStore:
                 try:
                     for statement in _statements(sql):
                         conn.execute(statement)
+                    if name in _AFTER_MIGRATION:
+                        _AFTER_MIGRATION[name](conn)
                     conn.execute(
                         "INSERT INTO schema_migrations VALUES (?, datetime('now'))", (name,)
                     )
@@ -234,13 +298,15 @@ class SQLiteStore:
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
         with self.writing() as tx:
+            (num,) = tx.conn.execute("SELECT coalesce(max(num), 0) + 1 FROM orgs").fetchone()
             try:
                 tx.conn.execute(
-                    "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
-                    (org_id, name, created_at),
+                    "INSERT INTO orgs (id, name, created_at, num) VALUES (?, ?, ?, ?)",
+                    (org_id, name, created_at, num),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"org {org_id!r} already exists") from None
+            tx.conn.execute(FTS_SCHEMA.format(table=fts_table(num)))
         return Org(org_id, name, created_at, 0)
 
     def get_org(self, org_id: str) -> Org:
@@ -411,35 +477,33 @@ class SQLiteStore:
         ).fetchone()
         return StoredDoc(*row) if row else None
 
+    def _org_fts_table(self, conn: sqlite3.Connection, org_id: str) -> str | None:
+        row = conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
+        return None if row is None else fts_table(row[0])
+
     def list_events(
         self, flt: EventFilter, *, cursor: Cursor | None, limit: int
     ) -> list[StoredDoc]:
         conn = self._reader()
         base = base_where(flt, cursor, DIALECT)
         match = match_where(flt, DIALECT)
-        fts = fts5_expression(flt)
-        if fts is None:
+        fts = fts5_query(flt)
+        table = self._org_fts_table(conn, flt.org_id)
+        if fts is None or fts.narrow is None or table is None:
             seqs = conn.execute(
                 f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} {_ORDER} LIMIT ?",
                 (*base.params, *match.params, limit),
             ).fetchall()
             return self._docs(conn, seqs)
-        # A common term fills the page from the newest rows of the window; a rare one is
-        # found faster by the full-text index. Neither path reads more than it must.
+        # A common term fills the page from the newest rows of the window; a rarer one is
+        # found through the org's full-text index, newest first.
         seqs = self._probe(conn, base, match, PROBE_ROWS, limit)
         if len(seqs) < limit:
-            (candidates,) = conn.execute(
-                "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?", (fts,)
-            ).fetchone()
-            if candidates > FTS_LEAD_MAX:
-                seqs = self._probe(conn, base, match, WIDE_PROBE_ROWS, limit)
-            if len(seqs) < limit:
-                seqs = conn.execute(
-                    "SELECT e.seq FROM (SELECT rowid AS seq FROM events_fts "
-                    "WHERE events_fts MATCH ?) AS m CROSS JOIN events e ON e.seq = m.seq "
-                    f"WHERE {base.sql()} AND {match.sql()} {_ORDER_E} LIMIT ?",
-                    (fts, *base.params, *match.params, limit),
-                ).fetchall()
+            upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
+            if cursor is not None:
+                upper = cursor.occurred_us if upper is None else min(upper, cursor.occurred_us)
+            keys = time_key_range(flt.time_range.start_us, upper)
+            seqs = self._index_led(conn, table, fts.narrow, keys, base, match, limit)
         return self._docs(conn, seqs)
 
     @staticmethod
@@ -450,6 +514,36 @@ class SQLiteStore:
             f"AS w CROSS JOIN events e ON e.seq = w.seq WHERE {match.sql()} {_ORDER_E} LIMIT ?",
             (*base.params, rows, *match.params, limit),
         ).fetchall()
+
+    @staticmethod
+    def _index_led(conn: sqlite3.Connection, table: str, expression: str,
+                   keys: tuple[int, int | None], base, match, limit: int) -> list:
+        """The page's rows from the full-text index's hits, read newest key first and
+        checked on their rows, until no later hit can belong to the page."""
+        sql, params = _fts_hits(table, expression, keys)
+        hits = conn.execute(f"{sql} ORDER BY rowid DESC", params)
+        found: list[tuple[int, str, int]] = []
+        chunk = FIRST_HITS
+        while True:
+            seqs = [seq for (seq,) in hits.fetchmany(chunk)]
+            if not seqs:
+                break
+            # Each hit looked up by key (a plain IN lets the planner scan the window instead).
+            found += conn.execute(
+                f"WITH hits(hit) AS (VALUES {', '.join(['(?)'] * len(seqs))}) "
+                "SELECT occurred_at, id, seq FROM hits CROSS JOIN events ON seq = hit "
+                f"WHERE {base.sql()} AND {match.sql()}",
+                (*seqs, *base.params, *match.params),
+            ).fetchall()
+            # Hits come in key order, which is millisecond order: every hit still unread
+            # occurred at or before the last one read, so later than its millisecond is final.
+            edge_ms = seqs[-1] >> TIME_KEY_BITS
+            if len(seqs) < chunk or sum(f[0] // 1000 > edge_ms for f in found) >= limit:
+                break
+            chunk = min(chunk * 4, 16384)
+        hits.close()
+        found.sort(reverse=True)
+        return [(seq,) for _, _, seq in found[:limit]]
 
     @staticmethod
     def _docs(conn: sqlite3.Connection, seqs: list) -> list[StoredDoc]:
@@ -466,17 +560,24 @@ class SQLiteStore:
 
     def count_events(self, flt: EventFilter) -> int:
         conn = self._reader()
-        base = base_where(flt, None, DIALECT)
-        match = match_where(flt, DIALECT)
-        fts = fts5_expression(flt)
-        if fts is None:
-            sql = f"SELECT count(*) FROM events WHERE {base.sql()} AND {match.sql()}"
-            return conn.execute(sql, (*base.params, *match.params)).fetchone()[0]
-        sql = (
-            "SELECT count(*) FROM (SELECT rowid AS seq FROM events_fts WHERE events_fts MATCH ?) "
-            f"AS m CROSS JOIN events e ON e.seq = m.seq WHERE {base.sql()} AND {match.sql()}"
-        )
-        return conn.execute(sql, (fts, *base.params, *match.params)).fetchone()[0]
+        fts = fts5_query(flt)
+        table = self._org_fts_table(conn, flt.org_id)
+        if fts is None or table is None:
+            return _count_rows(conn, flt)
+        if not fts.exact:
+            if fts.narrow is None:
+                return _count_rows(conn, flt)
+            base = base_where(flt, None, DIALECT)
+            match = match_where(flt, DIALECT)
+            upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
+            sql, params = _fts_hits(table, fts.narrow, time_key_range(flt.time_range.start_us,
+                                                                     upper))
+            return conn.execute(
+                f"SELECT count(*) FROM ({sql}) AS m CROSS JOIN events e ON e.seq = m.seq "
+                f"WHERE {base.sql()} AND {match.sql()}",
+                (*params, *base.params, *match.params),
+            ).fetchone()[0]
+        return _count_by_index(conn, table, flt, fts)
 
     def iter_events_by_index(self, org_id: str, start: int, stop: int) -> Iterator[StoredDoc]:
         conn = self._reader()
@@ -685,6 +786,76 @@ class SQLiteStore:
                 f"AND expires_at <= ? RETURNING {EXPORT_COLUMNS}", (now,),
             ).fetchall()
         return [ExportRow(*r) for r in rows]
+
+
+def _fts_hits(table: str, expression: str, keys: tuple[int, int | None]) -> tuple[str, list]:
+    """SQL for the row ids of an org's full-text index that match expression within keys."""
+    sql = f"SELECT rowid AS seq FROM {table} WHERE {table} MATCH ? AND rowid >= ?"
+    params: list = [expression, keys[0]]
+    if keys[1] is not None:
+        sql += " AND rowid <= ?"
+        params.append(keys[1])
+    return sql, params
+
+
+def _count_rows(conn: sqlite3.Connection, flt: EventFilter) -> int:
+    """flt's count from the event rows (an index range, and each row of it when queried)."""
+    base = base_where(flt, None, DIALECT)
+    match = match_where(flt, DIALECT)
+    sql = f"SELECT count(*) FROM events WHERE {base.sql()} AND {match.sql()}"
+    return conn.execute(sql, (*base.params, *match.params)).fetchone()[0]
+
+
+def _count_by_index(conn: sqlite3.Connection, table: str, flt: EventFilter,
+                    fts: Fts5Query) -> int:
+    """flt's count from the org's full-text index alone over the window's whole
+    milliseconds, and from the rows for the partial milliseconds at its edges."""
+    window = flt.time_range
+    first_ms = -(-window.start_us // 1000)
+    end_ms = None if window.end_us is None else window.end_us // 1000
+    if end_ms is not None and first_ms >= end_ms:
+        return _count_rows(conn, flt)
+
+    def rows_within(start_us: int, end_us: int | None, **changes) -> int:
+        return _count_rows(conn, dataclasses.replace(
+            flt, time_range=TimeRange(start_us, end_us), **changes))
+
+    total = rows_within(window.start_us, first_ms * 1000)
+    if end_ms is not None:
+        total += rows_within(end_ms * 1000, window.end_us)
+    high = None if end_ms is None else (end_ms << TIME_KEY_BITS) - 1
+    keys = (first_ms << TIME_KEY_BITS, high)
+
+    def hits(expression: str) -> int:
+        sql, params = _fts_hits(table, expression, keys)
+        return conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+
+    if fts.narrow is not None:
+        excluded = "" if fts.excluded is None else f" NOT ({fts.excluded})"
+        return total + hits(f"({fts.narrow}){excluded}")
+    # Only exclusions: the window's events less those the index finds excluded.
+    assert fts.excluded is not None
+    inner = rows_within(first_ms * 1000, None if end_ms is None else end_ms * 1000,
+                        query=Query())
+    excluded = fts.excluded if fts.filters is None else f"{fts.filters} AND ({fts.excluded})"
+    return total + inner - hits(excluded)
+
+
+def _index_existing_events(conn: sqlite3.Connection) -> None:
+    """Builds each org's full-text index from its stored events (migration 0004)."""
+    columns = ", ".join(_TOKEN_COLUMNS)
+    for org_id, num in conn.execute("SELECT id, num FROM orgs").fetchall():
+        table = fts_table(num)
+        conn.execute(FTS_SCHEMA.format(table=table))
+        rows = conn.execute(
+            f"SELECT seq, search_text, {columns} FROM events WHERE org_id = ?", (org_id,)
+        )
+        while batch := rows.fetchmany(5000):
+            _index_events(conn, table, batch)
+
+
+# Steps a migration needs beyond its SQL, run in its transaction.
+_AFTER_MIGRATION = {"0004_time_keys.sql": _index_existing_events}
 
 
 def _statements(sql: str) -> list[str]:
