@@ -197,6 +197,8 @@ def _crowded_log(store) -> list[dict]:
             e["request"] = {"method": "POST", "path": "/deep/" + "x" * 150 + f"/{i % 3}"}
         if i % 70 == 0:
             e["description"] = "Größe geändert für Çelik"
+        if i % 90 == 0:
+            e["actor"] = {"id": "usr_ümlaut", "name": "Zoë Çelik", "type": "user"}
     random.Random(7).shuffle(raw)
     for i in range(0, len(raw), 400):
         ingest(store=store, org_id="acme", raw_events=raw[i : i + 400], redactor=Redactor())
@@ -215,7 +217,8 @@ def test_counts_from_the_index_equal_counts_from_the_rows(store):
                "actor:alice.chen@acme.com", "actor:usr_0007 -result:success", "method:DELETE",
                "resource:agent", "resource:agent:agt_000*", "ip:203.0.113.7",
                "path:/policies/*", "path:/deep/" + "x" * 150 + "/1",
-               "path:/deep/" + "x" * 150 + "/*", "-method:POST", "guard -action:guardrail.*"]
+               "path:/deep/" + "x" * 150 + "/*", "-method:POST", "guard -action:guardrail.*",
+               'actor:"zoë çelik"', "actor:zoë*", "actor:usr_ü*", "-actor:usr_ümlaut"]
     windows = [(stamps[0], None), (stamps[100] + 250, stamps[2000] - 250),
                (stamps[5] + 1, stamps[6] + 2), (stamps[900] + 999, stamps[1800] + 1)]
     checked = 0
@@ -230,6 +233,12 @@ def test_counts_from_the_index_equal_counts_from_the_rows(store):
                     conn, flt), (q, start_us, end_us, extra)
                 checked += 1
     assert checked == len(queries) * len(windows) * 3
+    # The edge cases do match something: long values, non-ASCII words and values.
+    for q in ('actor:"zoë çelik"', "actor:zoë*", "actor:usr_ü*", "größe", "çelik",
+              "path:/deep/" + "x" * 150 + "/1", "path:/deep/" + "x" * 150 + "/*"):
+        flt = build_filter(org_id="acme", q=q, range_preset="custom",
+                           start=times.format_rfc3339(stamps[0]))
+        assert count_events(store=store, flt=flt) > 0, q
     everything = build_filter(org_id="acme", range_preset="custom",
                               start=times.format_rfc3339(stamps[0]))
     assert count_events(store=store, flt=everything) == 2400

@@ -47,7 +47,7 @@ class Prepared:
     columns: tuple[str | None, ...]
 
 
-# The stored (lowercased) qualifier columns, in EventRow's order after action.
+# The stored qualifier columns, in EventRow's order after action.
 _COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_id", "method",
             "path", "ip")
 
@@ -63,14 +63,11 @@ def prepare(new: NewEvent) -> Prepared:
         _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
         _lower(request.get("path")), _lower(doc["context"]["ip"]),
     )
-    tokens = {"category": doc["category"], "result": doc["result"], "action": doc["action"]}
-    tokens.update(zip(_COLUMNS, columns, strict=True))
-    return Prepared(
-        new=new,
-        search_text=search.search_text(doc),
-        field_tokens=search.field_tokens(tokens),
-        columns=columns,
-    )
+    tokens = search.field_tokens((
+        ("category", doc["category"]), ("result", doc["result"]), ("action", doc["action"]),
+        *zip(_COLUMNS, columns, strict=True),
+    ))
+    return Prepared(new, search.search_text(doc), tokens, columns)
 
 
 def seal(prepared: Prepared, *, org_id: str, index: int) -> EventRow:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,9 +85,23 @@ def field_token(column: str, value: str) -> str:
     return FIELD_LETTERS[column] + raw.hex()
 
 
-def field_tokens(values: dict[str, str | None]) -> str:
-    """The exact tokens of an event's qualifier fields (column name to stored value)."""
-    return " ".join(field_token(c, v) for c, v in values.items() if v)
+# Most field values repeat (categories, actions, actors), so their tokens are remembered.
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def field_tokens(fields: Iterable[tuple[str, str | None]]) -> str:
+    """The exact tokens of an event's qualifier fields, given as (column, stored value)."""
+    found = []
+    for key in fields:
+        if key[1]:
+            token = _TOKENS.get(key)  # type: ignore[arg-type]
+            if token is None:
+                token = field_token(*key)  # type: ignore[arg-type]
+                if len(_TOKENS) >= 50_000:
+                    _TOKENS.clear()
+                _TOKENS[key] = token  # type: ignore[index]
+            found.append(token)
+    return " ".join(found)
 
 
 class SearchSyntaxError(ValueError):

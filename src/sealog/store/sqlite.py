@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sealog.search import Cursor, EventFilter, Query, field_tokens
+from sealog.search import FIELD_LETTERS, Cursor, EventFilter, Query, field_tokens
 from sealog.store.base import (
     EXPORT_COLUMNS,
     ApiKeyRow,
@@ -50,9 +50,10 @@ _EVENT_COLUMNS = (
     "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
     "actor_name, resource_type, resource_id, method, path, ip, leaf_hash, search_text"
 )
-# The stored columns an event's field tokens are made of (search.field_tokens).
-_TOKEN_COLUMNS = ("category", "result", "action", "actor_id", "actor_email", "actor_name",
-                  "resource_type", "resource_id", "method", "path", "ip")
+
+
+# The columns of an events row that search.field_tokens makes tokens of.
+_TOKEN_COLUMNS = tuple(FIELD_LETTERS)
 
 
 def fts_table(org_num: int) -> str:
@@ -87,15 +88,6 @@ def _time_keys(conn: sqlite3.Connection, occurred: list[int]) -> list[int]:
         keys.append(key)
         next_free[ms] = key + 1
     return keys
-
-
-def _index_events(conn: sqlite3.Connection, table: str, rows: list[tuple]) -> None:
-    """Adds (seq, search_text, *_TOKEN_COLUMNS) rows to a full-text index."""
-    conn.executemany(
-        f"INSERT INTO {table} (rowid, search_text, field_tokens) VALUES (?, ?, ?)",
-        [(r[0], r[1], field_tokens(dict(zip(_TOKEN_COLUMNS, r[2:], strict=True))))
-         for r in rows],
-    )
 
 
 def path_from_url(url: str) -> Path:
@@ -843,15 +835,19 @@ def _count_by_index(conn: sqlite3.Connection, table: str, flt: EventFilter,
 
 def _index_existing_events(conn: sqlite3.Connection) -> None:
     """Builds each org's full-text index from its stored events (migration 0004)."""
-    columns = ", ".join(_TOKEN_COLUMNS)
     for org_id, num in conn.execute("SELECT id, num FROM orgs").fetchall():
         table = fts_table(num)
         conn.execute(FTS_SCHEMA.format(table=table))
         rows = conn.execute(
-            f"SELECT seq, search_text, {columns} FROM events WHERE org_id = ?", (org_id,)
+            f"SELECT seq, search_text, {', '.join(_TOKEN_COLUMNS)} FROM events WHERE org_id = ?",
+            (org_id,),
         )
         while batch := rows.fetchmany(5000):
-            _index_events(conn, table, batch)
+            conn.executemany(
+                f"INSERT INTO {table} (rowid, search_text, field_tokens) VALUES (?, ?, ?)",
+                [(r[0], r[1], field_tokens(zip(_TOKEN_COLUMNS, r[2:], strict=True)))
+                 for r in batch],
+            )
 
 
 # Steps a migration needs beyond its SQL, run in its transaction.
