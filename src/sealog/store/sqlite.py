@@ -56,6 +56,28 @@ _EVENT_COLUMNS = (
 _TOKEN_COLUMNS = tuple(FIELD_LETTERS)
 
 
+# Chunk sizes of multi-row INSERTs: few distinct statements, so each stays prepared.
+_CHUNKS = (256, 64, 16, 4, 1)
+
+
+def _insert_rows(conn: sqlite3.Connection, into: str, rows: list[tuple]) -> None:
+    """INSERT INTO `into` the rows, many a statement. One statement is one step of SQLite,
+    for which Python lets go of the GIL: a thread validating the next batch runs meanwhile,
+    where executemany would make it wait for the GIL at every row."""
+    if not rows:
+        return
+    width = len(rows[0])
+    row_marks = "(" + ", ".join("?" * width) + ")"
+    done = 0
+    for size in _CHUNKS:
+        if len(rows) - done < size:
+            continue
+        sql = f"INSERT INTO {into} VALUES " + ", ".join([row_marks] * size)
+        while len(rows) - done >= size:
+            conn.execute(sql, [v for row in rows[done : done + size] for v in row])
+            done += size
+
+
 def fts_table(org_num: int) -> str:
     """The name of an org's full-text index."""
     return f"events_fts_{org_num}"
@@ -149,30 +171,20 @@ class _Tx:
             (num,) = self.conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
             table = self._fts_tables[org_id] = fts_table(num)
         seqs = _time_keys(self.conn, [r.occurred_us for r in rows])
-        self.conn.executemany(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
-                 r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
-                 r.method, r.path, r.ip, r.leaf_hash, r.search_text)
-                for s, r in zip(seqs, rows, strict=True)
-            ],
-        )
-        self.conn.executemany(
-            "INSERT INTO event_docs (seq, doc) VALUES (?, ?)",
-            [(s, r.doc) for s, r in zip(seqs, rows, strict=True)],
-        )
-        self.conn.executemany(
-            f"INSERT INTO {table} (rowid, search_text, field_tokens) VALUES (?, ?, ?)",
-            [(s, r.search_text, r.field_tokens) for s, r in zip(seqs, rows, strict=True)],
-        )
+        _insert_rows(self.conn, f"events ({_EVENT_COLUMNS})", [
+            (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
+             r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
+             r.method, r.path, r.ip, r.leaf_hash, r.search_text)
+            for s, r in zip(seqs, rows, strict=True)
+        ])
+        _insert_rows(self.conn, "event_docs (seq, doc)",
+                     [(s, r.doc) for s, r in zip(seqs, rows, strict=True)])
+        _insert_rows(self.conn, f"{table} (rowid, search_text, field_tokens)",
+                     [(s, r.search_text, r.field_tokens) for s, r in zip(seqs, rows, strict=True)])
 
     def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
-        self.conn.executemany(
-            "INSERT INTO tree_nodes (org_id, level, idx, hash) VALUES (?, ?, ?, ?)",
-            [(org_id, level, index, h) for level, index, h in nodes],
-        )
+        _insert_rows(self.conn, "tree_nodes (org_id, level, idx, hash)",
+                     [(org_id, level, index, h) for level, index, h in nodes])
 
     def set_log_head(self, org_id: str, head: LogHead) -> None:
         self.conn.execute(
