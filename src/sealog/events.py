@@ -337,6 +337,14 @@ class _JsonWalk:
             return copied, 0
         return copied, len(orjson.dumps(copied))
 
+    def plain(self, value: Any, limit: int) -> bool:
+        """Whether value is JSON of at most limit bytes that surely needs no walk."""
+        try:
+            encoded = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+        except TypeError:
+            return False
+        return len(encoded) <= limit and not self.redactor.may_need_walk(encoded)
+
     def copy(self, value: Any) -> Any:
         kind = type(value)
         if kind is str or kind is bool or value is None:
@@ -521,6 +529,12 @@ def _normalise(
     walk = _JsonWalk(redactor)
     request = None
     request_in = m.get("request")
+    metadata_in = m.get("metadata")
+    # The common case, checked in one piece: body, response and metadata together are
+    # within the smallest limit and plainly need no redaction or exact JCS.
+    free_json = None if request_in is None else (request_in.get("body"),
+                                                 request_in.get("response"))
+    plain = walk.plain((free_json, metadata_in), MAX_METADATA_BYTES)
     if request_in is not None:
         method = request_in["method"].upper()
         if method not in HTTP_METHODS:
@@ -528,14 +542,17 @@ def _normalise(
         path = request_in["path"]
         if not path.startswith("/"):
             problems.append(("request.path", "must start with /"))
-        body = truncate_json(*walk.clean(request_in.get("body")))
-        if walk.problem:
-            problems.append(("request.body", walk.problem))
-            walk.problem = None
-        response = truncate_json(*walk.clean(request_in.get("response")))
-        if walk.problem:
-            problems.append(("request.response", walk.problem))
-            walk.problem = None
+        if plain:
+            body, response = free_json  # type: ignore[misc]
+        else:
+            body = truncate_json(*walk.clean(request_in.get("body")))
+            if walk.problem:
+                problems.append(("request.body", walk.problem))
+                walk.problem = None
+            response = truncate_json(*walk.clean(request_in.get("response")))
+            if walk.problem:
+                problems.append(("request.response", walk.problem))
+                walk.problem = None
         request = {
             "method": method,
             "path": path,
@@ -557,12 +574,15 @@ def _normalise(
         if walk.problem:
             problems.append(("context", walk.problem))
             walk.problem = None
-    metadata_in = m.get("metadata")
-    metadata, metadata_size = walk.clean(metadata_in) if metadata_in else ({}, 2)
-    if walk.problem:
-        problems.append(("metadata", walk.problem))
-    elif metadata_size > MAX_METADATA_BYTES:
-        problems.append(("metadata", f"is larger than {MAX_METADATA_BYTES // 1024} KiB of JSON"))
+    if plain:
+        metadata = metadata_in or {}
+    else:
+        metadata, metadata_size = walk.clean(metadata_in) if metadata_in else ({}, 2)
+        if walk.problem:
+            problems.append(("metadata", walk.problem))
+        elif metadata_size > MAX_METADATA_BYTES:
+            problems.append(
+                ("metadata", f"is larger than {MAX_METADATA_BYTES // 1024} KiB of JSON"))
     resource_in = m.get("resource")
     resource = None
     if resource_in is not None:

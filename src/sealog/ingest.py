@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -13,8 +13,7 @@ from sealog.ledger import tree
 from sealog.store.base import EventRow, Store
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
     """What ingest says of one event: its id, its index in the log, and whether it was
     already stored (a retry)."""
 
