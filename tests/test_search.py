@@ -199,6 +199,9 @@ def _crowded_log(store) -> list[dict]:
             e["description"] = "Größe geändert für Çelik"
         if i % 90 == 0:
             e["actor"] = {"id": "usr_ümlaut", "name": "Zoë Çelik", "type": "user"}
+        if i % 110 == 0:
+            e.update(action="guardrail.created", description="Deployment finished",
+                     category="agent_operations")
     random.Random(7).shuffle(raw)
     for i in range(0, len(raw), 400):
         ingest(store=store, org_id="acme", raw_events=raw[i : i + 400], redactor=Redactor())
@@ -218,7 +221,9 @@ def test_counts_from_the_index_equal_counts_from_the_rows(store):
                "resource:agent", "resource:agent:agt_000*", "ip:203.0.113.7",
                "path:/policies/*", "path:/deep/" + "x" * 150 + "/1",
                "path:/deep/" + "x" * 150 + "/*", "-method:POST", "guard -action:guardrail.*",
-               'actor:"zoë çelik"', "actor:zoë*", "actor:usr_ü*", "-actor:usr_ümlaut"]
+               'actor:"zoë çelik"', "actor:zoë*", "actor:usr_ü*", "-actor:usr_ümlaut",
+               "alice.chen", "alice.chen@acme.com", "security-scanner", "agt_000",
+               '"trust score"', "-trust.score", "finished guardrail", "finished.guardrail"]
     windows = [(stamps[0], None), (stamps[100] + 250, stamps[2000] - 250),
                (stamps[5] + 1, stamps[6] + 2), (stamps[900] + 999, stamps[1800] + 1)]
     checked = 0
@@ -233,6 +238,10 @@ def test_counts_from_the_index_equal_counts_from_the_rows(store):
                     conn, flt), (q, start_us, end_us, extra)
                 checked += 1
     assert checked == len(queries) * len(windows) * 3
+    for q, wanted in (("deployment.finished", 22), ("finished.guardrail", 0)):  # one field only
+        flt = build_filter(org_id="acme", q=q, range_preset="custom",
+                           start=times.format_rfc3339(stamps[0]))
+        assert count_events(store=store, flt=flt) == wanted, q
     # The edge cases do match something: long values, non-ASCII words and values.
     for q in ('actor:"zoë çelik"', "actor:zoë*", "actor:usr_ü*", "größe", "çelik",
               "path:/deep/" + "x" * 150 + "/1", "path:/deep/" + "x" * 150 + "/*"):
@@ -286,3 +295,18 @@ def test_range_presets_and_time_zone():
         build_filter(org_id="acme", range_preset="week")
     with pytest.raises(search.FilterError):
         build_filter(org_id="acme", categories=["nope"])
+
+
+def test_a_millisecond_holding_more_events_than_keys_refuses_the_batch(store, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "TIME_KEY_BITS", 2)  # 4 keys a millisecond
+    monkeypatch.setattr(sqlite_store, "PER_MILLISECOND", 4)
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    at = times.format_rfc3339(times.now_us() - 60_000_000)
+    same = [event(occurred_at=at) for _ in range(3)]
+    ingest(store=store, org_id="acme", raw_events=same, redactor=Redactor())
+    with pytest.raises(sqlite_store.Conflict, match="at one millisecond"):
+        ingest(store=store, org_id="acme", raw_events=same[:2], redactor=Redactor())
+    everything = build_filter(org_id="acme", range_preset="7d")
+    assert count_events(store=store, flt=everything) == 3  # nothing of the refused batch
+    ingest(store=store, org_id="acme", raw_events=same[:1], redactor=Redactor())
+    assert count_events(store=store, flt=everything) == 4

@@ -14,6 +14,7 @@ import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from sealog import times
@@ -62,6 +63,21 @@ def search_text(doc: dict[str, Any]) -> str:
         doc["description"], doc["action"], actor["email"], actor["name"],
         resource.get("type"), resource.get("id"), resource.get("name"), request.get("path"),
     ])
+
+
+# Consecutive words of one field, joined by a private-use character (a letter to a word
+# index, never in a word), so that an index of words can match a term of several words
+# without reading the event: `agt_0007` is the pair agt+0007.
+PAIR_JOINER = "\ue000"
+
+
+def word_pairs(text: str) -> str:
+    """The pairs of consecutive words within each field of a search_text."""
+    pairs = []
+    for field_text in text.split(FIELD_SEPARATOR):
+        found = field_text.split()
+        pairs += [a + PAIR_JOINER + b for a, b in pairwise(found)]
+    return " ".join(pairs)
 
 
 # Exact field tokens: one token per qualifier field of an event, so that an index of words

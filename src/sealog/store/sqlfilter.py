@@ -7,10 +7,12 @@ narrows the candidates before these conditions run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from sealog.search import (
     FIELD_TOKEN_BYTES,
+    PAIR_JOINER,
     Cursor,
     EventFilter,
     FieldMatch,
@@ -136,9 +138,10 @@ def match_where(flt: EventFilter, dialect: Dialect) -> Where:
 @dataclass(frozen=True)
 class Fts5Query:
     """The full-text side of a filter, for an index with columns search_text (the words of
-    search.search_text) and field_tokens (search.field_tokens). Each part is an FTS5
-    expression or None: `terms` every match satisfies (the query's positive terms and
-    qualifiers), `filters` the category and result filters, `excluded` the negated ones.
+    search.search_text), word_pairs (search.word_pairs) and field_tokens
+    (search.field_tokens). Each part is an FTS5 expression or None: `terms` every match
+    satisfies (the query's positive terms and qualifiers), `filters` the category and
+    result filters, `excluded` the negated ones.
     `exact`: whether the index decides each part exactly, so that it alone can count.
     """
 
@@ -168,12 +171,17 @@ def _all(parts: list[str]) -> str | None:
 
 
 def _text_part(match: TextMatch) -> tuple[str, bool]:
-    tokens = [_quoted(w, False) for w in match.words[:-1]]
-    tokens.append(_quoted(match.words[-1], match.prefix))
-    # One ASCII word is decided by the index alone; several words must also be consecutive,
-    # and the index folds some non-ASCII letters that Python keeps apart.
-    exact = len(match.words) == 1 and match.words[0].isascii()
-    return f"(search_text : ({' AND '.join(tokens)}))", exact
+    if len(match.words) == 1:
+        column = "search_text"
+        tokens = [_quoted(match.words[0], match.prefix)]
+    else:
+        column = "word_pairs"
+        pairs = [a + PAIR_JOINER + b for a, b in pairwise(match.words)]
+        tokens = [_quoted(p, False) for p in pairs[:-1]] + [_quoted(pairs[-1], match.prefix)]
+    # One word, or two consecutive ones, are decided by the index alone (three need the
+    # pairs to be one run); the index folds some non-ASCII letters that Python keeps apart.
+    exact = len(match.words) <= 2 and all(w.isascii() for w in match.words)
+    return f"({column} : ({' AND '.join(tokens)}))", exact
 
 
 def _field_part(match: FieldMatch) -> tuple[str, bool]:

@@ -10,7 +10,14 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sealog.search import FIELD_LETTERS, Cursor, EventFilter, Query, field_tokens
+from sealog.search import (
+    FIELD_LETTERS,
+    Cursor,
+    EventFilter,
+    Query,
+    field_tokens,
+    word_pairs,
+)
 from sealog.store.base import (
     EXPORT_COLUMNS,
     ApiKeyRow,
@@ -40,7 +47,7 @@ FIRST_HITS = 256
 TIME_KEY_BITS = 21
 PER_MILLISECOND = 1 << TIME_KEY_BITS
 FTS_SCHEMA = (
-    "CREATE VIRTUAL TABLE {table} USING fts5(search_text, field_tokens, content='', "
+    "CREATE VIRTUAL TABLE {table} USING fts5(search_text, word_pairs, field_tokens, content='', "
     "tokenize='unicode61 remove_diacritics 0', detail=column, columnsize=0)"
 )
 _ORDER = "ORDER BY occurred_at DESC, id DESC"
@@ -179,8 +186,10 @@ class _Tx:
         ])
         _insert_rows(self.conn, "event_docs (seq, doc)",
                      [(s, r.doc) for s, r in zip(seqs, rows, strict=True)])
-        _insert_rows(self.conn, f"{table} (rowid, search_text, field_tokens)",
-                     [(s, r.search_text, r.field_tokens) for s, r in zip(seqs, rows, strict=True)])
+        _insert_rows(self.conn, f"{table} (rowid, search_text, word_pairs, field_tokens)", [
+            (s, r.search_text, word_pairs(r.search_text), r.field_tokens)
+            for s, r in zip(seqs, rows, strict=True)
+        ])
 
     def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
         _insert_rows(self.conn, "tree_nodes (org_id, level, idx, hash)",
@@ -856,9 +865,10 @@ def _index_existing_events(conn: sqlite3.Connection) -> None:
         )
         while batch := rows.fetchmany(5000):
             conn.executemany(
-                f"INSERT INTO {table} (rowid, search_text, field_tokens) VALUES (?, ?, ?)",
-                [(r[0], r[1], field_tokens(zip(_TOKEN_COLUMNS, r[2:], strict=True)))
-                 for r in batch],
+                f"INSERT INTO {table} (rowid, search_text, word_pairs, field_tokens) "
+                "VALUES (?, ?, ?, ?)",
+                [(r[0], r[1], word_pairs(r[1]),
+                  field_tokens(zip(_TOKEN_COLUMNS, r[2:], strict=True))) for r in batch],
             )
 
 
