@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -310,3 +312,20 @@ def test_a_millisecond_holding_more_events_than_keys_refuses_the_batch(store, mo
     assert count_events(store=store, flt=everything) == 3  # nothing of the refused batch
     ingest(store=store, org_id="acme", raw_events=same[:1], redactor=Redactor())
     assert count_events(store=store, flt=everything) == 4
+
+
+_field_text = st.one_of(st.none(), st.text(max_size=30), st.sampled_from(
+    ["alice.chen@acme.com", "agt_0007", "/policies/pol_003", "---", "Zoë Çelik", "a|b"]))
+
+
+@given(st.lists(_field_text, min_size=8, max_size=8))
+def test_word_pairs_of_an_event_are_those_of_its_search_text(values):
+    description, action, email, name, rtype, rid, rname, path = values
+    doc = {"description": description, "action": action,
+           "actor": {"email": email, "name": name},
+           "resource": {"type": rtype, "id": rid, "name": rname}, "request": {"path": path}}
+    text, pairs = search.search_words(doc)
+    assert pairs == search.word_pairs(text)
+    fields = [words(v) for v in values if words(v)]
+    assert text == " " + " | ".join(" ".join(w) for w in fields) + " "
+    assert pairs.split() == [f"{a}_{b}" for w in fields for a, b in itertools.pairwise(w)]

@@ -42,6 +42,7 @@ class Prepared:
 
     new: NewEvent
     search_text: str
+    word_pairs: str
     field_tokens: str
     columns: tuple[str | None, ...]
 
@@ -66,7 +67,7 @@ def prepare(new: NewEvent) -> Prepared:
         ("category", doc["category"]), ("result", doc["result"]), ("action", doc["action"]),
         *zip(_COLUMNS, columns, strict=True),
     ))
-    return Prepared(new, search.search_text(doc), tokens, columns)
+    return Prepared(new, *search.search_words(doc), tokens, columns)
 
 
 def seal(prepared: Prepared, *, org_id: str, index: int) -> EventRow:
@@ -79,7 +80,7 @@ def seal(prepared: Prepared, *, org_id: str, index: int) -> EventRow:
     return EventRow(
         org_id, index, doc["id"], new.occurred_us, doc["category"], doc["result"],
         doc["action"], *prepared.columns, events.leaf_hash(canonical),
-        prepared.search_text, prepared.field_tokens, canonical,
+        prepared.search_text, prepared.word_pairs, prepared.field_tokens, canonical,
     )
 
 

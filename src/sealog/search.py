@@ -40,22 +40,31 @@ _ASCII_WORDS = bytes(
 )
 
 
-def _field_words(values: list[str | None]) -> str:
+# Consecutive words of one field are also joined into pairs, so that an index of words can
+# match a term of several words without reading the event: `agt_0007` is the pair
+# agt_0007. "_" is never in a word, and an index must count it as a letter in pairs.
+PAIR_JOINER = "_"
+
+
+def _field_words(values: list[str | None]) -> tuple[str, str]:
     present = [v for v in values if v]
     joined = "\x1f".join(present).lower()
     if joined.isascii() and joined.count("\x1f") == len(present) - 1:
-        text = b" ".join(
-            joined.encode().translate(_ASCII_WORDS).replace(b"|", b" | ").split()
-        ).decode()
-        if "| |" not in text and not text.startswith("|") and not text.endswith("|"):
-            return f" {text} "
-    found = (_WORD.findall(v.lower()) for v in present)
-    return " " + f" {FIELD_SEPARATOR} ".join(" ".join(w) for w in found if w) + " "
+        found = joined.encode().translate(_ASCII_WORDS).replace(b"|", b" | ").split()
+        text = b" ".join(found)
+        if b"| |" not in text and not text.startswith(b"|") and not text.endswith(b"|"):
+            pairs = b" ".join([a + b"_" + b for a, b in pairwise(found)
+                               if a != b"|" and b != b"|"])
+            return f" {text.decode()} ", pairs.decode()
+    fields = [w for w in (_WORD.findall(v.lower()) for v in present) if w]
+    text = " " + f" {FIELD_SEPARATOR} ".join(" ".join(w) for w in fields) + " "
+    return text, " ".join(a + PAIR_JOINER + b for w in fields for a, b in pairwise(w))
 
 
-def search_text(doc: dict[str, Any]) -> str:
-    """The free-text words of an event: description, action, actor email and name,
-    resource type, id and name, request path; fields separated so phrases stay inside one."""
+def search_words(doc: dict[str, Any]) -> tuple[str, str]:
+    """The free-text words of an event (its search_text: description, action, actor email
+    and name, resource type, id and name, request path; fields separated so that phrases
+    stay inside one) and the pairs of consecutive words within each field."""
     actor = doc["actor"]
     resource = doc["resource"] or {}
     request = doc["request"] or {}
@@ -65,14 +74,13 @@ def search_text(doc: dict[str, Any]) -> str:
     ])
 
 
-# Consecutive words of one field, joined by a private-use character (a letter to a word
-# index, never in a word), so that an index of words can match a term of several words
-# without reading the event: `agt_0007` is the pair agt+0007.
-PAIR_JOINER = "\ue000"
+def search_text(doc: dict[str, Any]) -> str:
+    """The search_text of search_words."""
+    return search_words(doc)[0]
 
 
 def word_pairs(text: str) -> str:
-    """The pairs of consecutive words within each field of a search_text."""
+    """The word pairs of a search_text (as search_words gives them)."""
     pairs = []
     for field_text in text.split(FIELD_SEPARATOR):
         found = field_text.split()

@@ -80,6 +80,7 @@ class EventRow(NamedTuple):
     ip: str | None
     leaf_hash: bytes
     search_text: str
+    word_pairs: str
     field_tokens: str
     doc: bytes
 

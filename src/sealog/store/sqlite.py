@@ -46,9 +46,12 @@ FIRST_HITS = 256
 # keys in the events table and in the org's full-text index alike. Keys last until 2109.
 TIME_KEY_BITS = 21
 PER_MILLISECOND = 1 << TIME_KEY_BITS
+# "_" is a letter to the tokenizer: it joins word pairs (search.PAIR_JOINER), and no word
+# or field token has one.
 FTS_SCHEMA = (
-    "CREATE VIRTUAL TABLE {table} USING fts5(search_text, word_pairs, field_tokens, content='', "
-    "tokenize='unicode61 remove_diacritics 0', detail=column, columnsize=0)"
+    "CREATE VIRTUAL TABLE {table} USING fts5(search_text, word_pairs, field_tokens, "
+    "content='', tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\", detail=column, "
+    "columnsize=0)"
 )
 _ORDER = "ORDER BY occurred_at DESC, id DESC"
 _ORDER_E = "ORDER BY e.occurred_at DESC, e.id DESC"
@@ -187,7 +190,7 @@ class _Tx:
         _insert_rows(self.conn, "event_docs (seq, doc)",
                      [(s, r.doc) for s, r in zip(seqs, rows, strict=True)])
         _insert_rows(self.conn, f"{table} (rowid, search_text, word_pairs, field_tokens)", [
-            (s, r.search_text, word_pairs(r.search_text), r.field_tokens)
+            (s, r.search_text, r.word_pairs, r.field_tokens)
             for s, r in zip(seqs, rows, strict=True)
         ])
 
