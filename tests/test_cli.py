@@ -132,3 +132,18 @@ def test_export_command_writes_a_file_and_logs_it(capsys, tmp_path):
     assert report.ok, report.text()
     code, _, err = run(capsys, "export", "--org", "acme", "-o", str(tmp_path / "x.pdf"), *db)
     assert code == 2 and "format" in err
+
+
+def test_serve_tunes_the_garbage_collector_for_batches():
+    import gc
+
+    from sealog.cli import tune_gc_for_serving
+
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_serving()
+        assert gc.get_threshold()[0] >= 50_000
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

