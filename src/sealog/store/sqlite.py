@@ -71,9 +71,8 @@ _CHUNKS = (256, 64, 16, 4, 1)
 
 
 def _insert_rows(conn: sqlite3.Connection, into: str, rows: list[tuple]) -> None:
-    """INSERT INTO `into` the rows, many a statement. One statement is one step of SQLite,
-    for which Python lets go of the GIL: a thread validating the next batch runs meanwhile,
-    where executemany would make it wait for the GIL at every row."""
+    """INSERT INTO `into` the rows, many a statement: faster than executemany, and Python
+    lets go of the GIL once a statement instead of once a row."""
     if not rows:
         return
     width = len(rows[0])
@@ -93,10 +92,13 @@ def fts_table(org_num: int) -> str:
     return f"events_fts_{org_num}"
 
 
-def time_key_range(lower_us: int, upper_us: int | None) -> tuple[int, int | None]:
-    """The keys of events that occurred within [lower_us, upper_us] (whole milliseconds)."""
-    high = None if upper_us is None else ((upper_us // 1000 + 1) << TIME_KEY_BITS) - 1
-    return (lower_us // 1000) << TIME_KEY_BITS, high
+def window_keys(flt: EventFilter, cursor: Cursor | None = None) -> tuple[int, int | None]:
+    """The keys of the whole milliseconds that flt's window (before cursor) touches."""
+    upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
+    if cursor is not None:
+        upper = cursor.occurred_us if upper is None else min(upper, cursor.occurred_us)
+    high = None if upper is None else ((upper // 1000 + 1) << TIME_KEY_BITS) - 1
+    return (flt.time_range.start_us // 1000) << TIME_KEY_BITS, high
 
 
 def _time_keys(conn: sqlite3.Connection, occurred: list[int]) -> list[int]:
@@ -147,7 +149,6 @@ def _connect(path: Path, synchronous: str, *, cache_mb: int, mmap_mb: int) -> sq
 class _Tx:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self._fts_tables: dict[str, str] = {}
 
     def lock_log(self, org_id: str) -> LogHead:
         row = self.conn.execute(
@@ -176,10 +177,8 @@ class _Tx:
         org_id = rows[0].org_id
         if any(r.org_id != org_id for r in rows):
             raise ValueError("insert_events takes the rows of one org")
-        table = self._fts_tables.get(org_id)
-        if table is None:
-            (num,) = self.conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
-            table = self._fts_tables[org_id] = fts_table(num)
+        (num,) = self.conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
+        table = fts_table(num)
         seqs = _time_keys(self.conn, [r.occurred_us for r in rows])
         _insert_rows(self.conn, f"events ({_EVENT_COLUMNS})", [
             (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
@@ -515,10 +514,7 @@ class SQLiteStore:
         # found through the org's full-text index, newest first.
         seqs = self._probe(conn, base, match, PROBE_ROWS, limit)
         if len(seqs) < limit:
-            upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
-            if cursor is not None:
-                upper = cursor.occurred_us if upper is None else min(upper, cursor.occurred_us)
-            keys = time_key_range(flt.time_range.start_us, upper)
+            keys = window_keys(flt, cursor)
             seqs = self._index_led(conn, table, fts.narrow, keys, base, match, limit)
         return self._docs(conn, seqs)
 
@@ -585,9 +581,7 @@ class SQLiteStore:
                 return _count_rows(conn, flt)
             base = base_where(flt, None, DIALECT)
             match = match_where(flt, DIALECT)
-            upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
-            sql, params = _fts_hits(table, fts.narrow, time_key_range(flt.time_range.start_us,
-                                                                     upper))
+            sql, params = _fts_hits(table, fts.narrow, window_keys(flt))
             return conn.execute(
                 f"SELECT count(*) FROM ({sql}) AS m CROSS JOIN events e ON e.seq = m.seq "
                 f"WHERE {base.sql()} AND {match.sql()}",
