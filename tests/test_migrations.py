@@ -81,6 +81,6 @@ def test_time_keys_migration_keeps_every_event_and_its_proofs(tmp_path):
 
 
 def _words(doc: dict) -> list[str]:
-    from sealog.search import search_text
+    from sealog.search import search_words
 
-    return search_text(doc).split()
+    return search_words(doc)[0].split()

@@ -74,11 +74,6 @@ def search_words(doc: dict[str, Any]) -> tuple[str, str]:
     ])
 
 
-def search_text(doc: dict[str, Any]) -> str:
-    """The search_text of search_words."""
-    return search_words(doc)[0]
-
-
 def word_pairs(text: str) -> str:
     """The word pairs of a search_text (as search_words gives them)."""
     pairs = []
