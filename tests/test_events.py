@@ -175,3 +175,14 @@ def test_method_is_uppercased_and_checked():
     assert one(event(request={"method": "put", "path": "/a"}))["request"]["method"] == "PUT"
     [(_, field, _m)] = errors_of([event(request={"method": "FETCH", "path": "/a"})])
     assert field == "request.method"
+
+
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response"])
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_not_stored_as_null(where, number):
+    # orjson would write them as null: a caller passing them must hear of it.
+    deep = {"a": 1, "b": 2, "c": 3, "d": 4, "e": [1, 2, 3, 4, 5, {"x": number}]}
+    request = {"method": "POST", "path": "/x"}
+    raw = event(metadata=deep) if where == "metadata" else event(
+        request={**request, where.split(".")[1]: deep})
+    assert errors_of([raw]) == [(0, where, "NaN and Infinity are not JSON numbers")]

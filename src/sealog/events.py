@@ -280,8 +280,9 @@ class Redactor:
         return _JsonWalk(self).copy(value)
 
     def may_need_walk(self, encoded: bytes) -> bool:
-        """False only when JSON text `encoded` surely needs no redaction or exact JCS."""
-        if b'\\"' in encoded or _FRACTIONAL.search(encoded) is not None:
+        """False only when orjson's text `encoded` of a value surely needs no redaction or
+        exact JCS and holds no NaN or infinity (which orjson writes as null)."""
+        if b'\\"' in encoded or b"null" in encoded or _FRACTIONAL.search(encoded) is not None:
             return True
         if not encoded.isascii() and _PAST_U_E000.search(encoded) is not None:
             return True
@@ -534,7 +535,8 @@ def _normalise(
     # within the smallest limit and plainly need no redaction or exact JCS.
     free_json = None if request_in is None else (request_in.get("body"),
                                                  request_in.get("response"))
-    plain = walk.plain((free_json, metadata_in), MAX_METADATA_BYTES)
+    parts = [p for p in (*(free_json or ()), metadata_in) if p is not None]
+    plain = walk.plain(parts, MAX_METADATA_BYTES)
     if request_in is not None:
         method = request_in["method"].upper()
         if method not in HTTP_METHODS:
