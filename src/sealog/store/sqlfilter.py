@@ -137,11 +137,10 @@ def match_where(flt: EventFilter, dialect: Dialect) -> Where:
 
 @dataclass(frozen=True)
 class Fts5Query:
-    """The full-text side of a filter, for an index with columns search_text (the words of
-    search.search_text), word_pairs (search.word_pairs) and field_tokens
-    (search.field_tokens). Each part is an FTS5 expression or None: `terms` every match
-    satisfies (the query's positive terms and qualifiers), `filters` the category and
-    result filters, `excluded` the negated ones.
+    """The full-text side of a filter, for an index with columns search_text and word_pairs
+    (search.search_words) and field_tokens (search.field_tokens). Each part is an FTS5
+    expression or None: `terms` every match satisfies (the query's positive terms and
+    qualifiers), `filters` the category and result filters, `excluded` the negated ones.
     `exact`: whether the index decides each part exactly, so that it alone can count.
     """
 
