@@ -1,7 +1,8 @@
 """SQL WHERE clauses for an EventFilter, written once for every SQL backend.
 
-The conditions here are exact: they decide what matches. A backend's full-text index only
-narrows the candidates before these conditions run.
+The conditions here are exact: they decide what matches. A backend's full-text index
+narrows the candidates before these conditions run, and counts alone only the parts that
+its tokens decide exactly (Fts5Query.exact, held to these conditions by the tests).
 """
 
 from __future__ import annotations
