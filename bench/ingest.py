@@ -26,10 +26,10 @@ from sealog.events import Redactor, validate_events  # noqa: E402
 from sealog.ingest import ingest, prepare, seal  # noqa: E402
 from sealog.ledger import tree  # noqa: E402
 from sealog.store import open_store  # noqa: E402
-from sealog.store.base import LogHead  # noqa: E402
+from sealog.store.base import EventRow, LogHead  # noqa: E402
 from sealog.store.sqlite import SQLiteStore  # noqa: E402
 
-from common import Server, rss_peak_mb  # noqa: E402
+from common import Server, median, rss_peak_mb  # noqa: E402
 
 
 def make_batches(count: int, size: int) -> list[list[dict]]:
@@ -37,11 +37,11 @@ def make_batches(count: int, size: int) -> list[list[dict]]:
     return [events[i : i + size] for i in range(0, count, size)]
 
 
-def raw_floor(batches: list[list[dict]], path: Path, *, with_tree: bool) -> float:
-    """Rows/s of inserting the already sealed rows (and, with_tree, their already computed
-    tree nodes) into the same schema: what no ingest path can beat."""
-    store = SQLiteStore(f"sqlite:///{path}")
-    auth.create_org(store=store, name="floor", org_id="floor")
+Sealed = list[tuple[list[EventRow], list[tuple[int, int, bytes]]]]
+
+
+def sealed_rows(batches: list[list[dict]]) -> Sealed:
+    """Each batch's rows, validated and sealed, and its tree nodes: what the floor stores."""
     redactor = Redactor()
     now = times.now_us()
     sealed = []
@@ -52,29 +52,48 @@ def raw_floor(batches: list[list[dict]], path: Path, *, with_tree: bool) -> floa
             rows.append(seal(prepare(new), org_id="floor", index=head.size + len(rows)))
         head, nodes = tree.append_leaves(head, [r.leaf_hash for r in rows])
         sealed.append((rows, nodes))
+    return sealed
+
+
+def insert_sealed(store: SQLiteStore, sealed: Sealed, *, with_tree: bool) -> float:
+    """Seconds to insert already sealed rows (and, with_tree, their tree nodes) into the
+    same schema: what no ingest path can beat."""
     started = time.perf_counter()
     for rows, nodes in sealed:
         with store.writing() as tx:
             tx.insert_events(rows)
             if with_tree:
                 tx.insert_tree_nodes("floor", nodes)
-    elapsed = time.perf_counter() - started
-    store.close()
-    return head.size / elapsed
+    return time.perf_counter() - started
 
 
-def library(batches: list[list[dict]], path: Path) -> float:
-    """Events/s of ingest() called batch after batch."""
-    store = open_store(f"sqlite:///{path}")
-    auth.create_org(store=store, name="lib", org_id="lib")
+def floor_and_library(batches: list[list[dict]], sealed: Sealed, folder: Path,
+                      rounds: int) -> tuple[float, float, list[float]]:
+    """The floor's rows/s and ingest()'s events/s, measured in alternating rounds over
+    consecutive slices of the batches, and each round's ratio of the two: a ratio then
+    compares them under the same machine conditions, which drift on these machines."""
+    floor_store = SQLiteStore(f"sqlite:///{folder / 'floor.db'}")
+    auth.create_org(store=floor_store, name="floor", org_id="floor")
+    lib_store = open_store(f"sqlite:///{folder / 'lib.db'}")
+    auth.create_org(store=lib_store, name="lib", org_id="lib")
     redactor = Redactor()
+    per_round = -(-len(batches) // rounds)
+    floor_seconds = lib_seconds = 0.0
+    ratios = []
+    for start in range(0, len(batches), per_round):
+        floor_round = insert_sealed(floor_store, sealed[start : start + per_round],
+                                    with_tree=True)
+        started = time.perf_counter()
+        for batch in batches[start : start + per_round]:
+            ingest(store=lib_store, org_id="lib", raw_events=batch, redactor=redactor)
+        lib_round = time.perf_counter() - started
+        ratios.append(floor_round / lib_round)  # same events: library rate / floor rate
+        floor_seconds += floor_round
+        lib_seconds += lib_round
+    floor_store.close()
+    lib_store.close()
     total = sum(len(b) for b in batches)
-    started = time.perf_counter()
-    for batch in batches:
-        ingest(store=store, org_id="lib", raw_events=batch, redactor=redactor)
-    elapsed = time.perf_counter() - started
-    store.close()
-    return total / elapsed
+    return total / floor_seconds, total / lib_seconds, ratios
 
 
 def over_http(batches: list[list[dict]], data_dir: Path, clients: int) -> tuple[float, float]:
@@ -120,6 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="alternating floor/library rounds (default 10)")
     args = parser.parse_args()
     print(f"generating {args.events:,} events…", flush=True)
     lib_batches = make_batches(args.events, 1000)
@@ -129,14 +150,19 @@ def main() -> None:
     gc.freeze()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        bare = raw_floor(lib_batches, folder / "bare.db", with_tree=False)
+        sealed = sealed_rows(lib_batches)
+        bare_store = SQLiteStore(f"sqlite:///{folder / 'bare.db'}")
+        auth.create_org(store=bare_store, name="floor", org_id="floor")
+        bare = args.events / insert_sealed(bare_store, sealed, with_tree=False)
+        bare_store.close()
         print(f"raw insert, events + FTS5 (no tree):         {bare:>10,.0f} rows/s", flush=True)
-        floor = raw_floor(lib_batches, folder / "floor.db", with_tree=True)
+        floor, rate, ratios = floor_and_library(lib_batches, sealed, folder, args.rounds)
         print(f"raw insert, events + FTS5 + tree (floor):    {floor:>9,.0f} rows/s "
               f"(the tree costs {1 - floor / bare:.0%} of the bare rate)", flush=True)
-        rate = library(lib_batches, folder / "lib.db")
         print(f"library ingest, batches of 1000:             {rate:>10,.0f} events/s "
               f"({rate / floor:.0%} of floor; target >= 20,000 and >= 60%)", flush=True)
+        print(f"  library / floor in {len(ratios)} alternating rounds: median "
+              f"{median(ratios):.0%}, {min(ratios):.0%}-{max(ratios):.0%}", flush=True)
         http_rate, peak = over_http(http_batches, folder / "http", args.clients)
         print(f"HTTP ingest, batches of 500, {args.clients} clients:      {http_rate:>10,.0f} "
               f"events/s (target >= 10,000)")
