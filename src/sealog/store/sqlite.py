@@ -92,6 +92,12 @@ def fts_table(org_num: int) -> str:
     return f"events_fts_{org_num}"
 
 
+def _org_fts_table(conn: sqlite3.Connection, org_id: str) -> str | None:
+    """The name of org_id's full-text index; None when there is no such org."""
+    row = conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
+    return None if row is None else fts_table(row[0])
+
+
 def window_keys(flt: EventFilter, cursor: Cursor | None = None) -> tuple[int, int | None]:
     """The keys of the whole milliseconds that flt's window (before cursor) touches."""
     upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
@@ -177,8 +183,9 @@ class _Tx:
         org_id = rows[0].org_id
         if any(r.org_id != org_id for r in rows):
             raise ValueError("insert_events takes the rows of one org")
-        (num,) = self.conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
-        table = fts_table(num)
+        table = _org_fts_table(self.conn, org_id)
+        if table is None:
+            raise NotFound(f"org {org_id!r} does not exist")
         seqs = _time_keys(self.conn, [r.occurred_us for r in rows])
         _insert_rows(self.conn, f"events ({_EVENT_COLUMNS})", [
             (s, r.org_id, r.index, r.id, r.occurred_us, r.category, r.result, r.action,
@@ -492,10 +499,6 @@ class SQLiteStore:
         ).fetchone()
         return StoredDoc(*row) if row else None
 
-    def _org_fts_table(self, conn: sqlite3.Connection, org_id: str) -> str | None:
-        row = conn.execute("SELECT num FROM orgs WHERE id = ?", (org_id,)).fetchone()
-        return None if row is None else fts_table(row[0])
-
     def list_events(
         self, flt: EventFilter, *, cursor: Cursor | None, limit: int
     ) -> list[StoredDoc]:
@@ -503,8 +506,8 @@ class SQLiteStore:
         base = base_where(flt, cursor, DIALECT)
         match = match_where(flt, DIALECT)
         fts = fts5_query(flt)
-        table = self._org_fts_table(conn, flt.org_id)
-        if fts is None or fts.narrow is None or table is None:
+        table = None if fts is None or fts.narrow is None else _org_fts_table(conn, flt.org_id)
+        if table is None:  # no positive term (or no such org): the rows' index alone
             seqs = conn.execute(
                 f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} {_ORDER} LIMIT ?",
                 (*base.params, *match.params, limit),
@@ -573,7 +576,7 @@ class SQLiteStore:
     def count_events(self, flt: EventFilter) -> int:
         conn = self._reader()
         fts = fts5_query(flt)
-        table = self._org_fts_table(conn, flt.org_id)
+        table = None if fts is None else _org_fts_table(conn, flt.org_id)
         if fts is None or table is None:
             return _count_rows(conn, flt)
         if not fts.exact:
