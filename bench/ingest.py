@@ -49,7 +49,8 @@ def sealed_rows(batches: list[list[dict]]) -> Sealed:
     for batch in batches:
         rows = []
         for new in validate_events(batch, received_at_us=now, redactor=redactor):
-            rows.append(seal(prepare(new), org_id="floor", index=head.size + len(rows)))
+            rows.append(seal(prepare(new, org_id="floor"), org_id="floor",
+                             index=head.size + len(rows)))
         head, nodes = tree.append_leaves(head, [r.leaf_hash for r in rows])
         sealed.append((rows, nodes))
     return sealed

@@ -29,7 +29,7 @@ def build(path: Path, count: int, signer: Signer) -> None:
     raw = list(generate_events(1000, days=30))
     templates = []
     for new in validate_events(raw, received_at_us=times.now_us(), redactor=Redactor()):
-        doc = seal(prepare(new), org_id="bench", index=0).doc
+        doc = seal(prepare(new, org_id="bench"), org_id="bench", index=0).doc
         head, tail = doc.split(b'"index":0,', 1)
         templates.append((head + b'"index":', b"," + tail))
     docs = [t[0] + str(i).encode() + t[1] for i, t in

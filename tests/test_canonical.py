@@ -36,8 +36,8 @@ json_values = st.recursive(
 
 def sealed_bytes(raw: dict) -> bytes:
     [new] = validate_events([raw], received_at_us=NOW, redactor=REDACTOR)
-    stored = seal(prepare(new), org_id="acme", index=7).doc
-    assert stored == rfc8785.dumps(new.doc)
+    stored = seal(prepare(new, org_id="acme"), org_id="acme", index=7).doc
+    assert stored == rfc8785.dumps({**new.doc, "org_id": "acme", "index": 7})
     return stored
 
 

@@ -1,3 +1,5 @@
 from sealog.cli import main
 
-raise SystemExit(main())
+# Guarded: a preparing process (spawned) imports this module under another name.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -66,6 +66,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         database_url=getattr(args, "database_url", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        ingest_processes=getattr(args, "ingest_processes", None),
     )
 
 
@@ -479,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--host", help="address to listen on (env SEALOG_HOST; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (env SEALOG_PORT; default 8000)")
+    p.add_argument("--ingest-processes", type=int,
+                   help="processes that prepare ingested batches beside this one (env "
+                        "SEALOG_INGEST_PROCESSES; default 1 with two or more cores, else 0)")
 
     p = _command(sub, "demo", "Create a data folder full of realistic events and serve it.",
                  "sealog demo --events 50000", cmd_demo)

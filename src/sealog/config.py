@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sealog.events import DEFAULT_SECRET_KEYS
+from sealog.preparers import default_processes
 
 
 class SettingsError(ValueError):
@@ -30,6 +31,9 @@ class Settings:
     export_workers: int = 1
     export_expiry_days: float = 7
     export_lease_seconds: float = 30
+    # Processes that prepare ingested batches beside the serving one; None: one where
+    # there is a second core, else none.
+    ingest_processes: int | None = None
 
     @property
     def resolved_database_url(self) -> str:
@@ -37,6 +41,13 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.resolve() / 'sealog.db'}"
+
+    @property
+    def resolved_ingest_processes(self) -> int:
+        """How many preparing processes to run (0: prepare in the serving process)."""
+        if self.ingest_processes is None:
+            return default_processes()
+        return self.ingest_processes
 
     @property
     def resolved_export_dir(self) -> Path:
@@ -80,6 +91,7 @@ class Settings:
         if env.get("SEALOG_EXPORT_DIR"):
             values["export_dir"] = Path(env["SEALOG_EXPORT_DIR"])
         for name, key, kind in (("SEALOG_EXPORT_WORKERS", "export_workers", int),
+                                ("SEALOG_INGEST_PROCESSES", "ingest_processes", int),
                                 ("SEALOG_EXPORT_EXPIRY_DAYS", "export_expiry_days", float),
                                 ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float)):
             if env.get(name):
@@ -104,6 +116,9 @@ class Settings:
             )
         if not 0 <= self.export_workers <= 16:
             raise SettingsError("SEALOG_EXPORT_WORKERS must be 0 (none) to 16")
+        if self.ingest_processes is not None and not 0 <= self.ingest_processes <= 16:
+            raise SettingsError("SEALOG_INGEST_PROCESSES must be 0 (prepare in the serving "
+                                "process) to 16")
         if self.export_expiry_days <= 0:
             raise SettingsError("SEALOG_EXPORT_EXPIRY_DAYS must be more than 0, e.g. 7")
         if self.export_lease_seconds < 1:

@@ -402,16 +402,16 @@ class NewEvent:
 _SERVER_FIELDS = ("org_id", "index", "received_at")
 
 
-def same_content(stored: dict[str, Any], new: NewEvent) -> bool:
-    """Whether new repeats the stored event: equal in all but what the server sets
-    (and occurred_at, when the new one left it to the server)."""
-    ignored = _SERVER_FIELDS if new.occurred_supplied else (*_SERVER_FIELDS, "occurred_at")
+def same_content(stored: dict[str, Any], new: dict[str, Any], *, occurred_supplied: bool) -> bool:
+    """Whether the new document repeats the stored one: equal in all but what the server
+    sets (and occurred_at, when the new event left it to the server)."""
+    ignored = _SERVER_FIELDS if occurred_supplied else (*_SERVER_FIELDS, "occurred_at")
 
     def content(doc: dict[str, Any]) -> bytes:
         kept = {k: v for k, v in doc.items() if k not in ignored}
         return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
 
-    return content(stored) == content(new.doc)
+    return content(stored) == content(new)
 
 
 ACTION_MESSAGE = (
@@ -438,13 +438,8 @@ def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     return errors
 
 
-def validate_events(
-    raw_events: list[Any],
-    *,
-    received_at_us: int,
-    redactor: Redactor,
-) -> list[NewEvent]:
-    """Validated, redacted, normalised events; raises EventValidationError naming every problem."""
+def check_batch(raw_events: Any) -> None:
+    """Refuses what is not a batch: not a list, an empty list, or one past MAX_BATCH_EVENTS."""
     if not isinstance(raw_events, list):
         raise EventValidationError([FieldError(None, "events", "must be a list of events")])
     if not raw_events:
@@ -454,6 +449,16 @@ def validate_events(
             None, "events",
             f"a batch holds at most {MAX_BATCH_EVENTS} events; this one has {len(raw_events)}",
         )])
+
+
+def validate_events(
+    raw_events: list[Any],
+    *,
+    received_at_us: int,
+    redactor: Redactor,
+) -> list[NewEvent]:
+    """Validated, redacted, normalised events; raises EventValidationError naming every problem."""
+    check_batch(raw_events)
     errors: list[FieldError] = []
     try:
         checked = _EVENTS_ADAPTER.validate_python(raw_events)
@@ -629,6 +634,24 @@ def canonical_bytes(doc: dict[str, Any], *, exact: bool = True) -> bytes:
     if exact:
         return rfc8785.dumps(doc)
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+_INDEX_MEMBER = b',"index":'
+
+
+def canonical_parts(doc: dict[str, Any], *, exact: bool = True) -> tuple[bytes, bytes]:
+    """RFC 8785 bytes of a stored event's document cut where the value of its top-level
+    "index" goes: the bytes before it and after it, so the index can be given later."""
+    doc["index"] = 0
+    whole = canonical_bytes(doc, exact=exact)
+    # JCS writes an object's members in key order, so the members before "index" are the
+    # bytes of the object of those members alone, less its closing brace. (The top-level
+    # keys are ASCII: code point and UTF-16 orders agree on them.)
+    before = canonical_bytes({k: v for k, v in doc.items() if k < "index"}, exact=exact)
+    cut = len(before) - 1 + len(_INDEX_MEMBER)
+    if whole[cut - len(_INDEX_MEMBER) : cut + 1] != _INDEX_MEMBER + b"0":
+        raise RuntimeError("the canonical form has no top-level index where expected")
+    return whole[:cut], whole[cut + 1 :]
 
 
 def leaf_hash(canonical: bytes) -> bytes:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -11,6 +11,9 @@ from sealog import events, search, times
 from sealog.events import EventValidationError, FieldError, NewEvent, Redactor
 from sealog.ledger import tree
 from sealog.store.base import EventRow, Store
+
+if TYPE_CHECKING:
+    from sealog.preparers import Preparers
 
 
 class Accepted(NamedTuple):
@@ -36,15 +39,30 @@ class IdConflict(ValueError):
         )
 
 
-@dataclass
-class Prepared:
-    """A validated event with everything that does not depend on its place in the log."""
+class Sealable(NamedTuple):
+    """A validated event of one org, prepared: its whole stored row but its index, and its
+    canonical form cut where the index goes. Plain values, so it can cross processes."""
 
-    new: NewEvent
+    id: str
+    id_supplied: bool
+    occurred_supplied: bool
+    occurred_us: int
+    category: str
+    result: str
+    action: str
+    actor_id: str | None
+    actor_email: str | None
+    actor_name: str | None
+    resource_type: str | None
+    resource_id: str | None
+    method: str | None
+    path: str | None
+    ip: str | None
     search_text: str
     word_pairs: str
     field_tokens: str
-    columns: tuple[str | None, ...]
+    canonical_head: bytes
+    canonical_tail: bytes
 
 
 # The stored qualifier columns, in EventRow's order after action.
@@ -52,9 +70,10 @@ _COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_
             "path", "ip")
 
 
-def prepare(new: NewEvent) -> Prepared:
-    """The index columns and search words of a validated event (done outside the write lock)."""
+def prepare(new: NewEvent, *, org_id: str) -> Sealable:
+    """Everything of a validated event's row that does not depend on its place in the log."""
     doc = new.doc
+    doc["org_id"] = org_id
     actor = doc["actor"]
     resource = doc["resource"] or {}
     request = doc["request"] or {}
@@ -67,20 +86,34 @@ def prepare(new: NewEvent) -> Prepared:
         ("category", doc["category"]), ("result", doc["result"]), ("action", doc["action"]),
         *zip(_COLUMNS, columns, strict=True),
     ))
-    return Prepared(new, *search.search_words(doc), tokens, columns)
+    return Sealable(
+        doc["id"], new.id_supplied, new.occurred_supplied, new.occurred_us, doc["category"],
+        doc["result"], doc["action"], *columns, *search.search_words(doc), tokens,
+        *events.canonical_parts(doc, exact=new.needs_exact_jcs),
+    )
 
 
-def seal(prepared: Prepared, *, org_id: str, index: int) -> EventRow:
+def prepare_events(raw_events: list[Any], *, org_id: str, received_at_us: int,
+                   redactor: Redactor) -> list[Sealable]:
+    """The batch validated and prepared; raises EventValidationError naming every problem."""
+    validated = events.validate_events(raw_events, received_at_us=received_at_us,
+                                       redactor=redactor)
+    return [prepare(new, org_id=org_id) for new in validated]
+
+
+def canonical(item: Sealable, index: int) -> bytes:
+    """The RFC 8785 bytes of a prepared event placed at index."""
+    return item.canonical_head + str(index).encode() + item.canonical_tail
+
+
+def seal(item: Sealable, *, org_id: str, index: int) -> EventRow:
     """The stored row of a prepared event placed at index in org_id's log."""
-    new = prepared.new
-    doc = new.doc
-    doc["org_id"] = org_id
-    doc["index"] = index
-    canonical = events.canonical_bytes(doc, exact=new.needs_exact_jcs)
+    doc = canonical(item, index)
     return EventRow(
-        org_id, index, doc["id"], new.occurred_us, doc["category"], doc["result"],
-        doc["action"], *prepared.columns, events.leaf_hash(canonical),
-        prepared.search_text, prepared.word_pairs, prepared.field_tokens, canonical,
+        org_id, index, item.id, item.occurred_us, item.category, item.result, item.action,
+        item.actor_id, item.actor_email, item.actor_name, item.resource_type,
+        item.resource_id, item.method, item.path, item.ip, events.leaf_hash(doc),
+        item.search_text, item.word_pairs, item.field_tokens, doc,
     )
 
 
@@ -95,46 +128,65 @@ def ingest(
     raw_events: list[Any],
     redactor: Redactor,
     received_at_us: int | None = None,
+    preparers: Preparers | None = None,
 ) -> list[Accepted]:
     """Appends a batch atomically and says where each event went.
 
-    Raises EventValidationError (any invalid event), IdConflict (an id re-used with other
-    content) or NotFound (no such org); in each case nothing is stored.
+    With preparers, the events are validated and prepared in their processes while this
+    one stores them, a chunk at a time. Raises EventValidationError (any invalid event),
+    IdConflict (an id re-used with other content) or NotFound (no such org); in each case
+    nothing is stored.
     """
     received = times.now_us() if received_at_us is None else received_at_us
-    validated = events.validate_events(raw_events, received_at_us=received, redactor=redactor)
-    prepared = [prepare(new) for new in validated]
-    supplied = [p.new.doc["id"] for p in prepared if p.new.id_supplied]
+    if preparers is not None and preparers.takes(raw_events, redactor):
+        with preparers.preparing(raw_events, org_id=org_id, received_at_us=received) as chunks:
+            return append(store, org_id, chunks)
+    prepared = prepare_events(raw_events, org_id=org_id, received_at_us=received,
+                              redactor=redactor)
+    return append(store, org_id, iter([prepared]))
+
+
+def append(store: Store, org_id: str, chunks: Iterator[list[Sealable]]) -> list[Accepted]:
+    """Stores prepared events in one transaction, each chunk as it comes; a retried id
+    with the same content is a duplicate, with other content a conflict (nothing stored)."""
     with store.writing() as tx:
         head = tx.lock_log(org_id)
         size = head.size
-        stored = tx.existing_events(org_id, supplied) if supplied else {}
         accepted: list[Accepted] = []
-        rows: list[EventRow] = []
-        in_batch: dict[str, EventRow] = {}
+        leaves: list[bytes] = []
+        in_batch: dict[str, bytes] = {}
         conflicts: list[FieldError] = []
-        for position, item in enumerate(prepared):
-            event_id = item.new.doc["id"]
-            prior_doc = in_batch[event_id].doc if event_id in in_batch else stored.get(event_id)
-            if prior_doc is not None:
-                prior = orjson.loads(prior_doc)
-                if events.same_content(prior, item.new):
-                    accepted.append(Accepted(event_id, prior["index"], True))
-                else:
-                    conflicts.append(FieldError(
-                        position, "id",
-                        f"event {event_id} is already stored (index {prior['index']}) "
-                        "with different content",
-                    ))
-                continue
-            row = seal(item, org_id=org_id, index=size + len(rows))
-            in_batch[event_id] = row
-            rows.append(row)
-            accepted.append(Accepted(event_id, row.index, False))
+        position = -1  # of the event in the batch
+        for chunk in chunks:
+            supplied = [item.id for item in chunk if item.id_supplied]
+            stored = tx.existing_events(org_id, supplied) if supplied else {}
+            rows: list[EventRow] = []
+            for item in chunk:
+                position += 1
+                prior_doc = in_batch.get(item.id) or stored.get(item.id)
+                if prior_doc is not None:
+                    prior = orjson.loads(prior_doc)
+                    new = orjson.loads(canonical(item, prior["index"]))
+                    if events.same_content(prior, new, occurred_supplied=item.occurred_supplied):
+                        accepted.append(Accepted(item.id, prior["index"], True))
+                    else:
+                        conflicts.append(FieldError(
+                            position, "id",
+                            f"event {item.id} is already stored (index {prior['index']}) "
+                            "with different content",
+                        ))
+                    continue
+                row = seal(item, org_id=org_id, index=size)
+                size += 1
+                in_batch[item.id] = row.doc
+                rows.append(row)
+                leaves.append(row.leaf_hash)
+                accepted.append(Accepted(item.id, row.index, False))
+            if not conflicts:  # the batch will be refused: store no more of it
+                tx.insert_events(rows)
         if conflicts:
             raise IdConflict(conflicts)
-        new_head, nodes = tree.append_leaves(head, [r.leaf_hash for r in rows])
-        tx.insert_events(rows)
+        new_head, nodes = tree.append_leaves(head, leaves)
         tx.insert_tree_nodes(org_id, nodes)
         tx.set_log_head(org_id, new_head)
     return accepted
@@ -156,5 +208,5 @@ def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
     ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor)
 
 
-__all__ = ["Accepted", "EventValidationError", "IdConflict", "ingest", "prepare",
-           "record_action", "seal"]
+__all__ = ["Accepted", "EventValidationError", "IdConflict", "Sealable", "append", "canonical",
+           "ingest", "prepare", "prepare_events", "record_action", "seal"]

@@ -22,6 +22,7 @@ from sealog.config import Settings
 from sealog.events import Redactor
 from sealog.exports import jobs
 from sealog.ledger import checkpoint
+from sealog.preparers import Preparers
 from sealog.store import Store, open_store
 
 WEB_FOLDER = Path(__file__).resolve().parent.parent / "web"
@@ -71,6 +72,11 @@ def create_app(settings: Settings, *, store: Store | None = None,
         for _ in range(settings.export_workers if run_workers else 0)
     ]
 
+    redactor = Redactor(settings.redact_keys)
+    # Started when the first batch large enough to use them arrives.
+    processes = settings.resolved_ingest_processes
+    preparers = Preparers(processes, redactor=redactor) if processes else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpointer.start()
@@ -79,6 +85,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
         yield
         for worker in workers:
             worker.stop()
+        if preparers is not None:
+            preparers.close()
         checkpointer.stop()
         if owns_store:
             the_store.close()
@@ -94,7 +102,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
     )
     app.state.settings = settings
     app.state.store = the_store
-    app.state.redactor = Redactor(settings.redact_keys)
+    app.state.redactor = redactor
+    app.state.preparers = preparers
     app.state.authenticator = KeyAuthenticator(the_store)
     app.state.signer = signer
     app.state.checkpointer = checkpointer

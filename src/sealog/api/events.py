@@ -72,8 +72,10 @@ async def post_events(
 ) -> Response:
     principal.require("events:write")
     raw = _batch_events(await read_json_body(request, MAX_BATCH_BYTES))
+    preparers = request.app.state.preparers
     accepted = await run_in_threadpool(
-        lambda: ingest(store=store, org_id=principal.org_id, raw_events=raw, redactor=redactor)
+        lambda: ingest(store=store, org_id=principal.org_id, raw_events=raw, redactor=redactor,
+                       preparers=preparers)
     )
     request.app.state.checkpointer.poke()
     body = orjson.dumps({"events": [a.as_dict() for a in accepted]})

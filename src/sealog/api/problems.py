@@ -15,6 +15,7 @@ from sealog.auth import AuthError, ScopeError, SignInLocked
 from sealog.events import EventValidationError, FieldError
 from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
+from sealog.preparers import PreparerFailed
 from sealog.search import CursorError, FilterError, SearchSyntaxError
 from sealog.store.base import Conflict, NotFound
 from sealog.times import TimeError
@@ -103,6 +104,9 @@ def as_problem(exc: Exception) -> Problem:
         return Problem(404, str(exc), kind="not-found")
     if isinstance(exc, Conflict):
         return Problem(409, str(exc), kind="conflict")
+    if isinstance(exc, PreparerFailed):  # nothing was stored; the next try gets a new process
+        return Problem(503, f"{str(exc).splitlines()[0]}; nothing was stored, send the batch "
+                            "again", kind="unavailable", headers={"Retry-After": "1"})
     raise exc
 
 
@@ -114,7 +118,7 @@ def install(app: FastAPI) -> None:
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, TimeError,
                 FilterError, CursorError, ExportError, AuthError, ScopeError, NotFound,
-                Conflict, SignInLocked):
+                Conflict, SignInLocked, PreparerFailed):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

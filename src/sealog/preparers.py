@@ -1,0 +1,296 @@
+"""Processes that validate and prepare events beside the one that stores them.
+
+Validating, redacting, indexing and canonicalising an event is Python work that holds the
+interpreter's lock; storing it is mostly SQLite's, which does not. In one process the two
+take turns. With preparers, ingest hands a batch to a preparing process, which sends it
+back prepared a chunk at a time, and stores each chunk while the next is prepared: both
+halves run at once, on two cores. The result is the same as preparing in-process (tested
+byte for byte); a batch is still stored in one transaction, or not at all.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import multiprocessing
+import os
+import pickle
+import queue
+import threading
+import traceback
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from sealog import events
+from sealog.events import EventValidationError, FieldError, Redactor
+
+if TYPE_CHECKING:
+    from sealog.ingest import Sealable
+
+# Events a preparing process sends back at a time: the first chunks small, so that storing
+# starts soon after a batch arrives, the later ones larger, so that messages are few.
+CHUNK_EVENTS = (16, 32, 64, 128)
+# Chunks sent ahead to a preparing process, so it has the next to work on.
+IN_FLIGHT = 2
+# Batches this small are prepared in-process: the round trip would cost more than it saves.
+MIN_EVENTS = 32
+# Pipe capacity asked for, so that a preparing process can send a chunk or two ahead
+# without waiting for the storing process to read (Linux; elsewhere the default stays).
+_PIPE_BYTES = 1 << 20
+
+
+class PreparerFailed(RuntimeError):
+    """Raised when a preparing process fails or exits before finishing a batch; nothing
+    of the batch is stored, and the next batch gets a new process."""
+
+
+def default_processes() -> int:
+    """One preparing process where there is a second core to run it on, else none."""
+    return 1 if (os.cpu_count() or 1) >= 2 else 0
+
+
+class _Preparer:
+    """One preparing process and the two pipes to it."""
+
+    def __init__(self, secret_keys: tuple[str, ...]):
+        context = multiprocessing.get_context("spawn")  # safe beside threads, on every OS
+        jobs_in, self.jobs = context.Pipe(duplex=False)
+        self.results, results_out = context.Pipe(duplex=False)
+        for conn in (self.jobs, self.results):
+            _widen(conn)
+        self.process = context.Process(
+            target=_serve, args=(jobs_in, results_out, secret_keys),
+            name="sealog-preparer", daemon=True,
+        )
+        self.process.start()
+        # The child holds its own ends now; closing ours lets a read see the child's exit.
+        jobs_in.close()
+        results_out.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.jobs.send_bytes(b"")
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.jobs.close()
+        self.results.close()
+
+
+def _widen(conn: Connection) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not a Unix
+        return
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(conn.fileno(), set_size, _PIPE_BYTES)
+
+
+class Preparers:
+    """A pool of preparing processes for ingest(preparers=...); safe to share between
+    threads. Each batch is prepared by one process; with none free, a batch waits."""
+
+    def __init__(self, processes: int = 1, *, redactor: Redactor):
+        if processes < 1:
+            raise ValueError("preparers need at least one process")
+        self.redactor = redactor
+        self._idle: queue.SimpleQueue[_Preparer | None] = queue.SimpleQueue()
+        self._all: list[_Preparer] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(processes):
+            self._idle.put(None)  # started when first needed
+
+    def takes(self, raw_events: Any, redactor: Redactor) -> bool:
+        """Whether a batch is worth sending to a preparing process (else prepare in-process)."""
+        if redactor.names != self.redactor.names:
+            raise ValueError("these preparers redact other keys than the redactor given")
+        return isinstance(raw_events, list) and MIN_EVENTS <= len(raw_events)
+
+    @contextlib.contextmanager
+    def preparing(self, raw_events: list[Any], *, org_id: str,
+                  received_at_us: int) -> Iterator[Iterator[list[Sealable]]]:
+        """The batch's prepared events, a chunk at a time, as a preparing process makes them.
+
+        The iterator raises EventValidationError (naming every problem of the batch) after
+        the last good chunk when any event is invalid, and PreparerFailed when the process
+        fails. Leaving early (an error while storing) reads the replies still due first.
+        """
+        events.check_batch(raw_events)
+        batch = _Batch(self._take(), raw_events, org_id, received_at_us, self.redactor)
+        try:
+            yield batch.chunks()
+        finally:
+            batch.read_replies_due()
+            if batch.broken or not batch.preparer.process.is_alive():
+                self._discard(batch.preparer)
+            else:
+                self._idle.put(batch.preparer)
+
+    def _take(self) -> _Preparer:
+        if self._closed:
+            raise RuntimeError("the preparers are closed")
+        preparer = self._idle.get()
+        if preparer is None:
+            try:
+                preparer = _Preparer(self.redactor.names)
+            except BaseException:
+                self._idle.put(None)
+                raise
+            with self._lock:
+                self._all.append(preparer)
+        return preparer
+
+    def _discard(self, preparer: _Preparer) -> None:
+        with self._lock:
+            if preparer in self._all:
+                self._all.remove(preparer)
+        preparer.close()
+        self._idle.put(None)
+
+    def close(self) -> None:
+        """Stops the processes; batches after this are refused."""
+        self._closed = True
+        with self._lock:
+            running, self._all = self._all, []
+        for preparer in running:
+            preparer.close()
+
+    def __enter__(self) -> Preparers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _chunk_bounds(count: int) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for size in (*CHUNK_EVENTS, *[CHUNK_EVENTS[-1]] * (count // CHUNK_EVENTS[-1])):
+        if start >= count:
+            break
+        bounds.append((start, min(start + size, count)))
+        start += size
+    return bounds
+
+
+class _Batch:
+    """One batch on its way through a preparing process. Its chunks are sent ahead of the
+    one being stored, so the process always has the next to work on; when this process
+    would wait for one, it prepares the batch's next chunk itself instead."""
+
+    def __init__(self, preparer: _Preparer, raw_events: list[Any], org_id: str,
+                 received_at_us: int, redactor: Redactor):
+        self.preparer = preparer
+        self.raw_events = raw_events
+        self.org_id = org_id
+        self.received_at_us = received_at_us
+        self.redactor = redactor
+        self.bounds = _chunk_bounds(len(raw_events))
+        self.sent = 0
+        # Per chunk sent, in order: its start, and its reply when made here instead.
+        self.due: collections.deque[tuple[int, tuple | None]] = collections.deque()
+        self.broken = False
+
+    def chunks(self) -> Iterator[list[Sealable]]:
+        errors: list[FieldError] = []
+        self._feed()
+        while self.due:
+            start, reply = self.due[0]
+            if reply is None:
+                # Rather than wait for the process, prepare a later chunk here.
+                while self.sent < len(self.bounds) and not self.preparer.results.poll():
+                    self._prepare_next_here()
+                reply = self._receive()
+            self.due.popleft()
+            self._feed()
+            kind, payload = reply
+            if kind == "crashed":
+                self.broken = True
+                raise PreparerFailed(f"the preparing process failed:\n{payload}")
+            if kind == "invalid":
+                errors += [FieldError(None if i is None else start + i, f, m)
+                           for i, f, m in payload]
+            elif not errors:  # once one is invalid, the batch is refused: store no more
+                yield payload
+        if errors:
+            raise EventValidationError(errors)
+
+    def _feed(self) -> None:
+        """Sends chunks until the process has IN_FLIGHT of them to work on."""
+        while (self.sent < len(self.bounds) and not self.broken
+               and sum(reply is None for _, reply in self.due) < IN_FLIGHT):
+            start, stop = self.bounds[self.sent]
+            chunk = self.raw_events[start:stop]
+            try:
+                request = pickle.dumps((chunk, self.org_id, self.received_at_us),
+                                       pickle.HIGHEST_PROTOCOL)
+            except Exception:  # not plain data: preparing it here names what is wrong
+                self._prepare_next_here()
+                continue
+            self.sent += 1
+            try:
+                self.preparer.jobs.send_bytes(request)
+            except OSError as exc:
+                self.broken = True
+                raise PreparerFailed(f"the preparing process is gone: {exc}") from None
+            self.due.append((start, None))
+
+    def _prepare_next_here(self) -> None:
+        start, stop = self.bounds[self.sent]
+        self.sent += 1
+        self.due.append((start, _prepare(self.raw_events[start:stop], self.org_id,
+                                         self.received_at_us, self.redactor)))
+
+    def _receive(self) -> tuple:
+        try:
+            return pickle.loads(self.preparer.results.recv_bytes())
+        except (EOFError, OSError) as exc:
+            self.broken = True
+            raise PreparerFailed(
+                f"the preparing process exited before finishing the batch ({exc!r})"
+            ) from None
+
+    def read_replies_due(self) -> None:
+        """Reads the replies to chunks sent but not read, so the process is free again."""
+        while self.due and not self.broken:
+            _, reply = self.due.popleft()
+            if reply is None:
+                with contextlib.suppress(PreparerFailed):
+                    self._receive()
+
+
+def _prepare(raw_events: list[Any], org_id: str, received_at_us: int,
+             redactor: Redactor) -> tuple[str, Any]:
+    """A preparing process's reply to a chunk: ("prepared", the chunk's events) or
+    ("invalid", (index in the chunk, field, message) of every problem)."""
+    from sealog.ingest import prepare_events
+
+    try:
+        return "prepared", prepare_events(raw_events, org_id=org_id,
+                                          received_at_us=received_at_us, redactor=redactor)
+    except EventValidationError as exc:
+        return "invalid", [(e.index, e.field, e.message) for e in exc.errors]
+
+
+def _serve(jobs: Connection, results: Connection, secret_keys: tuple[str, ...]) -> None:
+    """A preparing process: prepares chunks of events and sends each back, in order.
+    Stops at an empty message or when the pipe closes."""
+    redactor = Redactor(secret_keys)
+    while True:
+        try:
+            request = jobs.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not request:
+            return
+        try:
+            reply = _prepare(*pickle.loads(request), redactor)
+            results.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, EOFError):
+            return
+        except BaseException:  # reported to the batch's caller, which stores nothing
+            results.send_bytes(pickle.dumps(("crashed", traceback.format_exc())))
