@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
@@ -34,6 +35,18 @@ def rss_peak_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_peak_tree_mb(pid: int) -> tuple[float, int]:
+    """The peak resident set sizes of a process and of all its descendants, added up (an
+    upper bound of the tree's peak), in MB, and how many processes that counts."""
+    pids, total = [pid], 0.0
+    for current in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        total += rss_peak_mb(current)
+    return total, len(pids)
 
 
 class Server:

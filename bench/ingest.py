@@ -25,11 +25,12 @@ from sealog import auth, sampledata, times  # noqa: E402
 from sealog.events import Redactor, validate_events  # noqa: E402
 from sealog.ingest import ingest, prepare, seal  # noqa: E402
 from sealog.ledger import tree  # noqa: E402
+from sealog.preparers import Preparers  # noqa: E402
 from sealog.store import open_store  # noqa: E402
 from sealog.store.base import EventRow, LogHead  # noqa: E402
 from sealog.store.sqlite import SQLiteStore  # noqa: E402
 
-from common import Server, median, rss_peak_mb  # noqa: E402
+from common import Server, median, rss_peak_tree_mb  # noqa: E402
 
 
 def make_batches(count: int, size: int) -> list[list[dict]]:
@@ -69,35 +70,47 @@ def insert_sealed(store: SQLiteStore, sealed: Sealed, *, with_tree: bool) -> flo
 
 
 def floor_and_library(batches: list[list[dict]], sealed: Sealed, folder: Path,
-                      rounds: int) -> tuple[float, float, list[float]]:
-    """The floor's rows/s and ingest()'s events/s, measured in alternating rounds over
-    consecutive slices of the batches, and each round's ratio of the two: a ratio then
-    compares them under the same machine conditions, which drift on these machines."""
+                      rounds: int) -> tuple[float, float, float, list[float], list[float]]:
+    """The floor's rows/s and ingest()'s events/s, in-process and with a preparing process,
+    measured in alternating rounds over consecutive slices of the batches, and each
+    round's ratios to the floor: a ratio then compares them under the same machine
+    conditions, which drift on these machines."""
     floor_store = SQLiteStore(f"sqlite:///{folder / 'floor.db'}")
     auth.create_org(store=floor_store, name="floor", org_id="floor")
-    lib_store = open_store(f"sqlite:///{folder / 'lib.db'}")
-    auth.create_org(store=lib_store, name="lib", org_id="lib")
     redactor = Redactor()
+    lib_stores = {}
+    for name in ("in_process", "preparers"):
+        lib_stores[name] = open_store(f"sqlite:///{folder / f'{name}.db'}")
+        auth.create_org(store=lib_stores[name], name="lib", org_id="lib")
+    pool = Preparers(1, redactor=redactor)
+    ingest(store=lib_stores["preparers"], org_id="lib", raw_events=batches[0][:100],
+           redactor=redactor, preparers=pool, received_at_us=None)  # start the process
     per_round = -(-len(batches) // rounds)
-    floor_seconds = lib_seconds = 0.0
-    ratios = []
+    seconds = {"floor": 0.0, "in_process": 0.0, "preparers": 0.0}
+    ratios: dict[str, list[float]] = {"in_process": [], "preparers": []}
     for start in range(0, len(batches), per_round):
         floor_round = insert_sealed(floor_store, sealed[start : start + per_round],
                                     with_tree=True)
-        started = time.perf_counter()
-        for batch in batches[start : start + per_round]:
-            ingest(store=lib_store, org_id="lib", raw_events=batch, redactor=redactor)
-        lib_round = time.perf_counter() - started
-        ratios.append(floor_round / lib_round)  # same events: library rate / floor rate
-        floor_seconds += floor_round
-        lib_seconds += lib_round
+        seconds["floor"] += floor_round
+        for name, preparers in (("in_process", None), ("preparers", pool)):
+            started = time.perf_counter()
+            for batch in batches[start : start + per_round]:
+                ingest(store=lib_stores[name], org_id="lib", raw_events=batch,
+                       redactor=redactor, preparers=preparers)
+            took = time.perf_counter() - started
+            seconds[name] += took
+            ratios[name].append(floor_round / took)  # same events: library rate / floor rate
+    pool.close()
     floor_store.close()
-    lib_store.close()
+    for s in lib_stores.values():
+        s.close()
     total = sum(len(b) for b in batches)
-    return total / floor_seconds, total / lib_seconds, ratios
+    return (total / seconds["floor"], total / seconds["in_process"],
+            total / seconds["preparers"], ratios["in_process"], ratios["preparers"])
 
 
-def over_http(batches: list[list[dict]], data_dir: Path, clients: int) -> tuple[float, float]:
+def over_http(batches: list[list[dict]], data_dir: Path,
+              clients: int) -> tuple[float, float, int]:
     data_dir.mkdir()
     setup = open_store(f"sqlite:///{data_dir.resolve() / 'sealog.db'}")
     auth.create_org(store=setup, name="http", org_id="http")
@@ -130,10 +143,10 @@ def over_http(batches: list[list[dict]], data_dir: Path, clients: int) -> tuple[
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
-        peak = rss_peak_mb(server.proc.pid)
+        peak, processes = rss_peak_tree_mb(server.proc.pid)
         if failures:
             raise SystemExit(f"HTTP ingest failed: {failures[0]}")
-    return total / elapsed, peak
+    return total / elapsed, peak, processes
 
 
 def main() -> None:
@@ -157,17 +170,23 @@ def main() -> None:
         bare = args.events / insert_sealed(bare_store, sealed, with_tree=False)
         bare_store.close()
         print(f"raw insert, events + FTS5 (no tree):         {bare:>10,.0f} rows/s", flush=True)
-        floor, rate, ratios = floor_and_library(lib_batches, sealed, folder, args.rounds)
+        floor, in_process, rate, in_process_ratios, ratios = floor_and_library(
+            lib_batches, sealed, folder, args.rounds)
         print(f"raw insert, events + FTS5 + tree (floor):    {floor:>9,.0f} rows/s "
               f"(the tree costs {1 - floor / bare:.0%} of the bare rate)", flush=True)
-        print(f"library ingest, batches of 1000:             {rate:>10,.0f} events/s "
+        print(f"library ingest, prepared in-process:         {in_process:>10,.0f} events/s "
+              f"({in_process / floor:.0%} of floor; rounds: median "
+              f"{median(in_process_ratios):.0%}, {min(in_process_ratios):.0%}-"
+              f"{max(in_process_ratios):.0%})", flush=True)
+        print(f"library ingest, with a preparing process:    {rate:>10,.0f} events/s "
               f"({rate / floor:.0%} of floor; target >= 20,000 and >= 60%)", flush=True)
         print(f"  library / floor in {len(ratios)} alternating rounds: median "
               f"{median(ratios):.0%}, {min(ratios):.0%}-{max(ratios):.0%}", flush=True)
-        http_rate, peak = over_http(http_batches, folder / "http", args.clients)
+        http_rate, peak, processes = over_http(http_batches, folder / "http", args.clients)
         print(f"HTTP ingest, batches of 500, {args.clients} clients:      {http_rate:>10,.0f} "
               f"events/s (target >= 10,000)")
-        print(f"sealog serve peak RSS during HTTP ingest:    {peak:>10,.0f} MB (target < 200)")
+        print(f"sealog serve peak RSS during HTTP ingest:    {peak:>10,.0f} MB, its "
+              f"{processes} processes added up (target < 200)")
         sqlite3.connect(":memory:").close()
 
 
