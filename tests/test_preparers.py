@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import orjson
@@ -13,7 +14,7 @@ import uuid_utils
 from sealog import auth, preparers, sampledata, times
 from sealog.config import Settings, SettingsError
 from sealog.eventlog import count_events
-from sealog.events import EventValidationError, Redactor
+from sealog.events import EventValidationError, Redactor, leaf_hash
 from sealog.ingest import IdConflict, ingest
 from sealog.preparers import PreparerFailed, Preparers
 from sealog.search import build_filter
@@ -132,6 +133,49 @@ def test_retries_and_reused_ids_across_chunks(two_stores, pool):
     assert log_of(here) == log_of(there)
 
 
+@pytest.mark.timeout(60)
+def test_events_larger_than_the_pipes_pass_both_ways(two_stores, pool):
+    # A chunk's request and its reply each far exceed a pipe's buffer: neither side may wait
+    # on the other (the preparing process reads requests on a thread of its own).
+    here, there = two_stores
+    batch = realistic_batch(200)
+    for i, raw in enumerate(batch):
+        raw["request"] = {"method": "POST", "path": f"/big/{i}", "body": {"a": "x" * 60_000},
+                          "response": {"b": "y" * 60_000}}
+    for s, p in ((here, None), (there, pool)):
+        ingest(store=s, org_id="acme", raw_events=batch, redactor=REDACTOR,
+               received_at_us=NOW, preparers=p)
+    assert log_of(here) == log_of(there)
+
+
+def test_threads_sharing_one_process_each_store_their_batches_whole(two_stores, pool):
+    _, there = two_stores
+    batches = [realistic_batch(300, seed=i) for i in range(8)]
+    failures = []
+
+    def send(batch):
+        try:
+            ingest(store=there, org_id="acme", raw_events=batch, redactor=REDACTOR,
+                   preparers=pool)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    docs, head = log_of(there)
+    assert head.size == 2400
+    ids = [orjson.loads(d)["id"] for d, _ in docs]
+    assert sorted(ids) == sorted(e["id"] for b in batches for e in b)
+    # Each batch's events hold consecutive indexes: batches were not interleaved.
+    for batch in batches:
+        places = sorted(ids.index(e["id"]) for e in batch)
+        assert places == list(range(places[0], places[0] + 300))
+
+
 def test_what_cannot_cross_processes_is_refused_as_in_process(two_stores, pool):
     _, there = two_stores
     batch = realistic_batch(64)
@@ -199,6 +243,29 @@ def test_the_setting():
     for bad in ("17", "-1", "two"):
         with pytest.raises(SettingsError, match="SEALOG_INGEST_PROCESSES"):
             Settings.from_env({"SEALOG_INGEST_PROCESSES": bad})
+
+
+def test_batches_sent_over_http_are_stored_as_the_library_stores_them(tenant_factory, store):
+    tenant = tenant_factory()
+    batch = realistic_batch(300)
+    batch[7]["metadata"] = {"ratio": 0.25, "big": 2**53 - 1, "ключ": [1.5e-7, None, True]}
+    r = tenant.client.post("/api/v1/events", json={"events": batch})
+    assert r.status_code == 201, r.text
+    here = open_store(f"sqlite:///{store.path.parent / 'here.db'}")
+    auth.create_org(store=here, name="Acme", org_id="acme")
+    ingest(store=here, org_id="acme", raw_events=orjson.loads(orjson.dumps(batch)),
+           redactor=REDACTOR)
+    expected, _ = log_of(here)
+    here.close()
+    got, _ = log_of(store)
+    assert len(got) == 300
+
+    def without_received_at(doc: bytes) -> dict:
+        return {k: v for k, v in orjson.loads(doc).items() if k != "received_at"}
+
+    assert [without_received_at(d) for d, _ in got] == [without_received_at(d)
+                                                         for d, _ in expected]
+    assert all(h == leaf_hash(d) for d, h in got)
 
 
 def test_the_api_answers_503_when_the_process_dies_and_stores_nothing(tenant_factory, app):

@@ -18,9 +18,11 @@ import pickle
 import queue
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from sealog import events
 from sealog.events import EventValidationError, FieldError, Redactor
@@ -31,8 +33,9 @@ if TYPE_CHECKING:
 # Events a preparing process sends back at a time: the first chunks small, so that storing
 # starts soon after a batch arrives, the later ones larger, so that messages are few.
 CHUNK_EVENTS = (16, 32, 64, 128)
-# Chunks sent ahead to a preparing process, so it has the next to work on.
-IN_FLIGHT = 2
+# Chunks sent ahead to a preparing process, so it has the next to work on (and, over
+# HTTP, works on the next batch while the one before commits).
+IN_FLIGHT = 4
 # Batches this small are prepared in-process: the round trip would cost more than it saves.
 MIN_EVENTS = 32
 # Pipe capacity asked for, so that a preparing process can send a chunk or two ahead
@@ -112,24 +115,30 @@ class Preparers:
         return isinstance(raw_events, list) and MIN_EVENTS <= len(raw_events)
 
     @contextlib.contextmanager
-    def preparing(self, raw_events: list[Any], *, org_id: str,
-                  received_at_us: int) -> Iterator[Iterator[list[Sealable]]]:
+    def preparing(self, raw_events: list[Any], *, org_id: str, received_at_us: int,
+                  parsed_json: bool = False) -> Iterator[Iterator[list[Sealable]]]:
         """The batch's prepared events, a chunk at a time, as a preparing process makes them.
 
         The iterator raises EventValidationError (naming every problem of the batch) after
         the last good chunk when any event is invalid, and PreparerFailed when the process
-        fails. Leaving early (an error while storing) reads the replies still due first.
+        fails. The process is free for the next batch once the last chunk is read, before
+        the caller commits. parsed_json says the events are what a JSON parser gave (so
+        JSON carries them exactly, and faster than pickle). Leaving early (an error while
+        storing) reads the replies still due first.
         """
         events.check_batch(raw_events)
-        batch = _Batch(self._take(), raw_events, org_id, received_at_us, self.redactor)
+        batch = _Batch(self._take(), raw_events, org_id, received_at_us, self.redactor,
+                       parsed_json=parsed_json, release=self._release)
         try:
             yield batch.chunks()
         finally:
-            batch.read_replies_due()
-            if batch.broken or not batch.preparer.process.is_alive():
-                self._discard(batch.preparer)
-            else:
-                self._idle.put(batch.preparer)
+            batch.finish()
+
+    def _release(self, preparer: _Preparer, *, broken: bool) -> None:
+        if broken or not preparer.process.is_alive():
+            self._discard(preparer)
+        else:
+            self._idle.put(preparer)
 
     def _take(self) -> _Preparer:
         if self._closed:
@@ -183,16 +192,21 @@ class _Batch:
     would wait for one, it prepares the batch's next chunk itself instead."""
 
     def __init__(self, preparer: _Preparer, raw_events: list[Any], org_id: str,
-                 received_at_us: int, redactor: Redactor):
+                 received_at_us: int, redactor: Redactor, *, parsed_json: bool,
+                 release: Callable[..., None]):
         self.preparer = preparer
         self.raw_events = raw_events
         self.org_id = org_id
         self.received_at_us = received_at_us
         self.redactor = redactor
+        self.parsed_json = parsed_json
+        self.release = release
+        self.released = False
         self.bounds = _chunk_bounds(len(raw_events))
         self.sent = 0
         # Per chunk sent, in order: its start, and its reply when made here instead.
         self.due: collections.deque[tuple[int, tuple | None]] = collections.deque()
+        self.in_flight = 0
         self.broken = False
 
     def chunks(self) -> Iterator[list[Sealable]]:
@@ -208,8 +222,10 @@ class _Batch:
             self.due.popleft()
             self._feed()
             kind, payload = reply
+            self.broken = self.broken or kind == "crashed"
+            if not self.due:
+                self.finish()  # the process is free for the next batch while this one stores
             if kind == "crashed":
-                self.broken = True
                 raise PreparerFailed(f"the preparing process failed:\n{payload}")
             if kind == "invalid":
                 errors += [FieldError(None if i is None else start + i, f, m)
@@ -221,12 +237,12 @@ class _Batch:
 
     def _feed(self) -> None:
         """Sends chunks until the process has IN_FLIGHT of them to work on."""
-        while (self.sent < len(self.bounds) and not self.broken
-               and sum(reply is None for _, reply in self.due) < IN_FLIGHT):
+        while self.sent < len(self.bounds) and not self.broken and self.in_flight < IN_FLIGHT:
             start, stop = self.bounds[self.sent]
             chunk = self.raw_events[start:stop]
             try:
-                request = pickle.dumps((chunk, self.org_id, self.received_at_us),
+                payload = orjson.dumps(chunk) if self.parsed_json else chunk
+                request = pickle.dumps((payload, self.org_id, self.received_at_us),
                                        pickle.HIGHEST_PROTOCOL)
             except Exception:  # not plain data: preparing it here names what is wrong
                 self._prepare_next_here()
@@ -238,6 +254,7 @@ class _Batch:
                 self.broken = True
                 raise PreparerFailed(f"the preparing process is gone: {exc}") from None
             self.due.append((start, None))
+            self.in_flight += 1
 
     def _prepare_next_here(self) -> None:
         start, stop = self.bounds[self.sent]
@@ -246,6 +263,7 @@ class _Batch:
                                          self.received_at_us, self.redactor)))
 
     def _receive(self) -> tuple:
+        self.in_flight -= 1
         try:
             return pickle.loads(self.preparer.results.recv_bytes())
         except (EOFError, OSError) as exc:
@@ -254,13 +272,15 @@ class _Batch:
                 f"the preparing process exited before finishing the batch ({exc!r})"
             ) from None
 
-    def read_replies_due(self) -> None:
-        """Reads the replies to chunks sent but not read, so the process is free again."""
-        while self.due and not self.broken:
-            _, reply = self.due.popleft()
-            if reply is None:
-                with contextlib.suppress(PreparerFailed):
-                    self._receive()
+    def finish(self) -> None:
+        """Reads the replies still due (so the process is free again) and gives it back."""
+        if self.released:
+            return
+        while self.in_flight and not self.broken:
+            with contextlib.suppress(PreparerFailed):
+                self._receive()
+        self.released = True
+        self.release(self.preparer, broken=self.broken)
 
 
 def _prepare(raw_events: list[Any], org_id: str, received_at_us: int,
@@ -280,17 +300,27 @@ def _serve(jobs: Connection, results: Connection, secret_keys: tuple[str, ...]) 
     """A preparing process: prepares chunks of events and sends each back, in order.
     Stops at an empty message or when the pipe closes."""
     redactor = Redactor(secret_keys)
-    while True:
+    # Requests are read as they come, by a thread of their own: then the sender never
+    # waits on a full pipe while this process waits to send it a reply (a deadlock).
+    requests: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+    threading.Thread(target=_read_requests, args=(jobs, requests), daemon=True).start()
+    while request := requests.get():
         try:
-            request = jobs.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not request:
-            return
-        try:
-            reply = _prepare(*pickle.loads(request), redactor)
+            raw_events, org_id, received_at_us = pickle.loads(request)
+            if isinstance(raw_events, bytes):
+                raw_events = orjson.loads(raw_events)
+            reply = _prepare(raw_events, org_id, received_at_us, redactor)
             results.send_bytes(pickle.dumps(reply, pickle.HIGHEST_PROTOCOL))
         except (BrokenPipeError, EOFError):
             return
         except BaseException:  # reported to the batch's caller, which stores nothing
             results.send_bytes(pickle.dumps(("crashed", traceback.format_exc())))
+
+
+def _read_requests(jobs: Connection, requests: queue.SimpleQueue[bytes]) -> None:
+    try:
+        while request := jobs.recv_bytes():
+            requests.put(request)
+    except (EOFError, OSError):
+        pass
+    requests.put(b"")
