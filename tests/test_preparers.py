@@ -188,6 +188,38 @@ def test_what_cannot_cross_processes_is_refused_as_in_process(two_stores, pool):
     assert there.log_head("acme").size == 0
 
 
+class Name(str):
+    """A str subclass, which validation turns into a plain str."""
+
+
+PARENT = os.getpid()
+
+
+def _only_here(value: str) -> str:
+    if os.getpid() != PARENT:
+        raise ImportError("this value cannot be read in another process")
+    return value
+
+
+class ReadableHereOnly(str):
+    def __reduce__(self):
+        return _only_here, (str(self),)
+
+
+def test_values_of_other_types_cross_or_are_prepared_here(two_stores, pool):
+    here, there = two_stores
+    batch = realistic_batch(200)
+    batch[20]["actor"] = {"id": "usr_9", "name": Name("Ana Ruiz")}
+    batch[150]["description"] = ReadableHereOnly("Read only by the process that made it")
+    for s, p in ((here, None), (there, pool)):
+        ingest(store=s, org_id="acme", raw_events=batch, redactor=REDACTOR,
+               received_at_us=NOW, preparers=p)
+    assert log_of(here) == log_of(there)
+    assert b"Read only by the process" in log_of(there)[0][150][0]
+    # The process is still there, and still in use.
+    assert len(pool._all) == 1 and pool._all[0].process.is_alive()
+
+
 def test_a_failure_while_storing_leaves_the_process_ready(two_stores, pool):
     _, there = two_stores
     with pytest.raises(NotFound):

@@ -636,22 +636,15 @@ def canonical_bytes(doc: dict[str, Any], *, exact: bool = True) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-_INDEX_MEMBER = b',"index":'
-
-
 def canonical_parts(doc: dict[str, Any], *, exact: bool = True) -> tuple[bytes, bytes]:
     """RFC 8785 bytes of a stored event's document cut where the value of its top-level
     "index" goes: the bytes before it and after it, so the index can be given later."""
-    doc["index"] = 0
-    whole = canonical_bytes(doc, exact=exact)
-    # JCS writes an object's members in key order, so the members before "index" are the
-    # bytes of the object of those members alone, less its closing brace. (The top-level
-    # keys are ASCII: code point and UTF-16 orders agree on them.)
+    # JCS writes an object's members in key order, one after another, so the members
+    # before "index" and those after it are each the bytes of an object of them alone.
+    # (The top-level keys are ASCII: code point and UTF-16 orders agree on them.)
     before = canonical_bytes({k: v for k, v in doc.items() if k < "index"}, exact=exact)
-    cut = len(before) - 1 + len(_INDEX_MEMBER)
-    if whole[cut - len(_INDEX_MEMBER) : cut + 1] != _INDEX_MEMBER + b"0":
-        raise RuntimeError("the canonical form has no top-level index where expected")
-    return whole[:cut], whole[cut + 1 :]
+    after = canonical_bytes({k: v for k, v in doc.items() if k > "index"}, exact=exact)
+    return before[:-1] + b',"index":', b"," + after[1:]
 
 
 def leaf_hash(canonical: bytes) -> bytes:

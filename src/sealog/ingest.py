@@ -129,20 +129,17 @@ def ingest(
     redactor: Redactor,
     received_at_us: int | None = None,
     preparers: Preparers | None = None,
-    parsed_json: bool = False,
 ) -> list[Accepted]:
     """Appends a batch atomically and says where each event went.
 
     With preparers, the events are validated and prepared in their processes while this
-    one stores them, a chunk at a time; parsed_json says raw_events are what a JSON parser
-    gave (as over HTTP), which they then carry as JSON. Raises EventValidationError (any
-    invalid event), IdConflict (an id re-used with other content) or NotFound (no such
-    org); in each case nothing is stored.
+    one stores them, a chunk at a time. Raises EventValidationError (any invalid event),
+    IdConflict (an id re-used with other content) or NotFound (no such org); in each case
+    nothing is stored.
     """
     received = times.now_us() if received_at_us is None else received_at_us
     if preparers is not None and preparers.takes(raw_events, redactor):
-        with preparers.preparing(raw_events, org_id=org_id, received_at_us=received,
-                                 parsed_json=parsed_json) as chunks:
+        with preparers.preparing(raw_events, org_id=org_id, received_at_us=received) as chunks:
             return append(store, org_id, chunks)
     prepared = prepare_events(raw_events, org_id=org_id, received_at_us=received,
                               redactor=redactor)

@@ -75,7 +75,7 @@ async def post_events(
     preparers = request.app.state.preparers
     accepted = await run_in_threadpool(
         lambda: ingest(store=store, org_id=principal.org_id, raw_events=raw, redactor=redactor,
-                       preparers=preparers, parsed_json=True)
+                       preparers=preparers)
     )
     request.app.state.checkpointer.poke()
     body = orjson.dumps({"events": [a.as_dict() for a in accepted]})
