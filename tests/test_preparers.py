@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -192,11 +193,8 @@ class Name(str):
     """A str subclass, which validation turns into a plain str."""
 
 
-PARENT = os.getpid()
-
-
 def _only_here(value: str) -> str:
-    if os.getpid() != PARENT:
+    if multiprocessing.parent_process() is not None:  # in a preparing process
         raise ImportError("this value cannot be read in another process")
     return value
 
