@@ -258,14 +258,6 @@ def test_small_batches_and_other_redactors():
         pool._take()
 
 
-def test_chunks_start_small_and_cover_the_batch():
-    for count in (1, 16, 17, 100, 999, 1000):
-        bounds = preparers._chunk_bounds(count)
-        assert bounds[0] == (0, min(16, count))
-        assert [b for b, _ in bounds[1:]] == [e for _, e in bounds[:-1]]
-        assert bounds[-1][1] == count
-
-
 def test_the_setting():
     assert Settings(ingest_processes=0).resolved_ingest_processes == 0
     assert Settings().resolved_ingest_processes == (1 if (os.cpu_count() or 1) >= 2 else 0)

@@ -29,12 +29,14 @@ from sealog.events import EventValidationError, FieldError, Redactor
 if TYPE_CHECKING:
     from sealog.ingest import Sealable
 
-# Events a preparing process sends back at a time: the first chunks small, so that storing
-# starts soon after a batch arrives, the later ones larger, so that messages are few.
-CHUNK_EVENTS = (16, 32, 64, 128)
-# Chunks sent ahead to a preparing process, so it has the next to work on (and, over
-# HTTP, works on the next batch while the one before commits).
-IN_FLIGHT = 4
+# Events a preparing process takes at a time: 16 first, so that storing starts soon,
+# then 32, then 64, so that messages are few.
+CHUNK_EVENTS = (16, 32, 64)
+# Chunks sent ahead to a preparing process, so that it always has the next to work on
+# (and, over HTTP, works on the next batch while the one before commits).
+IN_FLIGHT = 3
+# Events this process prepares at a time from the back of a batch, rather than wait.
+BACK_EVENTS = 16
 # Batches this small are prepared in-process: the round trip would cost more than it saves.
 MIN_EVENTS = 32
 # Pipe capacity asked for, so that a preparing process can send a chunk or two ahead
@@ -174,20 +176,11 @@ class Preparers:
         self.close()
 
 
-def _chunk_bounds(count: int) -> list[tuple[int, int]]:
-    bounds, start = [], 0
-    for size in (*CHUNK_EVENTS, *[CHUNK_EVENTS[-1]] * (count // CHUNK_EVENTS[-1])):
-        if start >= count:
-            break
-        bounds.append((start, min(start + size, count)))
-        start += size
-    return bounds
-
-
 class _Batch:
-    """One batch on its way through a preparing process. Its chunks are sent ahead of the
-    one being stored, so the process always has the next to work on; when this process
-    would wait for one, it prepares the batch's next chunk itself instead."""
+    """One batch on its way through a preparing process. The process prepares it from the
+    front, a few chunks sent ahead so that it always has the next to work on; whenever
+    this process would wait for one, it prepares a piece from the back itself. The
+    pieces are stored in order either way."""
 
     def __init__(self, preparer: _Preparer, raw_events: list[Any], org_id: str,
                  received_at_us: int, redactor: Redactor, *,
@@ -199,67 +192,76 @@ class _Batch:
         self.redactor = redactor
         self.release = release
         self.released = False
-        self.bounds = _chunk_bounds(len(raw_events))
-        self.sent = 0
-        # Per chunk sent, in order: its bounds, and its reply when made here instead.
-        self.due: collections.deque[tuple[int, int, tuple | None]] = collections.deque()
+        self.front = 0  # events before it are sent to the process (or prepared here)
+        self.back = len(raw_events)  # events from it on are prepared here
+        # From the front, in order: a chunk's bounds and, when prepared here, its reply.
+        self.front_chunks: collections.deque[tuple[int, int, tuple | None]] = (
+            collections.deque())
+        self.front_sent = 0
         self.in_flight = 0
+        self.back_pieces: list[tuple[int, int, tuple]] = []  # the last first
         self.broken = False
 
     def chunks(self) -> Iterator[list[Sealable]]:
         errors: list[FieldError] = []
         self._feed()
-        while self.due:
-            start, stop, reply = self.due[0]
+        while self.front_chunks:
+            start, stop, reply = self.front_chunks.popleft()
             if reply is None:
-                # Rather than wait for the process, prepare a later chunk here.
-                while self.sent < len(self.bounds) and not self.preparer.results.poll():
-                    self._prepare_next_here()
+                while self.front < self.back and not self.preparer.results.poll():
+                    stop_back, self.back = self.back, max(self.front, self.back - BACK_EVENTS)
+                    self.back_pieces.append(
+                        (self.back, stop_back, self._prepare_here(self.back, stop_back)))
                 reply = self._receive()
-            self.due.popleft()
-            self._feed()
-            kind, payload = reply
-            if kind == "unreadable":  # it could not unpickle the chunk: prepare it here
-                kind, payload = _prepare(self.raw_events[start:stop], self.org_id,
-                                         self.received_at_us, self.redactor)
-            self.broken = self.broken or kind == "crashed"
-            if not self.due:
+                self._feed()
+            if not self.in_flight and self.front == self.back:
                 self.finish()  # the process is free for the next batch while this one stores
-            if kind == "crashed":
-                raise PreparerFailed(f"the preparing process failed:\n{payload}")
-            if kind == "invalid":
-                errors += [FieldError(None if i is None else start + i, f, m)
-                           for i, f, m in payload]
-            elif not errors:  # once one is invalid, the batch is refused: store no more
-                yield payload
+            yield from self._take(start, stop, reply, errors)
+        for start, stop, reply in reversed(self.back_pieces):
+            yield from self._take(start, stop, reply, errors)
         if errors:
             raise EventValidationError(errors)
 
+    def _take(self, start: int, stop: int, reply: tuple,
+              errors: list[FieldError]) -> Iterator[list[Sealable]]:
+        kind, payload = reply
+        if kind == "unreadable":  # the process could not unpickle the chunk
+            kind, payload = self._prepare_here(start, stop)
+        if kind == "crashed":
+            self.broken = True
+            self.finish()
+            raise PreparerFailed(f"the preparing process failed:\n{payload}")
+        if kind == "invalid":
+            errors += [FieldError(None if i is None else start + i, f, m)
+                       for i, f, m in payload]
+        elif not errors:  # once one is invalid, the batch is refused: store no more
+            yield payload
+
     def _feed(self) -> None:
-        """Sends chunks until the process has IN_FLIGHT of them to work on."""
-        while self.sent < len(self.bounds) and not self.broken and self.in_flight < IN_FLIGHT:
-            start, stop = self.bounds[self.sent]
-            chunk = self.raw_events[start:stop]
+        """Sends chunks from the front until the process has IN_FLIGHT to work on; the
+        first ones small, so that storing starts soon."""
+        while self.front < self.back and not self.broken and self.in_flight < IN_FLIGHT:
+            start = self.front
+            size = CHUNK_EVENTS[min(len(CHUNK_EVENTS) - 1, self.front_sent)]
+            self.front_sent += 1
+            stop = self.front = min(self.back, start + size)
             try:
-                request = pickle.dumps((chunk, self.org_id, self.received_at_us),
-                                       pickle.HIGHEST_PROTOCOL)
+                request = pickle.dumps((self.raw_events[start:stop], self.org_id,
+                                        self.received_at_us), pickle.HIGHEST_PROTOCOL)
             except Exception:  # not plain data: preparing it here names what is wrong
-                self._prepare_next_here()
+                self.front_chunks.append((start, stop, self._prepare_here(start, stop)))
                 continue
-            self.sent += 1
             try:
                 self.preparer.jobs.send_bytes(request)
             except OSError as exc:
                 self.broken = True
                 raise PreparerFailed(f"the preparing process is gone: {exc}") from None
-            self.due.append((start, stop, None))
+            self.front_chunks.append((start, stop, None))
             self.in_flight += 1
 
-    def _prepare_next_here(self) -> None:
-        start, stop = self.bounds[self.sent]
-        self.sent += 1
-        self.due.append((start, stop, _prepare(self.raw_events[start:stop], self.org_id,
-                                               self.received_at_us, self.redactor)))
+    def _prepare_here(self, start: int, stop: int) -> tuple:
+        return _prepare(self.raw_events[start:stop], self.org_id, self.received_at_us,
+                        self.redactor)
 
     def _receive(self) -> tuple:
         self.in_flight -= 1
