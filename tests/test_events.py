@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
+import uuid
+
+import orjson
 import pytest
 
 from sealog import times
@@ -13,6 +19,7 @@ from sealog.events import (
     catalog_entry,
     validate_events,
 )
+from sealog.ingest import prepare_events
 
 from conftest import event
 
@@ -186,3 +193,54 @@ def test_nan_and_infinity_are_refused_not_stored_as_null(where, number):
     raw = event(metadata=deep) if where == "metadata" else event(
         request={**request, where.split(".")[1]: deep})
     assert errors_of([raw]) == [(0, where, "NaN and Infinity are not JSON numbers")]
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Label(enum.StrEnum):
+    A = "a"
+
+
+class Text(str):
+    pass
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+def _outcome(body: dict) -> tuple[str, object]:
+    raw = event(request={"method": "POST", "path": "/p", "body": body})
+    try:
+        [item] = prepare_events([raw], org_id="acme", received_at_us=NOW, redactor=Redactor())
+    except EventValidationError as exc:
+        return "refused", exc.errors[0].message
+    doc = orjson.loads(item.canonical_head + b"0" + item.canonical_tail)
+    return "stored", doc["request"]["body"]
+
+
+@pytest.mark.parametrize("value", [
+    (1, "two"), uuid.UUID("12345678-1234-5678-1234-567812345678"), Colour.RED, Level.HIGH,
+    Label.A, Text("t"), datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC),
+    datetime.date(2026, 1, 2), Point(1), {1, 2}, b"bytes",
+])
+def test_a_python_value_is_stored_or_refused_alike_on_every_path(value):
+    # Alone the body needs no walk; beside a secret key it is walked; beside a float the
+    # event takes the exact RFC 8785 path. The outcome must not depend on which.
+    plain = _outcome({"v": value})
+    walked = _outcome({"v": value, "password": "p"})
+    exact = _outcome({"v": value, "ratio": 0.5})
+    assert walked[0] == plain[0] == exact[0]
+    if plain[0] == "refused":
+        assert plain[1] == walked[1] == exact[1]
+        assert "is not a JSON value" in plain[1]
+    else:
+        assert walked[1] == {**plain[1], "password": "[REDACTED]"}
+        assert exact[1] == {**plain[1], "ratio": 0.5}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -311,6 +313,14 @@ def _contains_run(words: list[str], pattern: tuple[str, ...]) -> bool:
     return any(tuple(words[i : i + n]) == pattern for i in range(len(words) - n + 1))
 
 
+# orjson refuses (TypeError, so the walk runs and names them) integers past ±(2^53-1),
+# dates and times, dataclasses and subclasses of str, int, dict and list: what the walk
+# refuses. Tuples, UUIDs and enums it writes as arrays, strings and their values, and the
+# walk takes them so too, so that an event is refused or stored alike on either path.
+_PLAIN_JSON = (orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
+               | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
 class _JsonWalk:
     """Copies free JSON, redacting secrets and noting what needs the exact RFC 8785 path."""
 
@@ -328,7 +338,7 @@ class _JsonWalk:
             return None, 4
         try:
             # STRICT_INTEGER refuses integers past ±(2^53-1): the walk then names them.
-            encoded = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+            encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             encoded = b'\\"'  # forces the walk, which names what is wrong
         if not self.redactor.may_need_walk(encoded):
@@ -341,7 +351,7 @@ class _JsonWalk:
     def plain(self, value: Any, limit: int) -> bool:
         """Whether value is JSON of at most limit bytes that surely needs no walk."""
         try:
-            encoded = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+            encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             return False
         return len(encoded) <= limit and not self.redactor.may_need_walk(encoded)
@@ -359,8 +369,12 @@ class _JsonWalk:
                     self.needs_exact_jcs = True
                 out[key] = REDACTED if is_secret(key) else self.copy(item)
             return out
-        if kind is list:
+        if kind is list or kind is tuple:
             return [self.copy(item) for item in value]
+        if kind is uuid.UUID:
+            return str(value)
+        if isinstance(value, enum.Enum):
+            return self.copy(value.value)
         if kind is int:
             if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                 self.problem = f"integer {value} is outside the interoperable range ±(2^53-1)"
@@ -632,7 +646,9 @@ def canonical_bytes(doc: dict[str, Any], *, exact: bool = True) -> bytes:
     (property-tested in tests/test_canonical.py); callers pass exact=False only then.
     """
     if exact:
-        return rfc8785.dumps(doc)
+        # The round trip gives the JSON types rfc8785 takes (a tuple, a UUID or an enum in a
+        # body that needed no walk is written as orjson writes it); floats come back equal.
+        return rfc8785.dumps(orjson.loads(orjson.dumps(doc)))
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
