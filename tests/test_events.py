@@ -9,6 +9,8 @@ import uuid
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sealog import times
 from sealog.events import (
@@ -16,6 +18,7 @@ from sealog.events import (
     REDACTED,
     EventValidationError,
     Redactor,
+    _is_stored_form,
     catalog_entry,
     validate_events,
 )
@@ -115,21 +118,25 @@ def test_batch_limits():
                                redactor=Redactor())) == MAX_BATCH_EVENTS
 
 
-def test_secrets_are_redacted_at_any_depth_before_storage():
+@pytest.mark.parametrize("pad", ["", "x" * 400])  # walked at once, or checked first
+def test_secrets_are_redacted_at_any_depth_before_storage(pad):
     doc = one(event(
+        description=f"login {pad}"[:900],
         request={"method": "POST", "path": "/login",
-                 "body": {"user": "a", "password": "hunter2",
+                 "body": {"user": "a", "password": "hunter2", "pad": pad,
                           "nested": [{"Authorization": "Bearer x", "ok": 1}]},
-                 "response": {"access_token": "t", "max_tokens": 5, "apiKey": "k"}},
-        metadata={"deep": {"client_secret": "s", "Set-Cookie": "c"}, "tokens_used": 3},
+                 "response": {"access_token": "t", "max_tokens": 5, "apiKey": "k", "pad": pad}},
+        metadata={"deep": {"client_secret": "s", "Set-Cookie": "c"}, "tokens_used": 3,
+                  "pad": pad},
         context={"ip": "10.0.0.1", "x_private_key": "pk"},
     ))
     body, response = doc["request"]["body"], doc["request"]["response"]
     assert body["password"] == REDACTED and body["user"] == "a"
     assert body["nested"][0] == {"Authorization": REDACTED, "ok": 1}
-    assert response == {"access_token": REDACTED, "max_tokens": 5, "apiKey": REDACTED}
+    assert response == {"access_token": REDACTED, "max_tokens": 5, "apiKey": REDACTED,
+                        "pad": pad}
     assert doc["metadata"] == {"deep": {"client_secret": REDACTED, "Set-Cookie": REDACTED},
-                               "tokens_used": 3}
+                               "tokens_used": 3, "pad": pad}
     assert doc["context"]["x_private_key"] == REDACTED
     assert doc["context"]["ip"] == "10.0.0.1"
 
@@ -231,12 +238,14 @@ def _outcome(body: dict) -> tuple[str, object]:
     Label.A, Text("t"), datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC),
     datetime.date(2026, 1, 2), Point(1), {1, 2}, b"bytes",
 ])
-def test_a_python_value_is_stored_or_refused_alike_on_every_path(value):
-    # Alone the body needs no walk; beside a secret key it is walked; beside a float the
-    # event takes the exact RFC 8785 path. The outcome must not depend on which.
-    plain = _outcome({"v": value})
-    walked = _outcome({"v": value, "password": "p"})
-    exact = _outcome({"v": value, "ratio": 0.5})
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_a_python_value_is_stored_or_refused_alike_on_every_path(value, pad):
+    # Alone a body past SMALL_JSON bytes needs no walk (a shorter one is always walked);
+    # beside a secret key it is walked; beside a float the event takes the exact RFC 8785
+    # path. The outcome must not depend on which.
+    plain = _outcome({"v": value, "pad": pad})
+    walked = _outcome({"v": value, "pad": pad, "password": "p"})
+    exact = _outcome({"v": value, "pad": pad, "ratio": 0.5})
     assert walked[0] == plain[0] == exact[0]
     if plain[0] == "refused":
         assert plain[1] == walked[1] == exact[1]
@@ -244,3 +253,16 @@ def test_a_python_value_is_stored_or_refused_alike_on_every_path(value):
     else:
         assert walked[1] == {**plain[1], "password": "[REDACTED]"}
         assert exact[1] == {**plain[1], "ratio": 0.5}
+
+
+@given(year=st.integers(1970, 2100), month=st.integers(1, 12), day=st.integers(1, 31),
+       hour=st.integers(0, 23), minute=st.integers(0, 59), second=st.integers(0, 60),
+       micros=st.integers(0, 999_999))
+def test_a_time_sent_in_its_stored_form_is_kept_as_sent(year, month, day, hour, minute,
+                                                         second, micros):
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{micros:06d}Z"
+    try:
+        us = times.parse_rfc3339(text)
+    except times.TimeError:
+        return  # no such day
+    assert (times.format_rfc3339(us) == text) == _is_stored_form(text)

