@@ -1,4 +1,5 @@
-"""Ingest rate: library and HTTP, against a raw insert of the same rows (the floor).
+"""Ingest rate: the library (in-process, and with a preparing process) and HTTP, against
+a raw insert of the same rows (the floor).
 
 The floor stores already sealed rows (and their already computed tree nodes) with the
 store's own multi-row INSERTs, which are faster than executemany: a stricter floor.
