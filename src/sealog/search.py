@@ -72,7 +72,7 @@ def _field_words(values: list[str | None]) -> tuple[str, str]:
         if found is None:
             found = _one_field(value)
             if len(value) <= _REMEMBERED_CHARS:
-                if len(_FIELD_WORDS) >= 20_000:
+                if len(_FIELD_WORDS) >= 10_000:
                     _FIELD_WORDS.clear()
                 _FIELD_WORDS[value] = found
         if found[0]:
