@@ -342,7 +342,6 @@ class _JsonWalk:
         if value is None:
             return None, 4
         try:
-            # STRICT_INTEGER refuses integers past ±(2^53-1): the walk then names them.
             encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             encoded = b'\\"'  # forces the walk, which names what is wrong
