@@ -84,3 +84,38 @@ def _words(doc: dict) -> list[str]:
     from sealog.search import search_words
 
     return search_words(doc)[0].split()
+
+
+def _automerge_of_each_index(path: Path) -> dict[int, int | None]:
+    with sqlite3.connect(path) as conn:
+        return {
+            num: (conn.execute(f"SELECT v FROM events_fts_{num}_config WHERE k = 'automerge'")
+                  .fetchone() or (None,))[0]
+            for (num,) in conn.execute("SELECT num FROM orgs")
+        }
+
+
+def test_every_org_index_merges_less_often_new_or_migrated(tmp_path):
+    path = tmp_path / "sealog.db"
+    store = open_store(f"sqlite:///{path}")
+    from sealog import auth
+
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    auth.create_org(store=store, name="Globex", org_id="globex")
+    store.close()
+    assert _automerge_of_each_index(path) == {1: 8, 2: 8}
+
+    # A database from before migration 0005: FTS5's default, and 0005 not yet applied.
+    with sqlite3.connect(path) as conn:
+        for num in (1, 2):
+            conn.execute(f"DELETE FROM events_fts_{num}_config WHERE k = 'automerge'")
+        conn.execute("DELETE FROM schema_migrations WHERE version = '0005_fts_automerge.sql'")
+    assert _automerge_of_each_index(path) == {1: None, 2: None}
+    open_store(f"sqlite:///{path}").close()
+    assert _automerge_of_each_index(path) == {1: 8, 2: 8}
+
+
+def test_the_time_keys_migration_builds_indexes_that_merge_less_often(tmp_path):
+    path = _old_copy(tmp_path)
+    open_store(f"sqlite:///{path}").close()
+    assert _automerge_of_each_index(path) == {1: 8, 2: 8}

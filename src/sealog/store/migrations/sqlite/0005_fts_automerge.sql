@@ -1,0 +1,4 @@
+-- Each org's full-text index merges its segments once 8 of one size gather instead of 4:
+-- fewer rewrites of each entry as events arrive. The setting lives in each index's own
+-- config table, whose names depend on the orgs, so the store sets it after this script
+-- (_merge_fts_less_often in store/sqlite.py); new indexes get it when they are made.
