@@ -180,9 +180,9 @@ def main() -> None:
               f"{median(in_process_ratios):.0%}, {min(in_process_ratios):.0%}-"
               f"{max(in_process_ratios):.0%})", flush=True)
         print(f"library ingest, with a preparing process:    {rate:>10,.0f} events/s "
-              f"({rate / floor:.0%} of floor; target >= 20,000 and >= 60%)", flush=True)
+              f"({rate / floor:.1%} of floor; target >= 20,000 and >= 60%)", flush=True)
         print(f"  library / floor in {len(ratios)} alternating rounds: median "
-              f"{median(ratios):.0%}, {min(ratios):.0%}-{max(ratios):.0%}", flush=True)
+              f"{median(ratios):.1%}, {min(ratios):.0%}-{max(ratios):.0%}", flush=True)
         http_rate, peak, processes = over_http(http_batches, folder / "http", args.clients)
         print(f"HTTP ingest, batches of 500, {args.clients} clients:      {http_rate:>10,.0f} "
               f"events/s (target >= 10,000)")
