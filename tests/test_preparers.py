@@ -86,6 +86,46 @@ def test_a_log_prepared_in_processes_is_byte_for_byte_the_same(two_stores, pool)
         assert count_events(store=here, flt=flt) == count_events(store=there, flt=flt), q
 
 
+@pytest.mark.parametrize("ready", ["never", "every other time", "always"])
+def test_pieces_prepared_here_are_stored_in_their_place(two_stores, pool, monkeypatch, ready):
+    """However the batch is shared out (this process prepares every piece it may, every
+    other one, or none), the log is the one in-process preparation gives, and invalid
+    events are named at their batch positions."""
+    here, there = two_stores
+    polls = iter(range(10**6))
+    pattern = {"never": lambda: False, "every other time": lambda: next(polls) % 2 == 1,
+               "always": lambda: True}[ready]
+    prepared_here = []
+    prepare_here = preparers._Batch._prepare_here
+
+    def counted(batch, start, stop):
+        prepared_here.append((start, stop))
+        return prepare_here(batch, start, stop)
+
+    monkeypatch.setattr(preparers._Batch, "_reply_ready", lambda batch: pattern())
+    monkeypatch.setattr(preparers._Batch, "_prepare_here", counted)
+    for batch in (realistic_batch(1000, seed=4), realistic_batch(77, seed=5)):
+        ingest(store=here, org_id="acme", raw_events=batch, redactor=REDACTOR,
+               received_at_us=NOW)
+        ingest(store=there, org_id="acme", raw_events=batch, redactor=REDACTOR,
+               received_at_us=NOW, preparers=pool)
+    assert log_of(here) == log_of(there)
+    if ready == "always":
+        assert prepared_here == []
+    else:
+        assert len(prepared_here) > 10
+        assert sum(stop - start for start, stop in prepared_here) < 1077  # shared out
+
+    bad = realistic_batch(500, seed=6)
+    for position in (0, 300, 499):
+        bad[position] = event(action="not an action")
+    with pytest.raises(EventValidationError) as refused:
+        ingest(store=there, org_id="acme", raw_events=bad, redactor=REDACTOR,
+               received_at_us=NOW, preparers=pool)
+    assert [e.index for e in refused.value.errors] == [0, 300, 499]
+    assert there.log_head("acme").size == 1077
+
+
 def test_invalid_events_in_any_chunk_are_all_named_and_nothing_is_stored(two_stores, pool):
     here, there = two_stores
     batch = realistic_batch(400)

@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 CHUNK_EVENTS = (16, 32, 64)
 # Chunks sent ahead to a preparing process, so that it always has the next to work on
 # (and, over HTTP, works on the next batch while the one before commits).
-IN_FLIGHT = 3
-# Events this process prepares at a time from the back of a batch, rather than wait.
-BACK_EVENTS = 16
+IN_FLIGHT = 4
+# Events this process prepares at a time itself, the next not yet sent, rather than wait.
+HERE_EVENTS = 16
 # Batches this small are prepared in-process: the round trip would cost more than it saves.
 MIN_EVENTS = 32
 # Pipe capacity asked for, so that a preparing process can send a chunk or two ahead
@@ -177,10 +177,10 @@ class Preparers:
 
 
 class _Batch:
-    """One batch on its way through a preparing process. The process prepares it from the
-    front, a few chunks sent ahead so that it always has the next to work on; whenever
-    this process would wait for one, it prepares a piece from the back itself. The
-    pieces are stored in order either way."""
+    """One batch on its way through a preparing process, in pieces taken in order: the
+    process gets the next piece while it has fewer than IN_FLIGHT to work on, and whenever
+    this process would wait for one, it prepares the next piece itself. The pieces are
+    stored in order, as they come."""
 
     def __init__(self, preparer: _Preparer, raw_events: list[Any], org_id: str,
                  received_at_us: int, redactor: Redactor, *,
@@ -192,32 +192,29 @@ class _Batch:
         self.redactor = redactor
         self.release = release
         self.released = False
-        self.front = 0  # events before it are sent to the process (or prepared here)
-        self.back = len(raw_events)  # events from it on are prepared here
-        # From the front, in order: a chunk's bounds and, when prepared here, its reply.
-        self.front_chunks: collections.deque[tuple[int, int, tuple | None]] = (
-            collections.deque())
-        self.front_sent = 0
+        self.taken = 0  # events before it are sent to the process or prepared here
+        # In batch order: each piece's bounds and, once prepared here, its reply (None
+        # while the process has it).
+        self.pieces: collections.deque[tuple[int, int, tuple | None]] = collections.deque()
+        self.sent = 0
         self.in_flight = 0
-        self.back_pieces: list[tuple[int, int, tuple]] = []  # the last first
         self.broken = False
 
     def chunks(self) -> Iterator[list[Sealable]]:
         errors: list[FieldError] = []
+        end = len(self.raw_events)
         self._feed()
-        while self.front_chunks:
-            start, stop, reply = self.front_chunks.popleft()
+        while self.pieces:
+            start, stop, reply = self.pieces.popleft()
             if reply is None:
-                while self.front < self.back and not self.preparer.results.poll():
-                    stop_back, self.back = self.back, max(self.front, self.back - BACK_EVENTS)
-                    self.back_pieces.append(
-                        (self.back, stop_back, self._prepare_here(self.back, stop_back)))
+                # Stored after those already taken, so the process stays busy meanwhile.
+                while self.taken < end and not self._reply_ready():
+                    here, self.taken = self.taken, min(end, self.taken + HERE_EVENTS)
+                    self.pieces.append((here, self.taken, self._prepare_here(here, self.taken)))
                 reply = self._receive()
                 self._feed()
-            if not self.in_flight and self.front == self.back:
+            if not self.in_flight and self.taken == end:
                 self.finish()  # the process is free for the next batch while this one stores
-            yield from self._take(start, stop, reply, errors)
-        for start, stop, reply in reversed(self.back_pieces):
             yield from self._take(start, stop, reply, errors)
         if errors:
             raise EventValidationError(errors)
@@ -237,26 +234,30 @@ class _Batch:
         elif not errors:  # once one is invalid, the batch is refused: store no more
             yield payload
 
+    def _reply_ready(self) -> bool:
+        return self.preparer.results.poll()
+
     def _feed(self) -> None:
-        """Sends chunks from the front until the process has IN_FLIGHT to work on; the
-        first ones small, so that storing starts soon."""
-        while self.front < self.back and not self.broken and self.in_flight < IN_FLIGHT:
-            start = self.front
-            size = CHUNK_EVENTS[min(len(CHUNK_EVENTS) - 1, self.front_sent)]
-            self.front_sent += 1
-            stop = self.front = min(self.back, start + size)
+        """Sends the next pieces until the process has IN_FLIGHT to work on; the first
+        ones small, so that storing starts soon."""
+        end = len(self.raw_events)
+        while self.taken < end and not self.broken and self.in_flight < IN_FLIGHT:
+            start = self.taken
+            size = CHUNK_EVENTS[min(len(CHUNK_EVENTS) - 1, self.sent)]
+            self.sent += 1
+            stop = self.taken = min(end, start + size)
             try:
                 request = pickle.dumps((self.raw_events[start:stop], self.org_id,
                                         self.received_at_us), pickle.HIGHEST_PROTOCOL)
             except Exception:  # not plain data: preparing it here names what is wrong
-                self.front_chunks.append((start, stop, self._prepare_here(start, stop)))
+                self.pieces.append((start, stop, self._prepare_here(start, stop)))
                 continue
             try:
                 self.preparer.jobs.send_bytes(request)
             except OSError as exc:
                 self.broken = True
                 raise PreparerFailed(f"the preparing process is gone: {exc}") from None
-            self.front_chunks.append((start, stop, None))
+            self.pieces.append((start, stop, None))
             self.in_flight += 1
 
     def _prepare_here(self, start: int, stop: int) -> tuple:
