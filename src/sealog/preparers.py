@@ -207,7 +207,7 @@ class _Batch:
         while self.pieces:
             start, stop, reply = self.pieces.popleft()
             if reply is None:
-                # Stored after those already taken, so the process stays busy meanwhile.
+                # Stored in its turn, after the pieces the process already has to work on.
                 while self.taken < end and not self._reply_ready():
                     here, self.taken = self.taken, min(end, self.taken + HERE_EVENTS)
                     self.pieces.append((here, self.taken, self._prepare_here(here, self.taken)))
@@ -235,6 +235,7 @@ class _Batch:
             yield payload
 
     def _reply_ready(self) -> bool:
+        """Whether the process's next reply has come."""
         return self.preparer.results.poll()
 
     def _feed(self) -> None:
