@@ -39,7 +39,7 @@ IN_FLIGHT = 4
 HERE_EVENTS = 16
 # Batches this small are prepared in-process: the round trip would cost more than it saves.
 MIN_EVENTS = 32
-# Pipe capacity asked for, so that a preparing process can send a chunk or two ahead
+# Pipe capacity asked for, so that a preparing process can send its replies ahead
 # without waiting for the storing process to read (Linux; elsewhere the default stays).
 _PIPE_BYTES = 1 << 20
 
@@ -192,6 +192,7 @@ class _Batch:
         self.redactor = redactor
         self.release = release
         self.released = False
+        self.end = len(raw_events)
         self.taken = 0  # events before it are sent to the process or prepared here
         # In batch order: each piece's bounds and, once prepared here, its reply (None
         # while the process has it).
@@ -202,18 +203,17 @@ class _Batch:
 
     def chunks(self) -> Iterator[list[Sealable]]:
         errors: list[FieldError] = []
-        end = len(self.raw_events)
         self._feed()
         while self.pieces:
             start, stop, reply = self.pieces.popleft()
             if reply is None:
                 # Stored in its turn, after the pieces the process already has to work on.
-                while self.taken < end and not self._reply_ready():
-                    here, self.taken = self.taken, min(end, self.taken + HERE_EVENTS)
+                while self.taken < self.end and not self._reply_ready():
+                    here, self.taken = self.taken, min(self.end, self.taken + HERE_EVENTS)
                     self.pieces.append((here, self.taken, self._prepare_here(here, self.taken)))
                 reply = self._receive()
                 self._feed()
-            if not self.in_flight and self.taken == end:
+            if not self.in_flight and self.taken == self.end:
                 self.finish()  # the process is free for the next batch while this one stores
             yield from self._take(start, stop, reply, errors)
         if errors:
@@ -241,12 +241,11 @@ class _Batch:
     def _feed(self) -> None:
         """Sends the next pieces until the process has IN_FLIGHT to work on; the first
         ones small, so that storing starts soon."""
-        end = len(self.raw_events)
-        while self.taken < end and not self.broken and self.in_flight < IN_FLIGHT:
+        while self.taken < self.end and not self.broken and self.in_flight < IN_FLIGHT:
             start = self.taken
             size = CHUNK_EVENTS[min(len(CHUNK_EVENTS) - 1, self.sent)]
             self.sent += 1
-            stop = self.taken = min(end, start + size)
+            stop = self.taken = min(self.end, start + size)
             try:
                 request = pickle.dumps((self.raw_events[start:stop], self.org_id,
                                         self.received_at_us), pickle.HIGHEST_PROTOCOL)
