@@ -23,16 +23,27 @@ from sealog.store import NotFound, Store, open_store
 ALL_SCOPES = list(auth.SCOPES)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """With SEALOG_FAIL_ON_SKIP=1 (set by .ci/run) a skipped test fails: CI skips nothing."""
-    outcome = yield
-    report = outcome.get_result()
+def _fail_if_skipped(report: pytest.TestReport | pytest.CollectReport) -> None:
     if report.skipped and os.environ.get("SEALOG_FAIL_ON_SKIP") == "1" and not hasattr(
         report, "wasxfail"
     ):
         report.outcome = "failed"
         report.longrepr = f"skipped, and SEALOG_FAIL_ON_SKIP=1 forbids skips: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """With SEALOG_FAIL_ON_SKIP=1 (set by .ci/run) a skipped test fails: CI skips nothing."""
+    outcome = yield
+    _fail_if_skipped(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """The same for a whole module skipped while it is collected (pytest.importorskip, or
+    pytest.skip(allow_module_level=True), as when chromium is missing)."""
+    outcome = yield
+    _fail_if_skipped(outcome.get_result())
 
 
 @pytest.fixture
