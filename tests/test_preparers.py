@@ -217,6 +217,26 @@ def test_threads_sharing_one_process_each_store_their_batches_whole(two_stores, 
         assert places == list(range(places[0], places[0] + 300))
 
 
+def test_the_process_starts_on_a_batch_while_its_caller_waits_for_the_write_lock(two_stores):
+    _, there = two_stores
+    batch = realistic_batch(200)
+    accepted = []
+    with Preparers(1, redactor=REDACTOR) as own:
+        with there.writing():  # as when another batch is being stored or committed
+            sender = threading.Thread(target=lambda: accepted.append(ingest(
+                store=there, org_id="acme", raw_events=batch, redactor=REDACTOR,
+                preparers=own)))
+            sender.start()
+            deadline = time.monotonic() + 30
+            while not own._all and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # A prepared piece comes back while the caller still waits for the lock.
+            assert own._all[0].results.poll(30)
+            assert accepted == []
+        sender.join(60)
+    assert [a.index for a in accepted[0]] == list(range(200))
+
+
 def test_what_cannot_cross_processes_is_refused_as_in_process(two_stores, pool):
     _, there = two_stores
     batch = realistic_batch(64)

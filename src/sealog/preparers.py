@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 # Events a preparing process takes at a time: 16 first, so that storing starts soon,
 # then 32, then 64, so that messages are few.
 CHUNK_EVENTS = (16, 32, 64)
-# Chunks sent ahead to a preparing process, so that it always has the next to work on
-# (and, over HTTP, works on the next batch while the one before commits).
+# Chunks sent ahead to a preparing process, so that it always has the next to work on.
 IN_FLIGHT = 4
 # Events this process prepares at a time itself, the next not yet sent, rather than wait.
 HERE_EVENTS = 16
@@ -130,6 +129,9 @@ class Preparers:
         batch = _Batch(self._take(), raw_events, org_id, received_at_us, self.redactor,
                        release=self._release)
         try:
+            # The process starts on the batch while the caller waits for the write lock
+            # (another batch may be committing).
+            batch._feed()
             yield batch.chunks()
         finally:
             batch.finish()
