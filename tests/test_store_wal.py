@@ -15,6 +15,7 @@ from sealog.events import Redactor
 from sealog.ingest import ingest
 from sealog.ledger import merkle, tree
 from sealog.store import open_store
+from sealog.store import sqlite as sqlite_store
 
 REDACTOR = Redactor()
 
@@ -94,3 +95,22 @@ def test_a_writer_killed_mid_ingest_leaves_every_committed_batch_whole(tmp_path)
     assert merkle.root_of_leaves([d.leaf_hash for d in docs]) == tree.head_root(head)
     assert store._reader().execute("PRAGMA integrity_check").fetchone() == ("ok",)
     store.close()
+
+
+def test_the_checkpoint_thread_is_given_its_connection_open(tmp_path, monkeypatch):
+    """Its connection opens with the store, so the thread has nothing left to fail on when
+    the folder goes away before it runs (as when a caller fails and removes it)."""
+    opened_on = []
+    connect = sqlite_store._connect
+
+    def recording_connect(*args, **kwargs):
+        opened_on.append(threading.current_thread().name)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite_store, "_connect", recording_connect)
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    fill(store, 1)
+    store.close()
+    assert len(opened_on) >= 2  # the writer's and the thread's, at least
+    assert set(opened_on) == {threading.current_thread().name}

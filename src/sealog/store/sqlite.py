@@ -177,8 +177,9 @@ class _WalCheckpointer:
     insert time). PASSIVE checkpoints never block the writer or a reader."""
 
     def __init__(self, path: Path, synchronous: str):
-        self._path = path
-        self._synchronous = synchronous
+        # Opened here, not on the thread: a file that cannot be opened fails the store's
+        # opening, rather than the thread after it (e.g. once a caller removed the folder).
+        self._conn = _connect(path, synchronous, cache_mb=2, mmap_mb=0)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sealog-wal-checkpoint",
@@ -190,7 +191,7 @@ class _WalCheckpointer:
         self._wake.set()
 
     def _run(self) -> None:
-        conn = _connect(self._path, self._synchronous, cache_mb=2, mmap_mb=0)
+        conn = self._conn
         try:
             while not self._stop.is_set():
                 self._wake.wait()
