@@ -131,7 +131,7 @@ class Preparers:
         try:
             # The process starts on the batch while the caller waits for the write lock
             # (another batch may be committing).
-            batch._feed()
+            batch.feed()
             yield batch.chunks()
         finally:
             batch.finish()
@@ -205,7 +205,6 @@ class _Batch:
 
     def chunks(self) -> Iterator[list[Sealable]]:
         errors: list[FieldError] = []
-        self._feed()
         while self.pieces:
             start, stop, reply = self.pieces.popleft()
             if reply is None:
@@ -214,7 +213,7 @@ class _Batch:
                     here, self.taken = self.taken, min(self.end, self.taken + HERE_EVENTS)
                     self.pieces.append((here, self.taken, self._prepare_here(here, self.taken)))
                 reply = self._receive()
-                self._feed()
+                self.feed()
             if not self.in_flight and self.taken == self.end:
                 self.finish()  # the process is free for the next batch while this one stores
             yield from self._take(start, stop, reply, errors)
@@ -240,7 +239,7 @@ class _Batch:
         """Whether the process's next reply has come."""
         return self.preparer.results.poll()
 
-    def _feed(self) -> None:
+    def feed(self) -> None:
         """Sends the next pieces until the process has IN_FLIGHT to work on; the first
         ones small, so that storing starts soon."""
         while self.taken < self.end and not self.broken and self.in_flight < IN_FLIGHT:
