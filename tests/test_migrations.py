@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from sealog import times
+from sealog import auth, times
 from sealog.eventlog import count_events, find_events
 from sealog.ledger import merkle, tree
 from sealog.search import build_filter
@@ -98,8 +98,6 @@ def _automerge_of_each_index(path: Path) -> dict[int, int | None]:
 def test_every_org_index_merges_less_often_new_or_migrated(tmp_path):
     path = tmp_path / "sealog.db"
     store = open_store(f"sqlite:///{path}")
-    from sealog import auth
-
     auth.create_org(store=store, name="Acme", org_id="acme")
     auth.create_org(store=store, name="Globex", org_id="globex")
     store.close()
