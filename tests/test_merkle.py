@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sealog.ledger import merkle
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "rfc6962"
+VECTORS = Path(__file__).resolve().parent / "data" / "vectors" / "rfc6962"
 LEAF_INPUTS = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
                "606162636465666768696a6b6c6d6e6f"]
 ROOTS = [

@@ -8,7 +8,7 @@ import pytest
 
 from sealog.ledger.note import NoteError, SignatureError, Signer, Verifier, open_note
 
-VECTOR = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "signed-note"
+VECTOR = Path(__file__).resolve().parent / "data" / "vectors" / "signed-note"
 
 
 def read(name: str) -> str:
