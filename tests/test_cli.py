@@ -147,3 +147,38 @@ def test_serve_tunes_the_garbage_collector_for_batches():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.slow
+def test_demo_shows_its_login_at_once_when_its_output_is_a_pipe(tmp_path):
+    """A service manager or `| tee` reads the sign-in block while the demo serves."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import free_port
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sealog", "demo", "--data-dir", str(tmp_path / "demo"),
+         "--events", "200", "--days", "1", "--port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("API key" in line for line in lines) and time.monotonic() < deadline:
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(0.1)
+        assert proc.poll() is None, "".join(lines)  # still serving
+        assert any("API key (admin, shown once): slg_key_" in line for line in lines), lines
+        assert any("password" in line for line in lines)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        proc.stdout.close()

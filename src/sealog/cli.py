@@ -207,7 +207,7 @@ Try:
 
   Log verifier key (pin it): {signer.verifier.text()}
   sealog verify --url {base} --api-key '{key.secret}' --verifier-key '{signer.verifier.text()}'
-""")
+""", flush=True)  # read by a service manager or `| tee` while the demo goes on serving
     if args.no_serve:
         return 0
     args.data_dir = str(data_dir)
