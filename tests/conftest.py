@@ -65,6 +65,10 @@ class Tenant:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"}
 
+    @property
+    def key_id(self) -> str:
+        return "key_" + self.secret.split("_")[2]
+
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:

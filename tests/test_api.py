@@ -42,6 +42,57 @@ def test_ingest_then_read_back_with_a_recomputable_leaf_hash(tenant):
     assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
 
 
+def test_each_event_seals_the_credential_that_wrote_it(tenant, tenant_factory, store):
+    """A key may send any action, even one Sealog records itself, but not pass for Sealog:
+    recorded_by is set by the server, inside what the leaf hash covers."""
+    writer = tenant_factory("acme", scopes=["events:write"])
+    forged = event(action="auth.login_succeeded", actor={"email": "owner@acme.com"})
+    [sent] = post(writer, forged).json()["events"]
+    auth.create_user(store=store, org_id="acme", email="owner@acme.com", role="owner",
+                     password="a long password")
+    signed_in = tenant.client.post("/api/v1/session", json={
+        "email": "owner@acme.com", "password": "a long password"})
+    assert signed_in.status_code == 200, signed_in.text
+    listed = tenant.client.get("/api/v1/events", params={"q": "action:auth.login_succeeded"})
+    by_id = {e["id"]: e for e in listed.json()["data"]}
+    assert by_id.pop(sent["id"])["recorded_by"] == {"type": "api_key",
+                                                    "id": writer.key_id}
+    [(_, own)] = by_id.items()
+    assert own["recorded_by"] == {"type": "sealog", "id": None}
+    for doc in (tenant.client.get(f"/api/v1/events/{sent['id']}").json(), own):
+        leaf = doc.pop("leaf_hash")
+        assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
+    # A producer cannot set it, nor change it by retrying from another key.
+    body = problem(post(writer, event(recorded_by={"type": "sealog", "id": None})), 422)
+    assert body["errors"][0]["field"] == "recorded_by"
+    retried = post(tenant, {**forged, "id": sent["id"]}).json()["events"][0]
+    assert retried == {"id": sent["id"], "index": sent["index"], "duplicate": True}
+    again = tenant.client.get(f"/api/v1/events/{sent['id']}").json()
+    assert again["recorded_by"]["id"] == writer.key_id
+
+
+def test_a_large_batch_seals_its_key_through_the_preparing_process(tmp_path):
+    from sealog.api.app import create_app
+    from sealog.config import Settings
+    from sealog.store import open_store
+
+    from conftest import TestClient
+
+    store = open_store(f"sqlite:///{tmp_path / 'sealog.db'}")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    secret = auth.create_api_key(store=store, org_id="acme", scopes=["events:write",
+                                                                      "events:read"]).secret
+    app = create_app(Settings(data_dir=tmp_path / "data", ingest_processes=1), store=store)
+    with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as client:
+        r = client.post("/api/v1/events", json={"events": [event() for _ in range(40)]})
+        assert r.status_code == 201, r.text
+        assert app.state.preparers is not None
+        page = client.get("/api/v1/events", params={"limit": 50}).json()["data"]
+    store.close()
+    assert len(page) == 40
+    assert {e["recorded_by"]["id"] for e in page} == {"key_" + secret.split("_")[2]}
+
+
 def test_indexes_are_dense_per_org(tenant_factory):
     a, b = tenant_factory("acme"), tenant_factory("beta")
     assert [e["index"] for e in post(a, event(), event()).json()["events"]] == [0, 1]

@@ -15,7 +15,7 @@ import uuid_utils
 from sealog import auth, preparers, sampledata, times
 from sealog.config import Settings, SettingsError
 from sealog.eventlog import count_events
-from sealog.events import EventValidationError, Redactor, leaf_hash
+from sealog.events import EventValidationError, Redactor, leaf_hash, recorded_by_api_key
 from sealog.ingest import IdConflict, ingest
 from sealog.preparers import PreparerFailed, Preparers
 from sealog.search import build_filter
@@ -336,7 +336,7 @@ def test_batches_sent_over_http_are_stored_as_the_library_stores_them(tenant_fac
     here = open_store(f"sqlite:///{store.path.parent / 'here.db'}")
     auth.create_org(store=here, name="Acme", org_id="acme")
     ingest(store=here, org_id="acme", raw_events=orjson.loads(orjson.dumps(batch)),
-           redactor=REDACTOR)
+           redactor=REDACTOR, recorded_by=recorded_by_api_key(tenant.key_id))
     expected, _ = log_of(here)
     here.close()
     got, _ = log_of(store)

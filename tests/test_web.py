@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from sealog import auth, sampledata
-from sealog.events import Redactor
+from sealog.events import Redactor, recorded_by_api_key
 from sealog.ingest import ingest
 from sealog.store import open_store
 
@@ -56,11 +56,12 @@ def site(tmp_path_factory) -> Iterator[dict]:
         email = ADMIN if role == "admin" else f"{role}@acme.example"
         auth.create_user(store=store, org_id="acme", email=email, role=role,
                          password=PASSWORD, name=f"Demo {role.title()}")
-    secret = auth.create_api_key(store=store, org_id="acme", scopes=list(auth.SCOPES)).secret
+    key = auth.create_api_key(store=store, org_id="acme", scopes=list(auth.SCOPES))
+    secret = key.secret
     events = list(sampledata.generate_events(3000, days=10))
-    for start in range(0, len(events), 1000):
+    for start in range(0, len(events), 1000):  # as if the key had sent them
         ingest(store=store, org_id="acme", raw_events=events[start:start + 1000],
-               redactor=Redactor())
+               redactor=Redactor(), recorded_by=recorded_by_api_key(key.row.id))
     store.close()
     process = SealogProcess(data, env={"SEALOG_CHECKPOINT_INTERVAL": "1"})
     process.start()
@@ -233,6 +234,8 @@ def test_the_event_modal_shows_the_event_and_verifies_it(page, site):
     expect(modal.get_by_test_id("d-event-id")).to_have_text(event["id"])
     expect(modal.get_by_test_id("d-org-id")).to_have_text("acme")
     expect(modal.get_by_test_id("d-actor-id")).to_have_text(event["actor"]["id"])
+    expect(modal.get_by_test_id("d-recorded-by")).to_have_text(
+        f"API key {event['recorded_by']['id']}")
     expect(modal.get_by_test_id("d-request-line")).to_contain_text(
         f"PUT {event['request']['path']}")
     expect(modal.get_by_test_id("d-action")).to_contain_text(event["description"])

@@ -417,7 +417,17 @@ class NewEvent:
     needs_exact_jcs: bool
 
 
-_SERVER_FIELDS = ("org_id", "index", "received_at")
+_SERVER_FIELDS = ("org_id", "index", "received_at", "recorded_by")
+
+
+def recorded_by_api_key(key_id: str) -> dict[str, Any]:
+    """The `recorded_by` of an event an API key sent: which credential wrote it."""
+    return {"type": "api_key", "id": key_id}
+
+
+# The `recorded_by` of what Sealog records itself (sign-ins, key, member and export
+# changes) and of events its own tools store without a credential (the demo, the CLI).
+RECORDED_BY_SEALOG: dict[str, Any] = {"type": "sealog", "id": None}
 
 
 def same_content(stored: dict[str, Any], new: dict[str, Any], *, occurred_supplied: bool) -> bool:

@@ -70,10 +70,13 @@ _COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_
             "path", "ip")
 
 
-def prepare(new: NewEvent, *, org_id: str) -> Sealable:
-    """Everything of a validated event's row that does not depend on its place in the log."""
+def prepare(new: NewEvent, *, org_id: str,
+            recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> Sealable:
+    """Everything of a validated event's row that does not depend on its place in the log;
+    recorded_by (server-set, sealed with the event) names the credential that wrote it."""
     doc = new.doc
     doc["org_id"] = org_id
+    doc["recorded_by"] = recorded_by
     actor = doc["actor"]
     resource = doc["resource"] or {}
     request = doc["request"] or {}
@@ -94,11 +97,12 @@ def prepare(new: NewEvent, *, org_id: str) -> Sealable:
 
 
 def prepare_events(raw_events: list[Any], *, org_id: str, received_at_us: int,
-                   redactor: Redactor) -> list[Sealable]:
+                   redactor: Redactor,
+                   recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> list[Sealable]:
     """The batch validated and prepared; raises EventValidationError naming every problem."""
     validated = events.validate_events(raw_events, received_at_us=received_at_us,
                                        redactor=redactor)
-    return [prepare(new, org_id=org_id) for new in validated]
+    return [prepare(new, org_id=org_id, recorded_by=recorded_by) for new in validated]
 
 
 def canonical(item: Sealable, index: int) -> bytes:
@@ -129,20 +133,24 @@ def ingest(
     redactor: Redactor,
     received_at_us: int | None = None,
     preparers: Preparers | None = None,
+    recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG,
 ) -> list[Accepted]:
     """Appends a batch atomically and says where each event went.
 
-    With preparers, the events are validated and prepared in their processes while this
-    one stores them, a chunk at a time. Raises EventValidationError (any invalid event),
+    recorded_by is sealed into each event: the API key that sent the batch, or Sealog
+    itself (the default, for what Sealog and its tools store). With preparers, the events
+    are validated and prepared in their processes while this one stores them, a chunk at
+    a time. Raises EventValidationError (any invalid event),
     IdConflict (an id re-used with other content) or NotFound (no such org); in each case
     nothing is stored.
     """
     received = times.now_us() if received_at_us is None else received_at_us
     if preparers is not None and preparers.takes(raw_events, redactor):
-        with preparers.preparing(raw_events, org_id=org_id, received_at_us=received) as chunks:
+        with preparers.preparing(raw_events, org_id=org_id, received_at_us=received,
+                                 recorded_by=recorded_by) as chunks:
             return append(store, org_id, chunks)
     prepared = prepare_events(raw_events, org_id=org_id, received_at_us=received,
-                              redactor=redactor)
+                              recorded_by=recorded_by, redactor=redactor)
     return append(store, org_id, iter([prepared]))
 
 
@@ -205,7 +213,8 @@ def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
     optional = {"category": category, "event_type": event_type, "description": description,
                 "resource": resource, "metadata": metadata, "context": context}
     event.update((k, v) for k, v in optional.items() if v is not None)
-    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor)
+    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor,
+           recorded_by=events.RECORDED_BY_SEALOG)
 
 
 __all__ = ["Accepted", "EventValidationError", "IdConflict", "Sealable", "append", "canonical",

@@ -115,8 +115,8 @@ class Preparers:
         return isinstance(raw_events, list) and MIN_EVENTS <= len(raw_events)
 
     @contextlib.contextmanager
-    def preparing(self, raw_events: list[Any], *, org_id: str,
-                  received_at_us: int) -> Iterator[Iterator[list[Sealable]]]:
+    def preparing(self, raw_events: list[Any], *, org_id: str, received_at_us: int,
+                  recorded_by: dict[str, Any]) -> Iterator[Iterator[list[Sealable]]]:
         """The batch's prepared events, a chunk at a time, as a preparing process makes them.
 
         The iterator raises EventValidationError (naming every problem of the batch) after
@@ -126,8 +126,8 @@ class Preparers:
         due first.
         """
         events.check_batch(raw_events)
-        batch = _Batch(self._take(), raw_events, org_id, received_at_us, self.redactor,
-                       release=self._release)
+        batch = _Batch(self._take(), raw_events, org_id, received_at_us, recorded_by,
+                       self.redactor, release=self._release)
         try:
             # The process starts on the batch while the caller waits for the write lock
             # (another batch may be committing).
@@ -185,12 +185,13 @@ class _Batch:
     stored in order, as they come."""
 
     def __init__(self, preparer: _Preparer, raw_events: list[Any], org_id: str,
-                 received_at_us: int, redactor: Redactor, *,
+                 received_at_us: int, recorded_by: dict[str, Any], redactor: Redactor, *,
                  release: Callable[..., None]):
         self.preparer = preparer
         self.raw_events = raw_events
         self.org_id = org_id
         self.received_at_us = received_at_us
+        self.recorded_by = recorded_by
         self.redactor = redactor
         self.release = release
         self.released = False
@@ -249,7 +250,8 @@ class _Batch:
             stop = self.taken = min(self.end, start + size)
             try:
                 request = pickle.dumps((self.raw_events[start:stop], self.org_id,
-                                        self.received_at_us), pickle.HIGHEST_PROTOCOL)
+                                        self.received_at_us, self.recorded_by),
+                                       pickle.HIGHEST_PROTOCOL)
             except Exception:  # not plain data: preparing it here names what is wrong
                 self.pieces.append((start, stop, self._prepare_here(start, stop)))
                 continue
@@ -263,7 +265,7 @@ class _Batch:
 
     def _prepare_here(self, start: int, stop: int) -> tuple:
         return _prepare(self.raw_events[start:stop], self.org_id, self.received_at_us,
-                        self.redactor)
+                        self.recorded_by, self.redactor)
 
     def _receive(self) -> tuple:
         self.in_flight -= 1
@@ -287,14 +289,15 @@ class _Batch:
 
 
 def _prepare(raw_events: list[Any], org_id: str, received_at_us: int,
-             redactor: Redactor) -> tuple[str, Any]:
+             recorded_by: dict[str, Any], redactor: Redactor) -> tuple[str, Any]:
     """A preparing process's reply to a chunk: ("prepared", the chunk's events) or
     ("invalid", (index in the chunk, field, message) of every problem)."""
     from sealog.ingest import prepare_events
 
     try:
         return "prepared", prepare_events(raw_events, org_id=org_id,
-                                          received_at_us=received_at_us, redactor=redactor)
+                                          received_at_us=received_at_us,
+                                          recorded_by=recorded_by, redactor=redactor)
     except EventValidationError as exc:
         return "invalid", [(e.index, e.field, e.message) for e in exc.errors]
 
@@ -329,12 +332,12 @@ def _serve(jobs: Connection, results: Connection, secret_keys: tuple[str, ...]) 
     while request := requests.get():
         try:
             try:
-                raw_events, org_id, received_at_us = pickle.loads(request)
+                raw_events, org_id, received_at_us, recorded_by = pickle.loads(request)
             except Exception:  # noqa: BLE001 - e.g. a class this process cannot import
                 results.send_bytes(_dump_reply(("unreadable", traceback.format_exc())))
                 continue
             results.send_bytes(_dump_reply(_prepare(raw_events, org_id, received_at_us,
-                                                    redactor)))
+                                                    recorded_by, redactor)))
         except (BrokenPipeError, EOFError):
             return
         except BaseException:  # reported to the batch's caller, which stores nothing

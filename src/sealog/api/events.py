@@ -13,7 +13,12 @@ from sealog import eventlog, search
 from sealog.api.deps import CurrentPrincipal, RedactorDep, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES, Event, EventCount, EventPage, IngestResult
-from sealog.events import EVENT_BATCH_SCHEMA_ADAPTER, MAX_BATCH_BYTES, FieldError
+from sealog.events import (
+    EVENT_BATCH_SCHEMA_ADAPTER,
+    MAX_BATCH_BYTES,
+    FieldError,
+    recorded_by_api_key,
+)
 from sealog.ingest import ingest
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -71,11 +76,14 @@ async def post_events(
     request: Request, principal: CurrentPrincipal, store: StoreDep, redactor: RedactorDep
 ) -> Response:
     principal.require("events:write")
+    if principal.key_id is None:  # users hold no events:write; only keys send events
+        raise Problem(403, "events are sent with an API key", kind="forbidden")
+    recorded_by = recorded_by_api_key(principal.key_id)
     raw = _batch_events(await read_json_body(request, MAX_BATCH_BYTES))
     preparers = request.app.state.preparers
     accepted = await run_in_threadpool(
         lambda: ingest(store=store, org_id=principal.org_id, raw_events=raw, redactor=redactor,
-                       preparers=preparers)
+                       preparers=preparers, recorded_by=recorded_by)
     )
     request.app.state.checkpointer.poke()
     body = orjson.dumps({"events": [a.as_dict() for a in accepted]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Actor(BaseModel):
@@ -35,6 +35,13 @@ class Context(BaseModel):
     request_id: str | None
 
 
+class RecordedBy(BaseModel):
+    """The credential that wrote an event into the log, set by the server and sealed."""
+
+    type: Literal["api_key", "sealog"]
+    id: str | None
+
+
 class Event(BaseModel):
     """A stored event exactly as hashed, plus its leaf_hash."""
 
@@ -53,6 +60,8 @@ class Event(BaseModel):
     request: HttpRequest | None
     context: Context
     metadata: dict[str, Any]
+    recorded_by: RecordedBy | None = Field(
+        None, description="absent on events stored before Sealog recorded it")
     leaf_hash: str
 
 

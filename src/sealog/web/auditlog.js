@@ -389,6 +389,7 @@ function details(event) {
         copyable('Event ID', event.id, 'd-event-id'),
         copyable('Organization ID', event.org_id, 'd-org-id'),
         copyable('Actor ID', event.actor.id, 'd-actor-id'),
+        field('Recorded by', recordedBy(event.recorded_by), 'd-recorded-by'),
         field('IP address', event.context?.ip || '—', 'd-ip'),
         field('Received', event.received_at, 'd-received'))),
     h('section', { 'aria-labelledby': 'integrity-h' },
@@ -398,6 +399,13 @@ function details(event) {
         copyable('Leaf hash', event.leaf_hash, 'd-leaf-hash')),
       proof),
   ];
+}
+
+// Which credential wrote the event into the log: set by the server and sealed with it.
+function recordedBy(by) {
+  if (!by) return h('span', { class: 'muted' }, 'not recorded (stored before Sealog sealed it)');
+  if (by.type === 'sealog') return 'Sealog (its own record)';
+  return ['API key ', h('code', {}, by.id)];
 }
 
 function jsonBlock(title, value, testid) {
