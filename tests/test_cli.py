@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 
+import orjson
 import pytest
 
 from sealog.cli import build_parser, main
@@ -105,6 +106,10 @@ def test_demo_seeds_realistic_events(capsys, tmp_path):
             flt = build_filter(org_id="acme", range_preset="custom",
                                start="2000-01-01T00:00:00Z", results=[result])
             assert store.count_events(flt) > 0, result
+        [key] = store.list_api_keys("acme")
+        senders = {orjson.loads(d.doc)["recorded_by"]["id"]
+                   for d in store.iter_events_by_index("acme", 0, 3000)}
+        assert senders == {key.id}  # the platform's events came through its key
     finally:
         store.close()
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from sealog import auth, sampledata, times
 from sealog.config import Settings, SettingsError
-from sealog.events import Redactor
+from sealog.events import Redactor, recorded_by_api_key
 from sealog.ingest import ingest
 from sealog.ledger import checkpoint
 from sealog.store import Store, open_store
@@ -146,17 +146,20 @@ def seed_demo(*, store: Store, count: int, days: int, progress: Callable[[int], 
     auth.create_user(store=store, org_id=org.id, email=DEMO_ADMIN_EMAIL, role="admin",
                      password=password, name="Demo Admin")
     redactor = Redactor()
+    sender = recorded_by_api_key(key.row.id)  # the platform's events, as if the key sent them
     batch: list[dict[str, Any]] = []
     done = 0
     for event in sampledata.generate_events(count, days=days):
         batch.append(event)
         if len(batch) == 1000:
-            ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor)
+            ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor,
+                   recorded_by=sender)
             done += len(batch)
             batch = []
             progress(done)
     if batch:
-        ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor)
+        ingest(store=store, org_id=org.id, raw_events=batch, redactor=redactor,
+               recorded_by=sender)
         done += len(batch)
         progress(done)
     return store.get_org(org.id), key, password
