@@ -108,9 +108,11 @@ class NewApiKey:
 
 
 def create_api_key(
-    *, store: Store, org_id: str, scopes: list[str] | tuple[str, ...], name: str = ""
+    *, store: Store, org_id: str, scopes: list[str] | tuple[str, ...], name: str = "",
+    created_by: str | None = None,
 ) -> NewApiKey:
-    """A new API key for org_id; raises ValueError for unknown scopes, NotFound for the org."""
+    """A new API key for org_id, bounded by the role of user created_by (None: the
+    operator's); raises ValueError for unknown scopes, NotFound for the org."""
     store.get_org(org_id)
     if not scopes:
         raise ValueError(f"an API key needs at least one scope: {', '.join(SCOPES)}")
@@ -130,6 +132,7 @@ def create_api_key(
         created_at=times.now_us(),
         revoked_at=None,
         last_used_at=None,
+        created_by=created_by,
     )
     store.insert_api_key(row)
     return NewApiKey(row, secret)
