@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sealog import auth, times
 from sealog.store.base import SessionRow
 
+from conftest import event
 from test_cli import run
 
 PASSWORD = "correct horse battery"
@@ -360,3 +361,205 @@ def test_a_transaction_opened_inside_another_joins_it(store, tenant):
             raise RuntimeError("changed my mind")
     assert store.find_user_by_email("in@acme.com") is None
     assert store.log_head("acme").size == 0
+
+
+# -- a credential carries no more authority than the person who made it ------------------
+
+@pytest.fixture
+def two_owners(store, people):
+    """people and a second owner, so that demoting or removing one is not the last owner."""
+    second = auth.create_user(store=store, org_id="acme", email="owner2@acme.com",
+                              role="owner", password=PASSWORD, name="Owner Two")
+    return {**people, "owner2": second}
+
+
+def make_key(client: TestClient, *scopes: str, name: str = "") -> dict:
+    r = client.post("/api/v1/keys", json={"name": name, "scopes": list(scopes)})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def keyed(browser, secret: str) -> TestClient:
+    """A client that calls with the API key secret (and no cookie)."""
+    client = browser()
+    client.headers["Authorization"] = f"Bearer {secret}"
+    return client
+
+
+def cli_key(capsys, tmp_path, *scopes: str) -> str:
+    """The secret of a key the operator makes with `sealog keys create`."""
+    code, out, err = run(capsys, "keys", "create", "--org", "acme", "--json",
+                         *[a for s in scopes for a in ("--scope", s)],
+                         "--database-url", f"sqlite:///{tmp_path / 'sealog.db'}")
+    assert code == 0, err
+    return json.loads(out)["secret"]
+
+
+CREDENTIALS = ["admin's session", "admin-scope key the admin made",
+               "key made by the admin's key", "CLI-made admin key", "admin key an owner made"]
+
+
+def credential(kind: str, browser, capsys, tmp_path) -> TestClient:
+    """A client calling with one credential of kind that an admin (or owner) can obtain."""
+    admin = browser()
+    sign_in(admin, "admin@acme.com")
+    if kind == "admin's session":
+        return admin
+    if kind == "CLI-made admin key":
+        return keyed(browser, cli_key(capsys, tmp_path, "admin"))
+    if kind == "admin key an owner made":
+        owner = browser()
+        sign_in(owner, "owner@acme.com")
+        return keyed(browser, make_key(owner, "admin")["secret"])
+    secret = make_key(admin, "admin")["secret"]
+    if kind == "key made by the admin's key":
+        secret = make_key(keyed(browser, secret), "admin")["secret"]
+    return keyed(browser, secret)
+
+
+@pytest.mark.parametrize("kind", CREDENTIALS)
+def test_only_a_signed_in_owner_may_touch_the_owner_role(kind, browser, two_owners, capsys,
+                                                          tmp_path):
+    people = two_owners
+    owner = browser()
+    sign_in(owner, "owner@acme.com")
+    owners_key = make_key(owner, "events:read", name="owner's reader")
+    caller = credential(kind, browser, capsys, tmp_path)
+    attempts = {
+        "invite an owner": lambda: caller.post(
+            "/api/v1/members", json={"email": "boss@acme.com", "role": "owner"}),
+        "promote the admin to owner": lambda: caller.patch(
+            f"/api/v1/members/{people['admin'].id}", json={"role": "owner"}),
+        "promote an auditor to owner": lambda: caller.patch(
+            f"/api/v1/members/{people['auditor'].id}", json={"role": "owner"}),
+        "demote an owner": lambda: caller.patch(
+            f"/api/v1/members/{people['owner2'].id}", json={"role": "member"}),
+        "remove an owner": lambda: caller.delete(f"/api/v1/members/{people['owner2'].id}"),
+        "revoke an owner's key": lambda: caller.delete(
+            f"/api/v1/keys/{owners_key['key']['id']}"),
+    }
+    answers = {what: attempt() for what, attempt in attempts.items()}
+    assert {what: r.status_code for what, r in answers.items()} == dict.fromkeys(attempts, 403)
+    for r in answers.values():
+        assert "only an owner" in r.json()["detail"]
+    roles = {m["email"]: m["role"] for m in owner.get("/api/v1/members").json()["data"]}
+    assert roles == {"owner@acme.com": "owner", "owner2@acme.com": "owner",
+                     "admin@acme.com": "admin", "auditor@acme.com": "auditor",
+                     "member@acme.com": "member"}
+    with_key = keyed(browser, owners_key["secret"])
+    assert with_key.get("/api/v1/events").status_code == 200
+
+
+def test_a_signed_in_owner_may_touch_the_owner_role(browser, two_owners):
+    people = two_owners
+    owner, owner2 = browser(), browser()
+    sign_in(owner, "owner@acme.com")
+    sign_in(owner2, "owner2@acme.com")
+    owner2_key = make_key(owner2, "events:read")["key"]["id"]
+    r = owner.post("/api/v1/members", json={"email": "boss@acme.com", "role": "owner"})
+    assert r.status_code == 201 and r.json()["member"]["role"] == "owner"
+    r = owner.patch(f"/api/v1/members/{people['admin'].id}", json={"role": "owner"})
+    assert r.status_code == 200 and r.json()["role"] == "owner"
+    r = owner.patch(f"/api/v1/members/{people['owner2'].id}", json={"role": "admin"})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+    assert owner.delete(f"/api/v1/members/{people['admin'].id}").status_code == 204
+    r = owner.post("/api/v1/keys", json={"scopes": ["admin"]})
+    owner_key = r.json()["key"]["id"]
+    assert owner.delete(f"/api/v1/keys/{owner_key}").json()["revoked_at"]
+    # owner2 is an admin now, so the key they made is no longer an owner's: admins may revoke it.
+    assert owner2.delete(f"/api/v1/keys/{owner2_key}").json()["revoked_at"]
+
+
+def test_a_keys_creator_is_recorded_and_passed_on_to_the_keys_it_makes(
+        browser, people, tenant, capsys, tmp_path):
+    admin = browser()
+    sign_in(admin, "admin@acme.com")
+    made = make_key(admin, "admin", name="ops")
+    child = make_key(keyed(browser, made["secret"]), "events:read", name="reader")
+    listed = {k["id"]: k for k in admin.get("/api/v1/keys").json()["data"]}
+    assert listed[made["key"]["id"]]["created_by"] == people["admin"].id
+    assert listed[child["key"]["id"]]["created_by"] == people["admin"].id
+    assert made["key"]["created_by"] == people["admin"].id
+    code, out, _ = run(capsys, "keys", "list", "--org", "acme", "--json",
+                       "--database-url", f"sqlite:///{tmp_path / 'sealog.db'}")
+    by_cli = {k["id"]: k["created_by"] for k in json.loads(out)}
+    assert by_cli[child["key"]["id"]] == people["admin"].id
+    assert list(by_cli.values()).count(None) == 1  # the tenant's, made as the operator does
+    schema = admin.get("/api/v1/openapi.json").json()["components"]["schemas"]["KeyOut"]
+    assert "created_by" in schema["properties"] and "created_by" in schema["required"]
+
+
+def test_a_key_may_do_no_more_than_its_creator_may_now(browser, people, tenant):
+    admin, owner = browser(), browser()
+    sign_in(admin, "admin@acme.com")
+    sign_in(owner, "owner@acme.com")
+    key = keyed(browser, make_key(admin, "admin", name="ops")["secret"])
+    writer = keyed(browser, make_key(key, "events:write", "events:read")["secret"])
+    assert key.get("/api/v1/members").status_code == 200
+    assert writer.post("/api/v1/events", json={"events": [event()]}).status_code == 201
+
+    def demote(role: str) -> None:
+        r = owner.patch(f"/api/v1/members/{people['admin'].id}", json={"role": role})
+        assert r.status_code == 200, r.text
+
+    demote("auditor")  # an auditor reads and exports, and nothing more
+    r = key.get("/api/v1/members")
+    assert r.status_code == 403
+    assert r.json()["detail"] == (f"this API key may no longer use the 'admin' scope: the user "
+                                  f"who made it ({people['admin'].id}) is now auditor")
+    assert key.post("/api/v1/keys", json={"scopes": ["events:read"]}).status_code == 403
+    assert key.post("/api/v1/events", json={"events": [event()]}).status_code == 403
+    assert writer.post("/api/v1/events", json={"events": [event()]}).status_code == 403
+    assert key.get("/api/v1/events").status_code == 200
+    assert writer.get("/api/v1/events").status_code == 200
+    assert key.post("/api/v1/exports", json={"name": "x", "format": "csv"}).status_code == 202
+    demote("member")
+    assert key.get("/api/v1/events").status_code == 403
+    assert writer.get("/api/v1/events").status_code == 403
+    demote("admin")  # bounded by the role it has at each call
+    assert key.get("/api/v1/members").status_code == 200
+    assert tenant.client.get("/api/v1/members").status_code == 200
+
+
+def test_removing_a_keys_creator_revokes_the_keys_they_made(browser, people, tenant):
+    admin, owner = browser(), browser()
+    sign_in(admin, "admin@acme.com")
+    sign_in(owner, "owner@acme.com")
+    made = make_key(admin, "admin", name="ops")
+    key = keyed(browser, made["secret"])
+    child = make_key(key, "events:read", name="reader")
+    owners_key = make_key(owner, "events:read")
+    assert owner.delete(f"/api/v1/members/{people['admin'].id}").status_code == 204
+
+    for secret in (made["secret"], child["secret"]):
+        r = keyed(browser, secret).get("/api/v1/events")
+        assert r.status_code == 401
+        assert r.json()["detail"] == ("the API key no longer works: the user who made it has "
+                                      "been removed from the org")
+    listed = {k["id"]: k for k in owner.get("/api/v1/keys").json()["data"]}
+    assert listed[made["key"]["id"]]["revoked_at"] and listed[child["key"]["id"]]["revoked_at"]
+    assert listed[owners_key["key"]["id"]]["revoked_at"] is None
+    revoked = events_of(tenant, "api_key.revoked")
+    assert {e["resource"]["id"] for e in revoked} == {made["key"]["id"], child["key"]["id"]}
+    for e in revoked:
+        assert e["actor"]["email"] == "owner@acme.com"
+        assert e["metadata"] == {"reason": "the user who made it was removed"}
+    assert keyed(browser, owners_key["secret"]).get("/api/v1/events").status_code == 200
+    assert tenant.client.get("/api/v1/events").status_code == 200
+
+
+def test_a_key_gets_only_scopes_its_maker_may_give(store, people):
+    from sealog.events import Redactor
+
+    def issue(by: auth.Principal, scopes: list[str]) -> auth.NewApiKey:
+        return auth.issue_api_key(store=store, redactor=Redactor(), by=by, scopes=scopes)
+
+    auditor = auth.Principal(org_id="acme", scopes=auth.ROLE_SCOPES["auditor"],
+                             user=people["auditor"])
+    with pytest.raises(auth.ScopeError, match="auditor role may not give a key the 'admin'"):
+        issue(auditor, ["events:read", "admin"])
+    assert issue(auditor, ["events:read"]).row.created_by == people["auditor"].id
+    reader = auth.Principal(org_id="acme", scopes=frozenset({"events:read"}), key_id="key_r")
+    with pytest.raises(auth.ScopeError, match="this API key may not give a key the 'exports'"):
+        issue(reader, ["exports"])
+    assert issue(reader, ["events:read"]).row.created_by is None

@@ -117,3 +117,26 @@ def test_the_time_keys_migration_builds_indexes_that_merge_less_often(tmp_path):
     path = _old_copy(tmp_path)
     open_store(f"sqlite:///{path}").close()
     assert _automerge_of_each_index(path) == {1: 8, 2: 8}
+
+
+def test_a_key_stored_before_creators_were_recorded_keeps_working_as_the_operators(
+        tmp_path):
+    path = _old_copy(tmp_path)
+    secret = "slg_key_old0_" + "s" * 43
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at) "
+                     "VALUES ('key_old0', 'acme', 'old', ?, 'admin', 1)",
+                     (auth._hash_secret(secret),))
+    store = open_store(f"sqlite:///{path}")
+    try:
+        old = store.get_api_key("key_old0")
+        assert old is not None and old.created_by is None and old.scopes == ("admin",)
+        principal = auth.KeyAuthenticator(store).authenticate(secret)
+        assert principal.key_creator is None and principal.scopes == {"admin"}
+        admin = auth.create_user(store=store, org_id="acme", email="ana@acme.com",
+                                 role="admin", password="correct horse battery")
+        made = auth.create_api_key(store=store, org_id="acme", scopes=["events:read"],
+                                   created_by=admin.id)
+        assert store.get_api_key(made.row.id).created_by == admin.id
+    finally:
+        store.close()

@@ -29,6 +29,15 @@ ROLE_SCOPES = {
     "auditor": frozenset({"events:read", "exports"}),
     "member": frozenset(),
 }
+# The scopes a user of each role may give an API key they make, and so the most a key made
+# by such a user may use. Owners and admins provision service keys, so theirs include
+# events:write, which they may not use themselves.
+DELEGABLE_SCOPES = {
+    "owner": frozenset(SCOPES),
+    "admin": frozenset(SCOPES),
+    "auditor": frozenset({"events:read", "exports"}),
+    "member": frozenset(),
+}
 SESSION_COOKIE = "sealog_session"
 SESSION_SECONDS = 12 * 3600
 MIN_PASSWORD_LENGTH = 10
@@ -54,6 +63,8 @@ class Principal:
     key_id: str | None = None
     user: UserRow | None = None
     session_id: str | None = None
+    key_creator: UserRow | None = None  # the user whose current role bounds this key
+    key_withheld: frozenset[str] = frozenset()  # given to the key, but beyond that role
 
     def require(self, scope: str) -> None:
         """Returns when the principal may use scope; raises ScopeError otherwise.
@@ -64,7 +75,18 @@ class Principal:
             return
         if self.user is not None:
             raise ScopeError(f"the {self.user.role} role may not do this ({scope!r})")
+        if scope in self.key_withheld and self.key_creator is not None:
+            raise ScopeError(
+                f"this API key may no longer use the {scope!r} scope: the user who made it "
+                f"({self.key_creator.id}) is now {self.key_creator.role}")
         raise ScopeError(f"this API key lacks the {scope!r} scope")
+
+    @property
+    def delegable(self) -> frozenset[str]:
+        """The scopes a key this principal makes may have: its role's, or this key's own."""
+        if self.user is not None:
+            return DELEGABLE_SCOPES[self.user.role]
+        return frozenset(SCOPES) if "admin" in self.scopes else self.scopes
 
     @property
     def actor(self) -> dict[str, Any]:
@@ -108,9 +130,11 @@ class NewApiKey:
 
 
 def create_api_key(
-    *, store: Store, org_id: str, scopes: list[str] | tuple[str, ...], name: str = ""
+    *, store: Store, org_id: str, scopes: list[str] | tuple[str, ...], name: str = "",
+    created_by: str | None = None,
 ) -> NewApiKey:
-    """A new API key for org_id; raises ValueError for unknown scopes, NotFound for the org."""
+    """A new API key for org_id, bounded by the role of user created_by (None: the
+    operator's); raises ValueError for unknown scopes, NotFound for the org."""
     store.get_org(org_id)
     if not scopes:
         raise ValueError(f"an API key needs at least one scope: {', '.join(SCOPES)}")
@@ -130,6 +154,7 @@ def create_api_key(
         created_at=times.now_us(),
         revoked_at=None,
         last_used_at=None,
+        created_by=created_by,
     )
     store.insert_api_key(row)
     return NewApiKey(row, secret)
@@ -157,6 +182,15 @@ class KeyAuthenticator:
         row = self.store.get_api_key(key_id)
         if row is None or not hmac.compare_digest(row.secret_hash, _hash_secret(secret)):
             raise AuthError("the API key is not valid")
+        creator = None
+        scopes = frozenset(row.scopes)
+        if row.created_by is not None:
+            creator = self.store.get_user(row.created_by)
+            if creator is None or creator.removed_at is not None:
+                raise AuthError("the API key no longer works: the user who made it has been "
+                                "removed from the org")
+            if "admin" in scopes:  # a key's admin implies every scope, and so is bounded
+                scopes = frozenset(SCOPES)
         if row.revoked_at is not None:
             raise AuthError("the API key has been revoked")
         now = times.now_us()
@@ -166,7 +200,11 @@ class KeyAuthenticator:
                 self._touched[key_id] = now
         if due:
             self.store.touch_api_key(key_id, now)
-        return Principal(row.org_id, frozenset(row.scopes), key_id)
+        if creator is None:
+            return Principal(row.org_id, scopes, key_id)
+        allowed = DELEGABLE_SCOPES[creator.role]
+        return Principal(row.org_id, scopes & allowed, key_id, key_creator=creator,
+                         key_withheld=scopes - allowed)
 
 
 # -- users and passwords -----------------------------------------------------------------
@@ -227,15 +265,19 @@ def _member_resource(user: UserRow) -> dict[str, Any]:
     return {"type": "member", "id": user.id, "name": user.email}
 
 
-def _check_may_touch_owner_role(by: Principal, *roles: str | None) -> None:
-    """Refuses a user who is not an owner when one of roles is owner (API keys may)."""
-    if "owner" in roles and by.user is not None and by.user.role != "owner":
-        raise ScopeError("only an owner may grant, change or remove the owner role")
+def _check_owner_only(by: Principal, what: str) -> None:
+    """Refuses what to every API key, whoever made it, and to users who are not owners."""
+    if by.user is None:
+        raise ScopeError(f"only an owner, signed in, may {what}; no API key may, "
+                         "whoever made it")
+    if by.user.role != "owner":
+        raise ScopeError(f"only an owner may {what}")
 
 
 def _check_owner_rules(store: Store, by: Principal, target: UserRow,
                        new_role: str | None) -> None:
-    _check_may_touch_owner_role(by, target.role, new_role)
+    if "owner" in (target.role, new_role):
+        _check_owner_only(by, "grant, change or remove the owner role")
     if target.role == "owner" and new_role != "owner":
         owners = [u for u in store.list_users(target.org_id) if u.role == "owner"]
         if len(owners) == 1:
@@ -246,7 +288,8 @@ def add_member(*, store: Store, redactor: Redactor, by: Principal, email: str, r
                name: str = "", password: str | None = None,
                context: dict[str, Any] | None = None) -> tuple[UserRow, str | None]:
     """A new user in by's org, and the generated password when none was given (shown once)."""
-    _check_may_touch_owner_role(by, role)
+    if role == "owner":
+        _check_owner_only(by, "grant the owner role")
     generated = generate_password() if password is None else None
     user = _new_user(store=store, org_id=by.org_id, email=email, role=role,
                      password=password or generated or "", name=name)
@@ -276,17 +319,25 @@ def change_role(*, store: Store, redactor: Redactor, by: Principal, user_id: str
 
 def remove_member(*, store: Store, redactor: Redactor, by: Principal, user_id: str,
                   context: dict[str, Any] | None = None) -> UserRow:
-    """Removes the user and ends their sessions; NotFound for another org's user."""
+    """Removes the user, ends their sessions and revokes the API keys they made (each
+    recorded as api_key.revoked); NotFound for another org's user."""
     if by.user is not None and by.user.id == user_id:
         raise Conflict("you cannot remove yourself; ask another admin")
     with store.writing():
         target = _user_of(store, by.org_id, user_id)
         _check_owner_rules(store, by, target, None)
-        removed = store.remove_user(org_id=by.org_id, user_id=user_id, at=times.now_us())
+        now = times.now_us()
+        removed = store.remove_user(org_id=by.org_id, user_id=user_id, at=now)
         record_action(store=store, redactor=redactor, org_id=by.org_id,
                       action="member.removed", actor=by.actor,
                       resource=_member_resource(removed), context=context,
                       metadata={"role": removed.role})
+        for key in store.revoke_api_keys_created_by(org_id=by.org_id, user_id=user_id,
+                                                    at=now):
+            record_action(store=store, redactor=redactor, org_id=by.org_id,
+                          action="api_key.revoked", actor=by.actor, context=context,
+                          resource=_key_resource(key),
+                          metadata={"reason": "the user who made it was removed"})
     return removed
 
 
@@ -297,26 +348,43 @@ def _user_of(store: Store, org_id: str, user_id: str) -> UserRow:
     return user
 
 
+def _key_resource(row: ApiKeyRow) -> dict[str, Any]:
+    return {"type": "api_key", "id": row.id, "name": row.name}
+
+
 def issue_api_key(*, store: Store, redactor: Redactor, by: Principal, scopes: list[str],
                   name: str = "", context: dict[str, Any] | None = None) -> NewApiKey:
-    """create_api_key in by's org, recorded as api_key.created."""
+    """create_api_key in by's org, made by by's user (a key's: its creator), recorded as
+    api_key.created; ScopeError for a scope by may not give (Principal.delegable)."""
+    beyond = [s for s in scopes if s in SCOPES and s not in by.delegable]
+    if beyond:
+        who = f"the {by.user.role} role" if by.user is not None else "this API key"
+        raise ScopeError(f"{who} may not give a key the {beyond[0]!r} scope")
+    creator = by.user if by.user is not None else by.key_creator
     with store.writing():
-        new = create_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name)
+        new = create_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name,
+                             created_by=creator.id if creator is not None else None)
         record_action(store=store, redactor=redactor, org_id=by.org_id,
                       action="api_key.created", actor=by.actor, context=context,
-                      resource={"type": "api_key", "id": new.row.id, "name": new.row.name},
+                      resource=_key_resource(new.row),
                       metadata={"scopes": list(new.row.scopes)})
     return new
 
 
 def withdraw_api_key(*, store: Store, redactor: Redactor, by: Principal, key_id: str,
                      context: dict[str, Any] | None = None) -> ApiKeyRow:
-    """revoke_api_key in by's org, recorded as api_key.revoked."""
+    """revoke_api_key in by's org, recorded as api_key.revoked; a key an owner made may be
+    revoked only by an owner, signed in."""
     with store.writing():
+        key = store.get_api_key(key_id)
+        if key is not None and key.org_id == by.org_id and key.created_by is not None:
+            creator = store.get_user(key.created_by)
+            if creator is not None and creator.role == "owner":
+                _check_owner_only(by, "revoke a key an owner made")
         row = revoke_api_key(store=store, org_id=by.org_id, key_id=key_id)
         record_action(store=store, redactor=redactor, org_id=by.org_id,
                       action="api_key.revoked", actor=by.actor, context=context,
-                      resource={"type": "api_key", "id": row.id, "name": row.name})
+                      resource=_key_resource(row))
     return row
 
 
@@ -442,8 +510,8 @@ def sign_out(*, store: Store, redactor: Redactor, principal: Principal, token: s
 
 
 __all__ = [
-    "ROLES", "SCOPES", "AuthError", "KeyAuthenticator", "LoginThrottle", "NewApiKey", "NotFound",
-    "Principal", "ScopeError", "SignInError", "SignInLocked",
+    "DELEGABLE_SCOPES", "ROLES", "SCOPES", "AuthError", "KeyAuthenticator", "LoginThrottle",
+    "NewApiKey", "NotFound", "Principal", "ScopeError", "SignInError", "SignInLocked",
     "add_member", "authenticate_session", "change_role", "create_api_key", "create_org",
     "create_user", "issue_api_key", "remove_member", "revoke_api_key", "sign_in", "sign_out",
     "withdraw_api_key",

@@ -101,6 +101,7 @@ def _key_dict(row: ApiKeyRow) -> dict[str, Any]:
         "created_at": times.format_rfc3339(row.created_at),
         "revoked_at": times.format_rfc3339(row.revoked_at) if row.revoked_at else None,
         "last_used_at": times.format_rfc3339(row.last_used_at) if row.last_used_at else None,
+        "created_by": row.created_by,
     }
 
 
@@ -514,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys = _command(sub, "keys", "Create, list and revoke API keys.",
                     "sealog keys list --org acme", None)  # type: ignore[arg-type]
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    p = _command(keys_sub, "create", "Create an API key; its secret is printed once.",
+    p = _command(keys_sub, "create",
+                 "Create an API key of the operator's, bounded by no user's role (yet, like "
+                 "every key, refused what only an owner may do); its secret is printed once.",
                  "sealog keys create --org acme --scope events:write --name billing-service",
                  cmd_keys_create)
     p.add_argument("--org", required=True, help="org id")

@@ -189,6 +189,11 @@ class KeyOut(BaseModel):
     created_at: str
     revoked_at: str | None
     last_used_at: str | None
+    created_by: str | None = Field(description=(
+        "the id of the user who made the key, signed in or with a key they made; the key may "
+        "use only what that user's role allows now, and is revoked when the user is "
+        "removed. null: made by the operator (`sealog keys create`) or before creators were "
+        "recorded"))
 
 
 class KeyCreated(BaseModel):
@@ -205,7 +210,7 @@ def _key_view(row: ApiKeyRow) -> dict[str, Any]:
         return None if us is None else times.format_rfc3339(us)
     return {"id": row.id, "name": row.name, "scopes": list(row.scopes),
             "created_at": at(row.created_at), "revoked_at": at(row.revoked_at),
-            "last_used_at": at(row.last_used_at)}
+            "last_used_at": at(row.last_used_at), "created_by": row.created_by}
 
 
 @router.get("/keys", response_model=KeyList, responses=PROBLEM_RESPONSES,

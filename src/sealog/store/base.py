@@ -36,6 +36,7 @@ class ApiKeyRow:
     created_at: int
     revoked_at: int | None
     last_used_at: int | None
+    created_by: str | None  # the user whose authority bounds the key; None: the operator's
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,10 @@ class Store(Protocol):
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow: ...
 
     def touch_api_key(self, key_id: str, at: int) -> None: ...
+
+    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
+                                   at: int) -> list[ApiKeyRow]:
+        """Revokes the live keys of org_id that user_id made; returns them, oldest first."""
 
     def insert_user(self, row: UserRow) -> None:
         """Raises Conflict when a live user already has the email."""

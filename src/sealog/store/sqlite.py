@@ -412,17 +412,18 @@ class SQLiteStore:
     def insert_api_key(self, row: ApiKeyRow) -> None:
         with self.writing() as tx:
             tx.conn.execute(
-                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
+                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
-                 row.created_at),
+                 row.created_at, row.created_by),
             )
 
-    _KEY_COLUMNS = "id, org_id, name, secret_hash, scopes, created_at, revoked_at, last_used_at"
+    _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
+                    "last_used_at, created_by")
 
     @staticmethod
     def _key_row(r: tuple) -> ApiKeyRow:
-        return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7])
+        return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7], r[8])
 
     def get_api_key(self, key_id: str) -> ApiKeyRow | None:
         r = self._reader().execute(
@@ -455,6 +456,16 @@ class SQLiteStore:
     def touch_api_key(self, key_id: str, at: int) -> None:
         with self.writing() as tx:
             tx.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
+
+    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
+                                   at: int) -> list[ApiKeyRow]:
+        with self.writing() as tx:
+            rows = tx.conn.execute(
+                "UPDATE api_keys SET revoked_at = ? "
+                "WHERE created_by = ? AND org_id = ? AND revoked_at IS NULL "
+                f"RETURNING {self._KEY_COLUMNS}", (at, user_id, org_id),
+            ).fetchall()
+        return sorted((self._key_row(r) for r in rows), key=lambda k: (k.created_at, k.id))
 
     # -- users and sessions ----------------------------------------------------------
 
