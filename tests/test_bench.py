@@ -33,6 +33,7 @@ SCRIPTS = {
         "bare read + SHA-256 of each event (baseline):", "sealog verify of the bundle",
     ]),
     "middleware.py": (["--requests", "300"], ["added per request (ms):", "ratio:"]),
+    "wal.py": (["--seconds", "3"], ["WAL with 1 writer(s)", "WAL with 4 writer(s)"]),
 }
 
 

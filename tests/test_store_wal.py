@@ -114,3 +114,22 @@ def test_the_checkpoint_thread_is_given_its_connection_open(tmp_path, monkeypatc
     store.close()
     assert len(opened_on) >= 2  # the writer's and the thread's, at least
     assert set(opened_on) == {threading.current_thread().name}
+
+
+def test_the_wal_file_shrinks_back_once_it_is_copied_back(tmp_path, monkeypatch):
+    """After a burst the thread could not keep up with, the file does not keep its size."""
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    poke = store._wal_checkpointer.poke
+    monkeypatch.setattr(store._wal_checkpointer, "poke", lambda: None)
+    fill(store, 12)
+    assert wal_bytes(store) > 8 * 2**20  # the burst
+    monkeypatch.setattr(store._wal_checkpointer, "poke", poke)
+    ingest(store=store, org_id="acme", raw_events=[{"action": "agent.created",
+           "result": "success", "actor": {"id": "u1"}}], redactor=REDACTOR)
+    deadline = time.monotonic() + 10
+    while wal_bytes(store) > sqlite_store.WAL_REST_BYTES and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert wal_bytes(store) <= sqlite_store.WAL_REST_BYTES
+    assert store.log_head("acme").size == 12 * 500 + 1
+    store.close()

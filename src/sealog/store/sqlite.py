@@ -62,6 +62,12 @@ FTS_AUTOMERGE = 8
 WAL_WRITER_CHECKPOINT_PAGES = 20_000
 # The checkpoint thread runs at most this often (seconds).
 WAL_CHECKPOINT_PAUSE = 0.05
+# Once the WAL is all copied back, a file past this size is cut down to it (to nothing by
+# the thread, to this by the writer when it starts the WAL over): the WAL grows under load,
+# and without this the file would keep the size of its busiest moment.
+WAL_REST_BYTES = 4 * 2**20
+# How long the thread's truncation waits for readers, holding new writers back (ms).
+WAL_TRUNCATE_WAIT_MS = 100
 _ORDER = "ORDER BY occurred_at DESC, id DESC"
 _ORDER_E = "ORDER BY e.occurred_at DESC, e.id DESC"
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
@@ -180,6 +186,7 @@ class _WalCheckpointer:
         # Opened here, not on the thread: a file that cannot be opened fails the store's
         # opening, rather than the thread after it (e.g. once a caller removed the folder).
         self._conn = _connect(path, synchronous, cache_mb=2, mmap_mb=0)
+        self._path = path
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sealog-wal-checkpoint",
@@ -199,12 +206,31 @@ class _WalCheckpointer:
                 if self._stop.is_set():
                     return
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    busy, frames, copied = conn.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if not busy and frames == copied and self._wal_bytes() > WAL_REST_BYTES:
+                        self._truncate(conn)
                 except sqlite3.OperationalError:
                     pass  # another process checkpoints; the next commit pokes again
                 self._stop.wait(WAL_CHECKPOINT_PAUSE)
         finally:
             conn.close()
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._path.with_name(self._path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    @staticmethod
+    def _truncate(conn: sqlite3.Connection) -> None:
+        # All is copied back, so this only waits (briefly) for readers of older snapshots;
+        # new writers wait meanwhile, hence the short timeout: busy, it is tried next time.
+        conn.execute(f"PRAGMA busy_timeout = {WAL_TRUNCATE_WAIT_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute("PRAGMA busy_timeout = 30000")
 
     def stop(self) -> None:
         self._stop.set()
@@ -289,6 +315,7 @@ class SQLiteStore:
         self._writer = _connect(self.path, self._synchronous, cache_mb=32, mmap_mb=0)
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._writer.execute(f"PRAGMA wal_autocheckpoint = {WAL_WRITER_CHECKPOINT_PAGES}")
+        self._writer.execute(f"PRAGMA journal_size_limit = {WAL_REST_BYTES}")
         # Reentrant, so that a transaction opened inside another (by the same thread) joins it.
         self._write_lock = threading.RLock()
         self._in_transaction = False
