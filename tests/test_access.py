@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -298,10 +302,10 @@ def test_failed_sign_ins_older_than_the_window_are_forgotten(store, people):
     now = times.now_us()
     hour = 3600 * 10**6
     for email in ("spray1@x.com", "spray2@x.com", "admin@acme.com"):
-        store.add_login_failure(email, now - 2 * hour, forget_before=now - 3 * hour)
-    store.add_login_failure("admin@acme.com", now, forget_before=now - hour)
-    assert store.count_login_failures("admin@acme.com", 0) == 1
-    assert store.count_login_failures("spray1@x.com", 0) == 0
+        assert store.record_login_attempt(email, now - 2 * hour, since=now - 3 * hour) == 0
+    assert store.record_login_attempt("admin@acme.com", now - 1, since=now - 3 * hour) == 1
+    assert store.record_login_attempt("admin@acme.com", now, since=now - hour) == 1
+    assert store.record_login_attempt("spray1@x.com", now, since=now - hour) == 0
 
 
 def test_a_change_whose_audit_event_fails_is_not_stored(store, people, tmp_path):
@@ -360,3 +364,32 @@ def test_a_transaction_opened_inside_another_joins_it(store, tenant):
             raise RuntimeError("changed my mind")
     assert store.find_user_by_email("in@acme.com") is None
     assert store.log_head("acme").size == 0
+
+
+def test_concurrent_wrong_passwords_check_no_more_than_the_limit(served):
+    """Many wrong sign-ins at once for one email, sent to a real server: no more than
+    lock_after of them get a password checked, and then the right password is refused too."""
+    process, secret = served
+    key = {"Authorization": f"Bearer {secret}"}
+    made = httpx.post(f"{process.base}/api/v1/members", headers=key, timeout=30,
+                      json={"email": "target@acme.com", "role": "auditor"})
+    assert made.status_code == 201, made.text
+    attempts = 60
+    start = threading.Barrier(attempts)
+
+    def attempt(n: int) -> int:
+        start.wait()
+        return httpx.post(f"{process.base}/api/v1/session", timeout=120, json={
+            "email": "target@acme.com", "password": f"wrong guess {n}"}).status_code
+
+    with ThreadPoolExecutor(attempts) as pool:
+        statuses = Counter(pool.map(attempt, range(attempts)))
+    limit = auth.LoginThrottle().lock_after
+    assert statuses == {401: limit, 429: attempts - limit}
+    right = httpx.post(f"{process.base}/api/v1/session", timeout=30, json={
+        "email": "target@acme.com", "password": made.json()["password"]})
+    assert right.status_code == 429
+    logged = httpx.get(f"{process.base}/api/v1/events", headers=key, timeout=30, params={
+        "q": "action:auth.login_failed", "limit": 200}).json()["data"]
+    assert Counter(e["result"] for e in logged) == {"failed": limit,
+                                                     "denied": attempts - limit + 1}

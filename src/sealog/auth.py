@@ -366,19 +366,19 @@ def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email:
     known email are recorded in its org's log (auth.login_succeeded / auth.login_failed)."""
     email = email.strip().lower()
     now = times.now_us()
-    window_start = now - throttle.window_seconds * 10**6
-    failures = store.count_login_failures(email, window_start)
+    # The attempt counts as failed before its password is checked, in the same step that
+    # reads the count: concurrent attempts then cannot check more passwords than the limit.
+    failures = store.record_login_attempt(email, now,
+                                          since=now - throttle.window_seconds * 10**6)
     user = store.find_user_by_email(email)
 
     def failed(result: str, reason: str) -> None:
-        with store.writing():
-            store.add_login_failure(email, now, forget_before=window_start)
-            if user is not None:
-                record_action(store=store, redactor=redactor, org_id=user.org_id,
-                              action="auth.login_failed", result=result, context=context,
-                              actor={"id": user.id, "email": user.email, "name": user.name,
-                                     "type": "user"},
-                              metadata={"reason": reason, "recent_failures": failures + 1})
+        if user is not None:
+            record_action(store=store, redactor=redactor, org_id=user.org_id,
+                          action="auth.login_failed", result=result, context=context,
+                          actor={"id": user.id, "email": user.email, "name": user.name,
+                                 "type": "user"},
+                          metadata={"reason": reason, "recent_failures": failures + 1})
 
     if failures >= throttle.lock_after:
         failed("denied", "locked: too many failed sign-ins")

@@ -221,10 +221,13 @@ class Store(Protocol):
 
     def revoke_session(self, token_hash: bytes, at: int) -> None: ...
 
-    def add_login_failure(self, email: str, at: int, *, forget_before: int) -> None:
-        """Records a failed sign-in and forgets every one older than forget_before."""
+    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+        """Counts a sign-in attempt for email as failed (until clear_login_failures) and
+        returns how many failures of email since `since` came before it; forgets older ones.
 
-    def count_login_failures(self, email: str, since: int) -> int: ...
+        Counting and recording are one transaction that concurrent attempts for the email
+        wait on (SQLite: the write lock; PostgreSQL: a lock on a row of the email, taken
+        before the count), so that each attempt sees every attempt before it."""
 
     def clear_login_failures(self, email: str) -> None: ...
 

@@ -539,15 +539,14 @@ class SQLiteStore:
                 (at, token_hash),
             )
 
-    def add_login_failure(self, email: str, at: int, *, forget_before: int) -> None:
-        with self.writing() as tx:
-            tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (forget_before,))
+    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+        with self.writing() as tx:  # BEGIN IMMEDIATE: no other attempt between count and insert
+            tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
+            (before,) = tx.conn.execute(
+                "SELECT count(*) FROM login_failures WHERE email = ?", (email,)
+            ).fetchone()
             tx.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
-
-    def count_login_failures(self, email: str, since: int) -> int:
-        return self._reader().execute(
-            "SELECT count(*) FROM login_failures WHERE email = ? AND at >= ?", (email, since)
-        ).fetchone()[0]
+        return before
 
     def clear_login_failures(self, email: str) -> None:
         with self.writing() as tx:
