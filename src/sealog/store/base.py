@@ -199,12 +199,12 @@ class Store(Protocol):
     def touch_api_key(self, key_id: str, at: int) -> None: ...
 
     def insert_user(self, row: UserRow) -> None:
-        """Raises Conflict when a live user already has the email."""
+        """Raises Conflict when a live user of the same org already has the email."""
 
     def get_user(self, user_id: str) -> UserRow | None: ...
 
-    def find_user_by_email(self, email: str) -> UserRow | None:
-        """The live user with this (lowercased) email, or None."""
+    def users_with_email(self, email: str) -> list[UserRow]:
+        """The live users with this (lowercased) email, at most one an org, oldest first."""
 
     def list_users(self, org_id: str) -> list[UserRow]:
         """The org's live users, oldest first."""

@@ -469,7 +469,8 @@ class SQLiteStore:
                      row.created_at, row.removed_at),
                 )
             except sqlite3.IntegrityError:
-                raise Conflict(f"a user with email {row.email!r} already exists") from None
+                raise Conflict(f"a user with email {row.email!r} already exists in this org"
+                               ) from None
 
     def get_user(self, user_id: str) -> UserRow | None:
         r = self._reader().execute(
@@ -477,12 +478,12 @@ class SQLiteStore:
         ).fetchone()
         return UserRow(*r) if r else None
 
-    def find_user_by_email(self, email: str) -> UserRow | None:
-        r = self._reader().execute(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL",
-            (email,),
-        ).fetchone()
-        return UserRow(*r) if r else None
+    def users_with_email(self, email: str) -> list[UserRow]:
+        rows = self._reader().execute(
+            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL "
+            "ORDER BY created_at, id", (email,),
+        )
+        return [UserRow(*r) for r in rows]
 
     def list_users(self, org_id: str) -> list[UserRow]:
         rows = self._reader().execute(
