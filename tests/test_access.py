@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import statistics
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -192,9 +198,8 @@ def test_owner_rules_hold(browser, people, tenant_factory):
     assert owner.delete(f"/api/v1/members/{people['owner'].id}").status_code == 409
     # Another org's user is a 404.
     tenant_factory("globex")
-    auth.create_user(store=admin.app.state.store, org_id="globex", email="g@globex.com",
-                     role="member", password=PASSWORD)
-    other = admin.app.state.store.find_user_by_email("g@globex.com")
+    other = auth.create_user(store=admin.app.state.store, org_id="globex",
+                             email="g@globex.com", role="member", password=PASSWORD)
     assert admin.delete(f"/api/v1/members/{other.id}").status_code == 404
     r = admin.post("/api/v1/members", json={"email": "admin@acme.com", "role": "auditor"})
     assert r.status_code == 409
@@ -299,10 +304,10 @@ def test_failed_sign_ins_older_than_the_window_are_forgotten(store, people):
     now = times.now_us()
     hour = 3600 * 10**6
     for email in ("spray1@x.com", "spray2@x.com", "admin@acme.com"):
-        store.add_login_failure(email, now - 2 * hour, forget_before=now - 3 * hour)
-    store.add_login_failure("admin@acme.com", now, forget_before=now - hour)
-    assert store.count_login_failures("admin@acme.com", 0) == 1
-    assert store.count_login_failures("spray1@x.com", 0) == 0
+        assert store.record_login_attempt(email, now - 2 * hour, since=now - 3 * hour) == 0
+    assert store.record_login_attempt("admin@acme.com", now - 1, since=now - 3 * hour) == 1
+    assert store.record_login_attempt("admin@acme.com", now, since=now - hour) == 1
+    assert store.record_login_attempt("spray1@x.com", now, since=now - hour) == 0
 
 
 def test_a_change_whose_audit_event_fails_is_not_stored(store, people, tmp_path):
@@ -336,7 +341,7 @@ def test_a_change_whose_audit_event_fails_is_not_stored(store, people, tmp_path)
     for attempt in attempts:
         with pytest.raises(sqlite3.IntegrityError, match="no room for events"):
             attempt()
-    assert store.find_user_by_email("x@acme.com") is None
+    assert store.users_with_email("x@acme.com") == []
     assert store.get_user(people["member"].id).role == "member"
     assert store.get_user(people["member"].id).removed_at is None
     assert len(store.list_api_keys("acme")) == keys_before
@@ -359,7 +364,7 @@ def test_a_transaction_opened_inside_another_joins_it(store, tenant):
             record_action(store=store, redactor=Redactor(), org_id="acme",
                           action="member.invited", actor={"name": "test"})
             raise RuntimeError("changed my mind")
-    assert store.find_user_by_email("in@acme.com") is None
+    assert store.users_with_email("in@acme.com") == []
     assert store.log_head("acme").size == 0
 
 
@@ -563,3 +568,134 @@ def test_a_key_gets_only_scopes_its_maker_may_give(store, people):
     with pytest.raises(auth.ScopeError, match="this API key may not give a key the 'exports'"):
         issue(reader, ["exports"])
     assert issue(reader, ["events:read"]).row.created_by is None
+
+
+def test_concurrent_wrong_passwords_check_no_more_than_the_limit(served):
+    """Many wrong sign-ins at once for one email, sent to a real server: no more than
+    lock_after of them get a password checked, and then the right password is refused too."""
+    process, secret = served
+    key = {"Authorization": f"Bearer {secret}"}
+    made = httpx.post(f"{process.base}/api/v1/members", headers=key, timeout=30,
+                      json={"email": "target@acme.com", "role": "auditor"})
+    assert made.status_code == 201, made.text
+    attempts = 60
+    start = threading.Barrier(attempts)
+
+    def attempt(n: int) -> int:
+        start.wait()
+        return httpx.post(f"{process.base}/api/v1/session", timeout=120, json={
+            "email": "target@acme.com", "password": f"wrong guess {n}"}).status_code
+
+    with ThreadPoolExecutor(attempts) as pool:
+        statuses = Counter(pool.map(attempt, range(attempts)))
+    limit = auth.LoginThrottle().lock_after
+    assert statuses == {401: limit, 429: attempts - limit}
+    right = httpx.post(f"{process.base}/api/v1/session", timeout=30, json={
+        "email": "target@acme.com", "password": made.json()["password"]})
+    assert right.status_code == 429
+    logged = httpx.get(f"{process.base}/api/v1/events", headers=key, timeout=30, params={
+        "q": "action:auth.login_failed", "limit": 200}).json()["data"]
+    assert Counter(e["result"] for e in logged) == {"failed": limit,
+                                                     "denied": attempts - limit + 1}
+
+
+def test_adding_an_email_used_in_another_org_says_nothing_of_that_org(browser, people,
+                                                                      tenant_factory, store):
+    globex = tenant_factory("globex")
+    theirs = auth.create_user(store=store, org_id="globex", email="pat@example.com",
+                              role="admin", password="the globex password")
+    admin = browser()
+    sign_in(admin, "admin@acme.com")
+    added = admin.post("/api/v1/members", json={"email": "Pat@Example.com", "role": "auditor",
+                                                "password": "the acme password"})
+    fresh = admin.post("/api/v1/members", json={"email": "sam@example.com", "role": "auditor",
+                                                "password": "the acme password"})
+    assert added.status_code == fresh.status_code == 201, added.text
+    assert added.headers.keys() == fresh.headers.keys()
+    assert added.json().keys() == fresh.json().keys()
+    assert added.json()["member"].keys() == fresh.json()["member"].keys()
+    assert added.json()["member"]["email"] == "pat@example.com"
+    assert theirs.id not in added.text and "globex" not in added.text.lower()
+    # In its own org an email is still taken once.
+    again = admin.post("/api/v1/members", json={"email": "pat@example.com", "role": "member"})
+    assert again.status_code == 409 and "already" in again.json()["detail"]
+
+    # Each account signs in to its own org, with its own password.
+    mine = sign_in(browser(), "pat@example.com", "the acme password")
+    assert mine["org"]["id"] == "acme" and mine["user"]["id"] == added.json()["member"]["id"]
+    other = sign_in(browser(), "PAT@example.com", "the globex password")
+    assert other["org"]["id"] == "globex" and other["user"]["id"] == theirs.id
+    assert [m["email"] for m in globex.client.get("/api/v1/members").json()["data"]] == [
+        "pat@example.com"]
+
+
+def test_failed_sign_ins_count_per_email_whichever_org_it_is_in(app, browser, people, tenant,
+                                                                tenant_factory, store):
+    app.state.login_throttle = auth.LoginThrottle(slow_after=100, lock_after=3)
+    globex = tenant_factory("globex")
+    auth.create_user(store=store, org_id="globex", email="auditor@acme.com", role="auditor",
+                     password="the globex password")
+    client = browser()
+    for _ in range(3):
+        r = client.post("/api/v1/session", json={"email": "auditor@acme.com",
+                                                 "password": "a wrong password"})
+        assert r.status_code == 401
+    for org_id, password in ((None, PASSWORD), ("globex", "the globex password")):
+        r = client.post("/api/v1/session", json={"email": "auditor@acme.com",
+                                                 "password": password, "org_id": org_id})
+        assert r.status_code == 429
+    # Each org's log has the attempts on its own account.
+    for org, denied in ((tenant, 1), (globex, 2)):
+        logged = events_of(org, "auth.login_failed")
+        assert [e["result"] for e in logged].count("failed") == 3
+        assert [e["result"] for e in logged].count("denied") == denied
+        assert {e["actor"]["email"] for e in logged} == {"auditor@acme.com"}
+
+
+def test_one_password_for_accounts_in_two_orgs_asks_which_org(browser, people, tenant_factory,
+                                                               store):
+    tenant_factory("globex")
+    theirs = auth.create_user(store=store, org_id="globex", email="owner@acme.com",
+                              role="auditor", password=PASSWORD)
+    client = browser()
+    r = client.post("/api/v1/session", json={"email": "owner@acme.com", "password": PASSWORD})
+    assert r.status_code == 409, r.text
+    assert "org_id" in r.json()["detail"]
+    assert r.json()["orgs"] == [{"id": "acme", "name": "Acme"},
+                                {"id": "globex", "name": "Globex"}]
+    assert "set-cookie" not in r.headers
+    assert client.get("/api/v1/session").status_code == 401
+    r = client.post("/api/v1/session", json={"email": "owner@acme.com", "password": PASSWORD,
+                                             "org_id": "globex"})
+    assert r.status_code == 200 and r.json()["user"]["id"] == theirs.id
+    r = client.post("/api/v1/session", json={"email": "owner@acme.com", "password": PASSWORD,
+                                             "org_id": "initech"})
+    assert r.status_code == 401 and r.json()["detail"] == "the email or password is wrong"
+
+
+def test_a_sign_in_costs_the_same_however_many_orgs_share_the_email(app, browser, people,
+                                                                     tenant_factory, store):
+    """One Argon2 computation a sign-in: the answer's time tells nothing of other orgs."""
+    app.state.login_throttle = auth.LoginThrottle(slow_after=10**6, lock_after=10**6)
+    for org_id in ("globex", "initech", "umbrella"):
+        tenant_factory(org_id)
+        auth.create_user(store=store, org_id=org_id, email="admin@acme.com", role="auditor",
+                         password=f"the {org_id} password")
+    client = browser()
+
+    def seconds(email: str) -> float:
+        start = time.perf_counter()
+        r = client.post("/api/v1/session", json={"email": email, "password": "wrong, wrong"})
+        assert r.status_code == 401
+        return time.perf_counter() - start
+
+    # The accounts of one email share a salt, so one computation checks all four.
+    assert len({u.password_hash.rsplit("$", 1)[0]
+                for u in store.users_with_email("admin@acme.com")}) == 1
+    shared, alone, unknown = [], [], []
+    for _ in range(3):
+        shared.append(seconds("admin@acme.com"))  # an account in each of 4 orgs
+        alone.append(seconds("auditor@acme.com"))
+        unknown.append(seconds("nobody@acme.com"))
+    baseline = statistics.median(alone + unknown)
+    assert statistics.median(shared) < 2 * baseline, (shared, alone, unknown)

@@ -8,12 +8,14 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 
 from sealog import auth, times
 from sealog.eventlog import count_events, find_events
 from sealog.ledger import merkle, tree
 from sealog.search import build_filter
 from sealog.store import open_store
+from sealog.store.base import Conflict
 
 # Written by Sealog at schema 0003 (events keyed by arrival, one full-text index for all
 # orgs): 600 demo events in org acme, 42 in org globex.
@@ -138,5 +140,21 @@ def test_a_key_stored_before_creators_were_recorded_keeps_working_as_the_operato
         made = auth.create_api_key(store=store, org_id="acme", scopes=["events:read"],
                                    created_by=admin.id)
         assert store.get_api_key(made.row.id).created_by == admin.id
+    finally:
+        store.close()
+
+
+def test_after_the_upgrade_an_email_may_belong_to_a_user_of_each_org(tmp_path):
+    path = _old_copy(tmp_path)  # written when an email was unique across all orgs
+    store = open_store(f"sqlite:///{path}")
+    try:
+        for org_id in ("acme", "globex"):
+            auth.create_user(store=store, org_id=org_id, email="pat@example.com",
+                             role="auditor", password=f"the {org_id} password")
+        assert [u.org_id for u in store.users_with_email("pat@example.com")] == [
+            "acme", "globex"]
+        with pytest.raises(Conflict, match="already exists in this org"):
+            auth.create_user(store=store, org_id="acme", email="pat@example.com",
+                             role="member", password="another password")
     finally:
         store.close()

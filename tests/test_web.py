@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "a demo password 42"
 ADMIN = "admin@acme.example"
+IN_TWO_ORGS = "pat@example.org"  # an auditor of acme and of globex, with one password
 BERLIN = ZoneInfo("Europe/Berlin")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -48,14 +49,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[dict]:
-    """A served data folder: org acme with 3,000 demo events, users of each role, a key."""
+    """A served data folder: org acme with 3,000 demo events, users of each role, a key;
+    org globex, whose one user is also a user of acme."""
     data = tmp_path_factory.mktemp("web") / "data"
     store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
     auth.create_org(store=store, name="Acme Robotics", org_id="acme")
+    auth.create_org(store=store, name="Globex Labs", org_id="globex")
     for role in ("admin", "auditor", "member"):
         email = ADMIN if role == "admin" else f"{role}@acme.example"
         auth.create_user(store=store, org_id="acme", email=email, role=role,
                          password=PASSWORD, name=f"Demo {role.title()}")
+    for org_id in ("acme", "globex"):
+        auth.create_user(store=store, org_id=org_id, email=IN_TWO_ORGS, role="auditor",
+                         password=PASSWORD, name="Pat Both")
     key = auth.create_api_key(store=store, org_id="acme", scopes=list(auth.SCOPES))
     secret = key.secret
     events = list(sampledata.generate_events(3000, days=10))
@@ -367,6 +373,29 @@ def test_a_wrong_password_says_so(page, site):
     page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("sign-in-error")).to_have_text("the email or password is wrong")
     assert_accessible(page)
+
+
+def test_one_password_for_two_orgs_asks_which_org(page, site):
+    page.goto(site["base"] + "/")
+    page.get_by_test_id("email").fill(IN_TWO_ORGS)
+    page.get_by_test_id("password").fill(PASSWORD)
+    page.get_by_test_id("sign-in").click()
+    choice = page.get_by_test_id("sign-in-org")
+    expect(choice).to_be_focused()
+    expect(choice.locator("option")).to_have_text(["Acme Robotics (acme)",
+                                                   "Globex Labs (globex)"])
+    expect(page.get_by_test_id("sign-in-error")).to_contain_text("choose one")
+    assert_accessible(page)
+    choice.select_option("globex")
+    page.get_by_test_id("sign-in").click()
+    expect(page.get_by_test_id("org-name")).to_have_text("Globex Labs")
+    expect(page.get_by_test_id("who")).to_have_text(f"{IN_TWO_ORGS} · auditor")
+    session = page.request.get(site["base"] + "/api/v1/session").json()
+    assert session["org"] == {"id": "globex", "name": "Globex Labs"}
+    # Globex's log, which has little more than this sign-in, not acme's thousands.
+    count = page.request.get(site["base"] + "/api/v1/events/count").json()["count"]
+    assert 1 <= count < 10
+    wait_for_rows(page, count)
 
 
 def test_a_key_made_in_the_ui_shows_up_in_the_audit_log(page, site):

@@ -204,12 +204,12 @@ class Store(Protocol):
         """Revokes the live keys of org_id that user_id made; returns them, oldest first."""
 
     def insert_user(self, row: UserRow) -> None:
-        """Raises Conflict when a live user already has the email."""
+        """Raises Conflict when a live user of the same org already has the email."""
 
     def get_user(self, user_id: str) -> UserRow | None: ...
 
-    def find_user_by_email(self, email: str) -> UserRow | None:
-        """The live user with this (lowercased) email, or None."""
+    def users_with_email(self, email: str) -> list[UserRow]:
+        """The live users with this (lowercased) email, at most one an org, oldest first."""
 
     def list_users(self, org_id: str) -> list[UserRow]:
         """The org's live users, oldest first."""
@@ -226,10 +226,13 @@ class Store(Protocol):
 
     def revoke_session(self, token_hash: bytes, at: int) -> None: ...
 
-    def add_login_failure(self, email: str, at: int, *, forget_before: int) -> None:
-        """Records a failed sign-in and forgets every one older than forget_before."""
+    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+        """Counts a sign-in attempt for email as failed (until clear_login_failures) and
+        returns how many failures of email since `since` came before it; forgets older ones.
 
-    def count_login_failures(self, email: str, since: int) -> int: ...
+        Counting and recording are one transaction that concurrent attempts for the email
+        wait on (SQLite: the write lock; PostgreSQL: a lock on a row of the email, taken
+        before the count), so that each attempt sees every attempt before it."""
 
     def clear_login_failures(self, email: str) -> None: ...
 

@@ -507,7 +507,8 @@ class SQLiteStore:
                      row.created_at, row.removed_at),
                 )
             except sqlite3.IntegrityError:
-                raise Conflict(f"a user with email {row.email!r} already exists") from None
+                raise Conflict(f"a user with email {row.email!r} already exists in this org"
+                               ) from None
 
     def get_user(self, user_id: str) -> UserRow | None:
         r = self._reader().execute(
@@ -515,12 +516,12 @@ class SQLiteStore:
         ).fetchone()
         return UserRow(*r) if r else None
 
-    def find_user_by_email(self, email: str) -> UserRow | None:
-        r = self._reader().execute(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL",
-            (email,),
-        ).fetchone()
-        return UserRow(*r) if r else None
+    def users_with_email(self, email: str) -> list[UserRow]:
+        rows = self._reader().execute(
+            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL "
+            "ORDER BY created_at, id", (email,),
+        )
+        return [UserRow(*r) for r in rows]
 
     def list_users(self, org_id: str) -> list[UserRow]:
         rows = self._reader().execute(
@@ -577,15 +578,14 @@ class SQLiteStore:
                 (at, token_hash),
             )
 
-    def add_login_failure(self, email: str, at: int, *, forget_before: int) -> None:
-        with self.writing() as tx:
-            tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (forget_before,))
+    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+        with self.writing() as tx:  # BEGIN IMMEDIATE: no other attempt between count and insert
+            tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
+            (before,) = tx.conn.execute(
+                "SELECT count(*) FROM login_failures WHERE email = ?", (email,)
+            ).fetchone()
             tx.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
-
-    def count_login_failures(self, email: str, since: int) -> int:
-        return self._reader().execute(
-            "SELECT count(*) FROM login_failures WHERE email = ? AND at >= ?", (email, since)
-        ).fetchone()[0]
+        return before
 
     def clear_login_failures(self, email: str) -> None:
         with self.writing() as tx:

@@ -107,7 +107,7 @@ function renderShell(tab, isAdmin) {
     header(),
     h('main', { id: 'main', class: 'page' },
       h('div', { class: 'page-heading' },
-        h('p', { class: 'eyebrow' }, session.org.name),
+        h('p', { class: 'eyebrow', dataset: { testid: 'org-name' } }, session.org.name),
         h('h1', {}, 'Organization Management')),
       tabList,
       h('section', { id: 'tab-panel', role: 'tabpanel', 'aria-labelledby': `tab-${tab}`, class: 'panel' })));
@@ -120,13 +120,21 @@ function renderSignIn() {
                                 required: true, dataset: { testid: 'password' } });
   const error = h('p', { class: 'form-error', role: 'alert', dataset: { testid: 'sign-in-error' } });
   const submit = h('button', { class: 'button primary wide', type: 'submit', dataset: { testid: 'sign-in' } }, 'Sign in');
+  // Shown only when the email and password open accounts in several orgs (a 409 lists them).
+  const orgChoice = h('div', { class: 'org-choice' });
+  let org = null;
+  function forgetOrgChoice() {
+    org = null;
+    clear(orgChoice);
+  }
+  email.addEventListener('input', forgetOrgChoice);
   const form = h('form', { class: 'signin-card', novalidate: true },
     h('div', { class: 'brand big' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '◆'), 'Sealog'),
     h('h1', {}, 'Sign in'),
     h('p', { class: 'muted' }, 'The audit log of your organization’s agents and users.'),
     h('label', { for: 'email' }, 'Email'), email,
     h('label', { for: 'password' }, 'Password'), password,
-    error, submit);
+    orgChoice, error, submit);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     if (!email.value || !password.value) {
@@ -136,14 +144,24 @@ function renderSignIn() {
     submit.disabled = true;
     submit.textContent = 'Signing in…';
     try {
-      session = await api('POST', '/session', { body: { email: email.value, password: password.value } });
+      const body = { email: email.value, password: password.value };
+      if (org) body.org_id = org.value;
+      session = await api('POST', '/session', { body });
       setCsrfToken(session.csrf_token);
       currentView = null;
       route();
     } catch (err) {
-      error.textContent = err.message;
       submit.disabled = false;
       submit.textContent = 'Sign in';
+      if (err instanceof ApiError && err.status === 409 && Array.isArray(err.problem.orgs)) {
+        org = h('select', { id: 'org', name: 'org', dataset: { testid: 'sign-in-org' } },
+          err.problem.orgs.map((o) => h('option', { value: o.id }, `${o.name} (${o.id})`)));
+        clear(orgChoice, h('label', { for: 'org' }, 'Organization'), org);
+        error.textContent = 'This email and password open accounts in several organizations: choose one.';
+        org.focus();
+        return;
+      }
+      error.textContent = err.message;
       password.select();
     }
   });
