@@ -388,9 +388,10 @@ class SealogClient:
             chunks[-1].append(item)
             size += len(item[1]) + 1
         for chunk in chunks:
-            while chunk:
-                chunk = self._post(chunk)
-                if chunk is None:
+            unsent: list[tuple[int, bytes]] | None = chunk
+            while unsent:
+                unsent = self._post(unsent)
+                if unsent is None:
                     return  # closing: the rest stays queued
 
     def _post(self, chunk: list[tuple[int, bytes]]) -> list[tuple[int, bytes]] | None:

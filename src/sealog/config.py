@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sealog.events import DEFAULT_SECRET_KEYS
 from sealog.preparers import default_processes
@@ -60,10 +62,10 @@ class Settings:
         return self.signing_key_file or self.data_dir / "signing.key"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from SEALOG_* variables, then overrides that are not None."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         if env.get("SEALOG_DATA_DIR"):
             values["data_dir"] = Path(env["SEALOG_DATA_DIR"])
         if env.get("SEALOG_DATABASE_URL"):
@@ -101,7 +103,7 @@ class Settings:
                     raise SettingsError(f"{name} must be a number, not {env[name]!r}") from None
         if env.get("SEALOG_SQLITE_SYNCHRONOUS"):
             values["sqlite_synchronous"] = env["SEALOG_SQLITE_SYNCHRONOUS"].upper()
-        settings = cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         settings.check()
         return settings

@@ -21,7 +21,7 @@ class Accepted(NamedTuple):
     already stored (a retry)."""
 
     id: str
-    index: int
+    index: int  # type: ignore[assignment]  # the log's word; shadows tuple.index
     duplicate: bool
 
     def as_dict(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class Server:
     def close(self) -> None:
         self.client.close()
 
-    def _get(self, path: str, **params: object) -> httpx.Response:
+    def _get(self, path: str, **params: str | int | None) -> httpx.Response:
         try:
             response = self.client.get(path, params={k: v for k, v in params.items()
                                                      if v is not None})

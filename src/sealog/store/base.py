@@ -65,7 +65,7 @@ class EventRow(NamedTuple):
     """One sealed event as stored: index columns, hashes and the canonical document."""
 
     org_id: str
-    index: int
+    index: int  # type: ignore[assignment]  # the log's word; shadows tuple.index
     id: str
     occurred_us: int
     category: str
@@ -93,7 +93,7 @@ class StoredDoc(NamedTuple):
     leaf_hash: bytes
     occurred_us: int
     id: str
-    index: int
+    index: int  # type: ignore[assignment]  # the log's word; shadows tuple.index
 
 
 @dataclass(frozen=True)
