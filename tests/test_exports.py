@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sealog import times
 from sealog.exports import jobs, writers
-from sealog.ledger import audit
+from sealog.ledger import audit, bundle
 
 from conftest import event
 
@@ -139,6 +139,31 @@ def test_jsonl_bundle_verifies_offline_and_catches_a_tampered_line(tenant, worke
     path.write_bytes(b"".join(lines))
     report = audit.verify_bundle_file(path, [key])
     assert [(f.kind, f.index) for f in report.failures] == [("modified", 3)]
+
+
+def test_a_bundle_of_events_sent_out_of_time_order_verifies(tenant, worker, app, tmp_path,
+                                                            capsys):
+    """The bundle is in index order, whatever the events' times: an honest export verifies,
+    and lines swapped afterwards are still caught."""
+    from sealog.cli import main
+
+    now = times.now_us()
+    for minutes in (1, 60, 30):  # sent in this order, so time order is not index order
+        sent = tenant.client.post("/api/v1/events", json={"events": [event(
+            occurred_at=times.format_rfc3339(now - minutes * 60 * 10**6),
+            description=f"{minutes} minutes ago")]})
+        assert sent.status_code == 201, sent.text
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(download(tenant, run(tenant, worker, format="jsonl", range="24h")).content)
+    verify = ["verify", str(path), "--verifier-key", app.state.signer.verifier.text()]
+    code, out = main(verify), capsys.readouterr().out
+    assert code == 0 and "3/3 events valid" in out, out
+    lines = path.read_bytes().split(b"\n")
+    assert [bundle.parse_entry_line(line).index for line in lines[1:4]] == [0, 1, 2]
+    lines[1], lines[2] = lines[2], lines[1]
+    path.write_bytes(b"\n".join(lines))
+    code, out = main(verify), capsys.readouterr().out
+    assert code == 1 and "FAILED reordered: index 0" in out, out
 
 
 def test_rows_are_those_that_matched_at_creation(tenant, worker):
