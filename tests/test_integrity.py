@@ -310,6 +310,11 @@ def test_every_json_string_character_survives_verify_and_exports(served, tmp_pat
                  "--state", str(tmp_path / "state.json")])
     out, err = capsys.readouterr()
     assert code == 0 and _all_valid(out) >= len(texts), out + err
+    for event_id in ids[:3]:  # U+2028, U+2029, U+0085: JSON leaves them unescaped
+        code = main(["verify", "--url", process.base, "--api-key", secret, "--verifier-key",
+                     vkey, "--event-id", event_id])
+        out, err = capsys.readouterr()
+        assert code == 0 and "1/1 events valid" in out, out + err
 
     path = tmp_path / "all.jsonl"
     path.write_bytes(bundle)
