@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import random
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,32 @@ def test_a_selection_verifies_by_its_proofs(tmp_path, log):
     path.write_bytes(b"".join(lines))
     report = check(path, log[1])
     assert [f.kind for f in report.failures] == ["modified", "missing"]
+
+
+@pytest.mark.parametrize("selection", [
+    {"range_preset": "24h"}, {"categories": ["security_events"]}, {"q": "agent"}, {}])
+def test_a_selection_of_events_sent_out_of_time_order_bundles_in_index_order(
+        tmp_path, store, selection):
+    from sealog import auth
+    from sealog.exports import jobs
+
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    raw = list(generate_events(300, days=3))
+    random.Random(3).shuffle(raw)  # as producers that batch and retry send them
+    ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
+    everything = {"range_preset": "custom", "start": "2000-01-01T00:00:00Z"}
+    flt = build_filter(org_id="acme", **(selection if "range_preset" in selection
+                                         else {**everything, **selection}))
+    flt = dataclasses.replace(flt, max_index=280)
+    by_time = [d.index for d in store.iter_events_ascending(flt)]
+    by_index = [d.index for d in store.iter_events_in_index_order(flt, batch=7)]
+    assert by_index == sorted(by_time) != by_time and len(by_time) > 7
+    signer = Signer.generate(HOST)
+    path = tmp_path / "selection.jsonl"
+    count = jobs.write_file(store=store, org_id="acme", format="jsonl", flt=flt, path=path,
+                            signer=signer, host=HOST, selection=selection)
+    report = check(path, signer)
+    assert report.ok and report.valid == count == len(by_time), report.text()
 
 
 def test_an_unreadable_file_is_an_error(tmp_path, log):

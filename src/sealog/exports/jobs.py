@@ -190,17 +190,20 @@ def write_file(
     signer: Signer | None, host: str, selection: dict[str, Any],
     progress: Callable[[int], None] | None = None, total: int | None = None,
 ) -> int:
-    """Writes the events flt selects to path in format, oldest first; returns how many.
-    total, when the caller has counted them already, saves counting again."""
-    docs = store.iter_events_ascending(flt)
+    """Writes the events flt selects to path in format, oldest first (a bundle: in index
+    order); returns how many. total, when the caller has counted them, saves counting."""
     if format == "csv":
-        return writers.write_csv(path, docs, progress)
+        return writers.write_csv(path, store.iter_events_ascending(flt), progress)
     if total is None:
         total = store.count_events(flt)
     if format == "xlsx":
-        return writers.write_xlsx(path, docs, total=total, progress=progress)
+        return writers.write_xlsx(path, store.iter_events_ascending(flt), total=total,
+                                  progress=progress)
     if signer is None:
         raise ExportError("a JSON Lines bundle needs the log's signing key")
+    # Index order is what the bundle's proofs fix and its verifier checks; producers may
+    # send events out of time order.
+    docs = store.iter_events_in_index_order(flt)
     signed = checkpoint.sign_latest(store=store, signer=signer, host=host, org_id=org_id)
     with path.open("wb") as out:
         return export.write_bundle(

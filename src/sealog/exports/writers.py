@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,19 @@ COLUMNS = ["Timestamp", "Event Type", "Category", "Actor", "Actor ID", "Action",
 EXCEL_EXTRA_COLUMNS = ["Request Body", "Response"]
 EXCEL_ROWS_PER_SHEET = 1_048_575  # Excel's 1,048,576 rows, less the header
 EXCEL_CELL_LIMIT = 32_767
+# A spreadsheet runs a cell that begins with one of these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_FIRST = frozenset(_FORMULA_STARTS)
-# Columns whose text comes from producers; the others are timestamps, enums, dotted
-# action names, paths (which start with /), ids and hashes that validation already shapes.
-_FREE_TEXT_COLUMNS = (1, 3, 4, 6, 8, 9, 12)
+# A cell may be cut into pieces, each read as a cell, at any separator a spreadsheet
+# offers (comma, semicolon, tab, space; the pipe is common too) and, once the quoting is
+# misread under another separator, at a line break; a double quote may open a piece
+# too. So "'" goes before each of _FORMULA_STARTS that follows one of those (or begins
+# the cell: text is matched with a joiner before it). The pattern begins with the rare
+# characters, not the separators, for speed.
+_PIECE_START = re.compile(r'[=+\-@\t\r](?<=[,;\t| \r\n\x00"][=+\-@\t\r])')
+_JOINER = "\x00"  # stored text holds no NUL: validation refuses it
+# Columns whose text producers choose; the others hold timestamps, enums, validated action
+# names and methods, UUIDs, the org id, indexes and hashes, where no piece can be a formula.
+_FREE_TEXT_COLUMNS = (1, 3, 4, 6, 8, 9, 11, 12)
 _INDEX_COLUMN = COLUMNS.index("Index")
 _EPOCH = datetime(1970, 1, 1)
 
@@ -34,8 +42,9 @@ Progress = Callable[[int], None]
 
 
 def neutralise(cell: str) -> str:
-    """A cell that spreadsheets will not run as a formula (OWASP CSV injection)."""
-    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+    """cell with "'" before every piece of it that a spreadsheet could run as a formula,
+    whichever separator it reads the file with (OWASP CSV injection)."""
+    return _PIECE_START.sub(r"'\g<0>", _JOINER + cell)[1:]
 
 
 def _row(stored: StoredDoc) -> tuple[dict[str, Any], list[Any]]:
@@ -53,52 +62,44 @@ def _row(stored: StoredDoc) -> tuple[dict[str, Any], list[Any]]:
     ]
 
 
-def plain_csv_line(fields: list[str]) -> str | None:
-    """fields joined as csv.writer would write them (line end aside) when none needs
-    quoting, which is nearly always; None when one holds a comma, quote or line break."""
-    line = ",".join(fields)
-    if line.count(",") != len(fields) - 1 or '"' in line or "\n" in line or "\r" in line:
-        return None
-    return line
+def csv_line(cells: list[str], columns: Sequence[int] | None = None) -> str:
+    """The row as a CSV line (line end aside), as csv.writer with QUOTE_ALL writes it,
+    the cells of columns (default: all) neutralised."""
+    columns = range(len(cells)) if columns is None else columns
+    # All the cells in one pass; nearly always there is nothing to change.
+    text = _JOINER + _JOINER.join([cells[c] for c in columns])
+    if _PIECE_START.search(text):  # search alone is three times faster than sub
+        cells = list(cells)
+        pieces = _PIECE_START.sub(r"'\g<0>", text)[1:].split(_JOINER)
+        if len(pieces) != len(columns):  # a cell held a NUL after all
+            pieces = [neutralise(cells[c]) for c in columns]
+        for c, cell in zip(columns, pieces, strict=True):
+            cells[c] = cell
+    line = '","'.join(cells)
+    if line.count('"') != 2 * len(cells) - 2:  # a cell holds a quote: double it
+        line = '","'.join([c.replace('"', '""') for c in cells])
+    return '"' + line + '"'
 
 
 def write_csv(path: Path, docs: Iterable[StoredDoc], progress: Progress | None = None) -> int:
-    """UTF-8 with BOM, RFC 4180 quoting, a header row; returns the number of rows."""
-    # Rows that need no quoting are joined directly and written a thousand at a time;
-    # the others go through csv.writer.
-    risky = _FORMULA_FIRST
-    plain = plain_csv_line
+    """UTF-8 with BOM, RFC 4180 with every field quoted, a header row; returns the number
+    of rows."""
     count = 0
     with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f, lineterminator="\r\n")
-        writer.writerow(COLUMNS)
-        lines: list[str] = []
-
-        def flush() -> None:
-            if lines:
-                lines.append("")  # so the join ends the last line too
-                f.write("\r\n".join(lines))
-                lines.clear()
-
+        lines = [csv_line(COLUMNS)]
         for stored in docs:
             _, row = _row(stored)
             row[_INDEX_COLUMN] = str(row[_INDEX_COLUMN])
-            for col in _FREE_TEXT_COLUMNS:
-                cell = row[col]
-                if cell and cell[0] in risky:
-                    row[col] = "'" + cell
-            line = plain(row)
-            if line is None:
-                flush()
-                writer.writerow(row)
-            else:
-                lines.append(line)
+            lines.append(csv_line(row, _FREE_TEXT_COLUMNS))
             count += 1
             if not count % 1000:
-                flush()
+                lines.append("")  # so the join ends the last line too
+                f.write("\r\n".join(lines))
+                lines.clear()
                 if progress is not None and not count % 5000:
                     progress(count)
-        flush()
+        lines.append("")
+        f.write("\r\n".join(lines))
     return count
 
 
@@ -124,6 +125,9 @@ def write_xlsx(path: Path, docs: Iterable[StoredDoc], *, total: int,
                                            "strings_to_urls": False})
     bold = book.add_format({"bold": True, "bg_color": "#EEF2F7", "bottom": 1})
     when = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss.000"})
+    # Text cells are never formulas (write_string); this keeps one that looks like a
+    # formula text when someone edits it in Excel, as typing "'" before it would.
+    as_text = book.add_format({"quote_prefix": True})
     headers = COLUMNS + EXCEL_EXTRA_COLUMNS
     widths = [24, 20, 18, 30, 14, 26, 48, 10, 14, 16, 8, 40, 15, 38, 16, 9, 66, 60, 60]
     sheet = None
@@ -155,16 +159,14 @@ def write_xlsx(path: Path, docs: Iterable[StoredDoc], *, total: int,
         row_in_sheet += 1
         at = _EPOCH + timedelta(microseconds=times.parse_rfc3339(row[0]))
         sheet.write_datetime(row_in_sheet, 0, at, when)
-        for col in range(1, 15):
-            if row[col]:
-                sheet.write_string(row_in_sheet, col, row[col])
+        request = doc["request"] or {}
+        for col, cell in (*enumerate(row[1:15], 1), (17, _json_cell(request.get("body"))),
+                          (18, _json_cell(request.get("response")))):
+            if cell:
+                sheet.write_string(row_in_sheet, col, cell,
+                                   as_text if cell.startswith(_FORMULA_STARTS) else None)
         sheet.write_number(row_in_sheet, 15, row[15])
         sheet.write_string(row_in_sheet, 16, row[16])
-        request = doc["request"] or {}
-        for col, key in ((17, "body"), (18, "response")):
-            cell = _json_cell(request.get(key))
-            if cell:
-                sheet.write_string(row_in_sheet, col, cell)
         count += 1
         if progress is not None and count % 5000 == 0:
             progress(count)

@@ -90,7 +90,9 @@ class Server:
         while start < size:
             response = self._get("/log/entries", start=start, limit=PAGE,
                                  proofs_for=size if proofs else None)
-            page = [parse_entry_line(line.encode()) for line in response.text.splitlines()
+            # Lines end in "\n" alone: str.splitlines() would also split inside an event at
+            # U+2028, U+0085, \x1c and other characters JSON carries unescaped.
+            page = [parse_entry_line(line) for line in response.content.split(b"\n")
                     if line.strip()]
             if not page:
                 return
@@ -247,7 +249,7 @@ def _closing_note(path: Path) -> str | None:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - 65536))
-        tail = f.read().splitlines()
+        tail = f.read().split(b"\n")
     for line in reversed(tail):
         if line.startswith(b'{"checkpoint":'):
             return json.loads(line)["checkpoint"]

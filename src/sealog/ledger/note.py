@@ -146,7 +146,7 @@ def split_note(note: str) -> tuple[str, list[Signature]]:
         raise NoteError("a signed note is text, a blank line, and signature lines")
     text, block = note[: split + 1], note[split + 2 :]
     signatures = []
-    for line in block.splitlines():
+    for line in block[:-1].split("\n"):  # lines end in "\n", and only there
         if not line.startswith(SIGNATURE_PREFIX):
             raise NoteError(f"not a signature line: {line[:40]!r}")
         name, _, encoded = line[len(SIGNATURE_PREFIX) :].rpartition(" ")

@@ -283,6 +283,10 @@ class Store(Protocol):
                               ) -> Iterator[StoredDoc]:
         """Every event flt selects, oldest first (occurred_at, then id), in pages."""
 
+    def iter_events_in_index_order(self, flt: EventFilter, *, batch: int = 1000
+                                   ) -> Iterator[StoredDoc]:
+        """Every event flt selects, in index order (the log's own), in pages."""
+
     def insert_export(self, row: ExportRow) -> None: ...
 
     def get_export(self, org_id: str, export_id: str) -> ExportRow | None: ...

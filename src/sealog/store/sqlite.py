@@ -818,6 +818,33 @@ class SQLiteStore:
             if len(rows) < batch:
                 return
 
+    def iter_events_in_index_order(self, flt: EventFilter, *, batch: int = 1000
+                                   ) -> Iterator[StoredDoc]:
+        conn = self._reader()
+        base = base_where(flt, None, DIALECT)
+        match = match_where(flt, DIALECT)
+        where = f"{base.sql()} AND {match.sql()}"
+        params = (*base.params, *match.params)
+        # The time index finds the first and last index selected; the walk between them
+        # then goes along the index of positions, so nothing is sorted and each batch
+        # starts where the last ended. Events whose times are out of order in that span
+        # are read and passed over.
+        low, high = conn.execute(
+            f"SELECT min(idx), max(idx) FROM events e WHERE {where}", params).fetchone()
+        if low is None:
+            return
+        make = StoredDoc._make
+        while True:
+            rows = conn.execute(
+                f"SELECT {_DOC_COLUMNS} FROM events e INDEXED BY events_org_index "
+                f"JOIN event_docs d ON d.seq = e.seq WHERE {where} AND e.idx >= ? "
+                "AND e.idx <= ? ORDER BY e.idx LIMIT ?", (*params, low, high, batch),
+            ).fetchall()
+            yield from map(make, rows)
+            if len(rows) < batch:
+                return
+            low = rows[-1][4] + 1
+
     def insert_export(self, row: ExportRow) -> None:
         with self.writing() as tx:
             tx.conn.execute(
