@@ -146,7 +146,8 @@ SECRET_KEYS = ["tokens", "refresh_tokens", "access_token", "id_token", "api-keys
                "apiKeys", "APIKey", "accesstoken", "passphrase", "pwd", "mysql_pwd",
                "credentials", "aws_secret_access_key", "client_secret", "private_key",
                "session_cookie", "cookies", "auth", "basic_auth", "password2",
-               "password_confirmation", "X-Amz-Security-Token", "Proxy-Authorization"]
+               "password_confirmation", "password_reset_url", "X-Amz-Security-Token",
+               "Proxy-Authorization"]
 PLAIN_KEYS = ["max_tokens", "max_completion_tokens", "prompt_tokens", "completion_tokens",
               "total_tokens", "input_tokens", "cache_read_input_tokens", "reasoning_tokens",
               "token_count", "num_tokens", "tokens_used", "token_usage", "promptTokenCount",
@@ -170,9 +171,13 @@ def test_keys_that_count_or_describe_a_secret_are_kept(key):
 
 def test_a_number_under_a_plural_key_is_a_count_and_kept():
     doc = one(event(metadata={"tokens": 1523, "api_keys": 2, "tokens_list": ["t1"],
-                              "access_tokens": ["t1", "t2"], "token": 123456}))
+                              "access_tokens": ["t1", "t2"], "token": 123456, "auth": True,
+                              "headers": [["x-ratelimit-reset-tokens", "149984"],
+                                          ["x-ratelimit-reset-tokens", "6m0s"]]}))
     assert doc["metadata"] == {"tokens": 1523, "api_keys": 2, "tokens_list": REDACTED,
-                               "access_tokens": REDACTED, "token": REDACTED}
+                               "access_tokens": REDACTED, "token": REDACTED, "auth": REDACTED,
+                               "headers": [["x-ratelimit-reset-tokens", "149984"],
+                                           ["x-ratelimit-reset-tokens", REDACTED]]}
 
 
 @pytest.mark.parametrize("pad", ["", "x" * 400])

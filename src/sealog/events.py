@@ -300,7 +300,8 @@ class Redactor:
         return (word,)
 
     def secrecy(self, key: str) -> int:
-        """PLAIN, SECRET, or SECRET_UNLESS_NUMBER (a key ending in a plural: a count)."""
+        """PLAIN, SECRET, or SECRET_UNLESS_NUMBER (a key ending in a plural: a number under it
+        is a count)."""
         verdict = self._cache.get(key)
         if verdict is None:
             verdict = self._judge(key)
@@ -311,8 +312,7 @@ class Redactor:
     def is_secret(self, key: str, value: Any = None) -> bool:
         """Whether the value of key (or of a pair or parameter so named) is redacted."""
         verdict = self.secrecy(key)
-        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER
-                                     and type(value) not in _NUMBER_TYPES)
+        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_number(value))
 
     def _judge(self, key: str) -> int:
         words: list[str] = []
@@ -350,11 +350,9 @@ class Redactor:
 
     def _redact_parameter(self, match: re.Match[str]) -> str:
         name, value = match[1], match[2]
-        verdict = self.secrecy(_PERCENT_ESCAPE.sub(" ", name))
-        if not value or verdict == PLAIN or (verdict == SECRET_UNLESS_NUMBER
-                                             and _NUMBER_TEXT.fullmatch(value)):
-            return match[0]
-        return f"{name}={REDACTED}"
+        if value and self.is_secret(_PERCENT_ESCAPE.sub(" ", name), value):
+            return f"{name}={REDACTED}"
+        return match[0]
 
     def may_need_walk(self, encoded: bytes) -> bool:
         """False only when orjson's text `encoded` of a value surely needs no redaction or
@@ -372,16 +370,16 @@ class Redactor:
 
 
 PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
-_NUMBER_TYPES = (int, float)
 _NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # Joined words this long or longer are found at the end of a word ("accesstoken"); shorter
 # ones ("pwd", "auth") only as whole words, so that "oauth" is not "o auth".
 _MIN_SUFFIX = 5
-# Words after a name that make the key describe the secret rather than hold it.
+# Words after a name that make the key describe the secret rather than hold it. (Not
+# "url" or "path": a reset link or a presigned URL may carry the secret itself.)
 _DESCRIBING = frozenset((
     "count", "num", "number", "total", "max", "min", "limit", "used", "usage", "remaining",
     "budget", "per", "detail", "type", "kind", "name", "id", "ids", "length", "len", "size",
-    "policy", "rule", "endpoint", "url", "uri", "path", "ref", "arn", "expire", "expiry",
+    "policy", "rule", "endpoint", "ref", "arn", "expire", "expiry",
     "expiration", "ttl", "lifetime", "time", "required", "enabled", "valid", "method", "mode",
     "provider", "scheme", "status", "error", "version", "format", "alg", "algorithm",
     "scope", "strength", "created", "changed", "updated", "rotated",
@@ -390,7 +388,7 @@ _DESCRIBING = frozenset((
 _COUNTING = frozenset((
     "count", "num", "number", "n", "total", "max", "min", "limit", "used", "remaining",
     "estimated", "generated", "billed", "prompt", "completion", "input", "output", "cached",
-    "cache", "reasoning", "audio", "image", "text", "context", "prediction",
+    "reasoning", "audio", "image", "text", "context", "prediction",
 ))
 # A URL's userinfo password (RFC 3986 user:password@), up to the authority's last "@"; the
 # user name is kept. The bytes form finds every such URL in orjson's text of a value. (A
@@ -415,6 +413,13 @@ def _suspects(patterns: list[tuple[str, ...]]) -> list[str]:
             words.add(max(pattern, key=len))
     # Text holding "authorization" holds "auth": one search finds both.
     return sorted(w for w in words if not any(o != w and o in w for o in words))
+
+
+def _is_number(value: Any) -> bool:
+    """Whether value is a number, or text of one (a header's or a parameter's value)."""
+    kind = type(value)
+    return kind is int or kind is float or (kind is str
+                                            and _NUMBER_TEXT.fullmatch(value) is not None)
 
 
 def _redact_password(match: re.Match[str]) -> str:
@@ -510,8 +515,7 @@ class _JsonWalk:
                     # orjson sorts keys by code point, RFC 8785 by UTF-16 unit.
                     self.needs_exact_jcs = True
                 verdict = secrecy(key)
-                if key == named or (verdict and (verdict == SECRET
-                                                 or type(item) not in _NUMBER_TYPES)):
+                if key == named or (verdict and (verdict == SECRET or not _is_number(item))):
                     out[key] = REDACTED
                 else:
                     out[key] = self.copy(item)
