@@ -9,10 +9,11 @@ import uuid
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sealog import times
+from sealog.config import Settings, SettingsError
 from sealog.events import (
     MAX_BATCH_EVENTS,
     REDACTED,
@@ -139,6 +140,273 @@ def test_secrets_are_redacted_at_any_depth_before_storage(pad):
                                "tokens_used": 3, "pad": pad}
     assert doc["context"]["x_private_key"] == REDACTED
     assert doc["context"]["ip"] == "10.0.0.1"
+
+
+SECRET_KEYS = ["tokens", "refresh_tokens", "access_token", "id_token", "api-keys", "x-api-key",
+               "apiKeys", "APIKey", "accesstoken", "passphrase", "pwd", "mysql_pwd",
+               "credentials", "aws_secret_access_key", "client_secret", "private_key",
+               "session_cookie", "cookies", "auth", "basic_auth", "password2",
+               "password_confirmation", "password_reset_url", "X-Amz-Security-Token",
+               "Proxy-Authorization"]
+PLAIN_KEYS = ["max_tokens", "max_completion_tokens", "prompt_tokens", "completion_tokens",
+              "total_tokens", "input_tokens", "cache_read_input_tokens", "reasoning_tokens",
+              "token_count", "num_tokens", "tokens_used", "token_usage", "promptTokenCount",
+              "tokenizer", "token_type", "token_endpoint", "secret_name", "secretKeyRef",
+              "api_key_id", "private_key_id", "password_changed_at", "auth_method", "oauth",
+              "author", "keys_url", "idempotency_key"]
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_plural_compound_and_synonym_keys_are_redacted(key):
+    doc = one(event(metadata={key: "s3cr3t-value", "note": "kept"}))
+    assert doc["metadata"] == {key: REDACTED, "note": "kept"}
+
+
+@pytest.mark.parametrize("key", PLAIN_KEYS)
+def test_keys_that_count_or_describe_a_secret_are_kept(key):
+    # A string, not a number: the key's words alone keep it.
+    doc = one(event(metadata={key: "kept-value"}))
+    assert doc["metadata"] == {key: "kept-value"}
+
+
+def test_a_number_under_a_plural_key_is_a_count_and_kept():
+    doc = one(event(metadata={"tokens": 1523, "api_keys": 2, "tokens_list": ["t1"],
+                              "access_tokens": ["t1", "t2"], "token": 123456, "auth": True,
+                              "headers": [["x-ratelimit-reset-tokens", "149984"],
+                                          ["x-ratelimit-reset-tokens", "6m0s"]]}))
+    assert doc["metadata"] == {"tokens": 1523, "api_keys": 2, "tokens_list": REDACTED,
+                               "access_tokens": REDACTED, "token": REDACTED, "auth": REDACTED,
+                               "headers": [["x-ratelimit-reset-tokens", "149984"],
+                                           ["x-ratelimit-reset-tokens", REDACTED]]}
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_an_openai_chat_call_keeps_its_token_counts_and_loses_its_key(pad):
+    body = {
+        "model": "gpt-4o-2024-08-06", "max_tokens": 512, "max_completion_tokens": 512,
+        "messages": [{"role": "user", "content": f"Look up order 1042 {pad}"}],
+        "tools": [{"type": "function", "function": {"name": "lookup_order"}}],
+    }
+    response = {
+        "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_Ijg", "type": "function", "function": {
+                    "name": "lookup_order",
+                    "arguments": '{"order_id": 1042, "api_key": "sk-shop-9f8e"}'}}]}}],
+        "usage": {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                "accepted_prediction_tokens": 0,
+                                                "rejected_prediction_tokens": 0}},
+    }
+    metadata = {
+        "http": {"url": "https://api.openai.com/v1/chat/completions",
+                 "headers": [["Authorization", "Bearer sk-proj-4f1c"],
+                             ["OpenAI-Organization", "org-acme"],
+                             ["Content-Type", "application/json"]]},
+        "llm_output": {"token_usage": {"prompt_tokens": 19, "completion_tokens": 10,
+                                       "total_tokens": 29}, "model_name": "gpt-4o"},
+        "usageMetadata": {"promptTokenCount": 19, "candidatesTokenCount": 10,
+                          "totalTokenCount": 29},
+        "pad": pad,
+    }
+    doc = one(event(request={"method": "POST", "path": "/v1/chat/completions", "body": body,
+                             "response": response}, metadata=metadata))
+    assert doc["request"]["body"] == body
+    stored = doc["request"]["response"]
+    call = stored["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert call["arguments"] == '{"order_id":1042,"api_key":"[REDACTED]"}'
+    assert {**stored, "choices": response["choices"]} == response
+    assert doc["metadata"]["http"]["headers"] == [["Authorization", REDACTED],
+                                                  ["OpenAI-Organization", "org-acme"],
+                                                  ["Content-Type", "application/json"]]
+    assert {**doc["metadata"], "http": metadata["http"]} == metadata
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_an_oauth_token_exchange_keeps_the_token_type_and_loses_the_tokens(pad):
+    form = ("grant_type=authorization_code&code=4%2F0AdLIrYf&client_id=1234.apps"
+            "&client_secret=GOCSPX-9f8e7d&redirect_uri=https%3A%2F%2Fapp.example%2Fcb")
+    response = {"access_token": "ya29.a0AfB_byC", "expires_in": 3599, "token_type": "Bearer",
+                "refresh_token": "1//0gdU3", "id_token": "eyJhbGciOiJSUzI1NiJ9.e30.sig",
+                "scope": "openid email", "pad": pad}
+    doc = one(event(request={"method": "POST",
+                             "path": "/graph/me?fields=id,name&access_token=EAAB1x",
+                             "body": form, "response": response}))
+    request = doc["request"]
+    assert request["path"] == "/graph/me?fields=id,name&access_token=[REDACTED]"
+    assert request["body"] == form.replace("GOCSPX-9f8e7d", REDACTED)
+    assert request["response"] == {**response, "access_token": REDACTED,
+                                   "refresh_token": REDACTED, "id_token": REDACTED}
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_a_stripe_redirect_and_webhook_lose_the_client_secret(pad):
+    intent = {
+        "id": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "object": "payment_intent", "amount": 2000,
+        "currency": "usd", "status": "requires_action", "capture_method": "automatic",
+        "client_secret": "pi_3MtwBwLkdIwHu7ix28a3tqPa_secret_YrKJUKribcBjcG8HVhfZluoGH",
+        "next_action": {"type": "redirect_to_url", "redirect_to_url": {
+            "url": "https://hooks.stripe.com/redirect/authenticate/src_1Mtw?client_secret="
+                   "src_client_secret_RMyEf5&source_redirect_slug=test_YWNjdF8x",
+            "return_url": "https://shop.example/checkout/return"}},
+        "description": pad,
+    }
+    webhook = {"id": "evt_3MtwBw", "object": "event", "api_version": "2024-06-20",
+               "type": "payment_intent.requires_action", "livemode": False,
+               "request": {"id": "req_8Rpx", "idempotency_key": "f1c2-77"},
+               "data": {"object": intent}}
+    doc = one(event(request={
+        "method": "GET",
+        "path": "/checkout/return?payment_intent=pi_3MtwBwLkdIwHu7ix28a3tqPa"
+                "&payment_intent_client_secret=pi_3MtwBwLkdIwHu7ix28a3tqPa_secret_YrKJ"
+                "&redirect_status=succeeded"}, metadata={"webhook": webhook}))
+    assert doc["request"]["path"] == ("/checkout/return?payment_intent=pi_3MtwBwLkdIwHu7ix28a3"
+                                      "tqPa&payment_intent_client_secret=[REDACTED]"
+                                      "&redirect_status=succeeded")
+    stored = doc["metadata"]["webhook"]["data"]["object"]
+    assert stored["client_secret"] == REDACTED
+    assert stored["next_action"]["redirect_to_url"] == {
+        "url": "https://hooks.stripe.com/redirect/authenticate/src_1Mtw?client_secret="
+               "[REDACTED]&source_redirect_slug=test_YWNjdF8x",
+        "return_url": "https://shop.example/checkout/return"}
+    assert doc["metadata"]["webhook"]["request"] == webhook["request"]
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_a_github_push_keeps_its_urls_and_authors_and_loses_the_clone_token(pad):
+    push = {
+        "ref": "refs/heads/main",
+        "repository": {"full_name": "acme/agents", "keys_url":
+                       "https://api.github.com/repos/acme/agents/keys{/key_id}",
+                       "clone_url": "https://github.com/acme/agents.git"},
+        "pusher": {"name": "octocat", "email": "octocat@github.com"},
+        "head_commit": {"id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+                        "message": f"Rotate the guardrail keys {pad}",
+                        "author": {"name": "Mona", "email": "mona@acme.com"}},
+        "hook": {"type": "Repository", "config": {"url": "https://ci.acme.com/hook",
+                                                  "content_type": "json",
+                                                  "secret": "whsec_71c"}},
+    }
+    remote = "https://x-access-token:ghs_16C7e42F292c6912E7710c838347Ae178B4a@github.com/acme/agents.git"
+    doc = one(event(metadata={"push": push, "remote": remote}))
+    stored = doc["metadata"]
+    assert stored["remote"] == "https://x-access-token:[REDACTED]@github.com/acme/agents.git"
+    assert stored["push"]["hook"]["config"]["secret"] == REDACTED
+    assert {**stored["push"], "hook": push["hook"]} == push
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_a_har_entry_loses_its_header_cookie_query_and_body_secrets(pad):
+    entry = {
+        "request": {
+            "method": "POST", "url": "https://api.example.com/v1/items?api_key=abc123&page=2",
+            "headers": [{"name": "Authorization", "value": "Bearer eyJ0"},
+                        {"name": "Cookie", "value": "sid=s%3A9f"},
+                        {"name": "Accept", "value": "application/json"}],
+            "queryString": [{"name": "api_key", "value": "abc123"},
+                            {"name": "page", "value": "2"}],
+            "cookies": [{"name": "sid", "value": "s%3A9f"}],
+            "postData": {"mimeType": "application/x-www-form-urlencoded",
+                         "params": [{"name": "password", "value": "hunter2"},
+                                    {"name": "user", "value": "bob"}]},
+        },
+        "response": {
+            "status": 200,
+            "headers": [{"name": "Set-Cookie", "value": "sid=s%3Aa1; HttpOnly"},
+                        {"name": "Content-Type", "value": "application/json"}],
+            "content": {"mimeType": "application/json", "size": 52,
+                        "text": '{"access_token": "at-77", "token_type": "bearer"}'},
+        },
+        "comment": pad,
+    }
+    stored = one(event(metadata={"har": entry}))["metadata"]["har"]
+    request, response = stored["request"], stored["response"]
+    assert request["url"] == "https://api.example.com/v1/items?api_key=[REDACTED]&page=2"
+    assert [h["value"] for h in request["headers"]] == [REDACTED, REDACTED, "application/json"]
+    assert request["queryString"][0] == {"name": "api_key", "value": REDACTED}
+    assert request["queryString"][1] == {"name": "page", "value": "2"}
+    assert request["cookies"] == REDACTED
+    assert request["postData"]["params"] == [{"name": "password", "value": REDACTED},
+                                             {"name": "user", "value": "bob"}]
+    assert [h["value"] for h in response["headers"]] == [REDACTED, "application/json"]
+    assert response["content"]["text"] == '{"access_token":"[REDACTED]","token_type":"bearer"}'
+    assert stored["comment"] == pad
+
+
+def test_urls_lose_their_password_and_secret_parameters_wherever_they_appear():
+    url = "https://bob:hunter2@host/x?token=abc&page=2"
+    shown = "https://bob:[REDACTED]@host/x?token=[REDACTED]&page=2"
+    doc = one(event(
+        description=f"Webhook target set to {url}",
+        request={"method": "PUT", "path": "/hooks/7?token=abc&page=2#access_token=at&x=1",
+                 "body": {"target": url, "dsn": "postgresql://app:p@ss:w0rd@db:5432/app"},
+                 "response": [url, "https://bob@host/x", "ftp://anon:@host/"]},
+        metadata={"env": "API_KEY=sk-123 MAX_TOKENS=5 python agent.py"},
+        context={"ip": "10.0.0.1", "referrer": url},
+    ))
+    assert doc["description"] == f"Webhook target set to {shown}"
+    assert doc["request"]["path"] == "/hooks/7?token=[REDACTED]&page=2#access_token=[REDACTED]&x=1"
+    assert doc["request"]["body"] == {"target": shown,
+                                      "dsn": "postgresql://app:[REDACTED]@db:5432/app"}
+    assert doc["request"]["response"] == [shown, "https://bob@host/x", "ftp://anon:@host/"]
+    assert doc["metadata"] == {"env": "API_KEY=[REDACTED] MAX_TOKENS=5 python agent.py"}
+    assert doc["context"]["referrer"] == shown
+
+
+def test_configured_names_get_the_same_matching():
+    redactor = Redactor(("ssn", "license key"))
+    doc = one(event(metadata={"SSNs": ["1", "2"], "customer_ssn": "3", "licenseKeys": ["k"],
+                              "license_key_count": 2, "ssn_count": 1, "password": "p",
+                              "form": "ssn=123-45-6789&name=Bob",
+                              "fields": [["License-Key", "LK-1"]]}), redactor)
+    assert doc["metadata"] == {"SSNs": REDACTED, "customer_ssn": REDACTED,
+                               "licenseKeys": REDACTED, "license_key_count": 2, "ssn_count": 1,
+                               "password": "p", "form": "ssn=[REDACTED]&name=Bob",
+                               "fields": [["License-Key", REDACTED]]}
+
+
+def test_a_redact_keys_setting_without_a_word_is_refused():
+    with pytest.raises(SettingsError, match="SEALOG_REDACT_KEYS"):
+        Settings.from_env({"SEALOG_REDACT_KEYS": "ssn, ---"})
+    assert Settings.from_env({"SEALOG_REDACT_KEYS": "ssn, api key"}).redact_keys == (
+        "ssn", "api key")
+
+
+# Keys, names and strings each redaction rule acts on, mixed with random ones.
+_SUSPECT_KEYS = st.sampled_from([
+    "password", "Pwd", "tokens", "max_tokens", "token_type", "apiKeys", "x-api-key", "auth",
+    "oauth", "Authorization", "name", "value", "key", "Value", "credentials", "ssn", "SSNs",
+    "secret_name", "accesstoken", "cookie"])
+_SUSPECT_TEXT = st.sampled_from([
+    "https://bob:pw@host/x?token=abc&page=2", "ftp://u:p@h", "https://u@h/?a=1",
+    "a=1&api_key=k", "tokens=5", "ssn=1", "x?%70assword=1", '{"pwd": "p", "n": 1}', "[1, 2]",
+    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x"])
+_free_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=10)
+    | _SUSPECT_TEXT,
+    lambda children: (st.lists(children, max_size=4)
+                      | st.dictionaries(_SUSPECT_KEYS | st.text(max_size=6), children,
+                                        max_size=4)
+                      | st.tuples(_SUSPECT_KEYS | _SUSPECT_TEXT, children).map(list)
+                      | st.fixed_dictionaries({"name": _SUSPECT_KEYS, "value": children})),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_free_json, names=st.sampled_from([None, ("ssn", "api key")]))
+def test_the_fast_path_stores_what_the_walk_stores(value, names):
+    # Past SMALL_JSON bytes a value is stored as sent when may_need_walk finds nothing to
+    # redact; that must be exactly what walking it would have stored.
+    redactor = Redactor(names) if names else Redactor()
+    pad = "padding " * 40
+    body = {"pad": pad, "value": value}
+    doc = one(event(request={"method": "POST", "path": "/p", "body": body},
+                    metadata={"value": value, "pad": pad}), redactor)
+    assert doc["request"]["body"] == redactor.redact(body)
+    assert doc["metadata"] == redactor.redact({"value": value, "pad": pad})
 
 
 def test_redaction_leaves_the_callers_objects_alone():

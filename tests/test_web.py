@@ -472,3 +472,83 @@ def test_the_log_works_from_the_keyboard_alone(page, site):
     page.keyboard.press("ArrowRight")
     expect(page.get_by_test_id("tab-keys")).to_have_attribute("aria-selected", "true")
     expect(page.get_by_test_id("tab-keys")).to_be_focused()
+
+
+# Whether a word inside el is laid out left to right, as stored: with U+202E live before
+# it, "gnp.exe" is drawn reversed ("exe.png"), its first letter rightmost.
+IN_STORED_ORDER = """([el, word]) => {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const at = node.data.indexOf(word);
+        if (at < 0) continue;
+        const left = (i) => {
+            const range = document.createRange();
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            return range.getBoundingClientRect().left;
+        };
+        return left(at) < left(at + word.length - 1);
+    }
+    return null;
+}"""
+RLO = "\u202e"
+MARKED = "invoice⟨U+202E⟩gnp.exe"
+
+
+def test_bidi_controls_in_event_text_are_shown_as_stored(page, site):
+    """An event's U+202E cannot make invoice\u202egnp.exe read as invoiceexe.png."""
+    spoof = f"invoice{RLO}gnp.exe"
+    stored = site["api"].post("/api/v1/events", json={"events": [{
+        "action": "billing.invoice_uploaded", "category": "user_actions", "result": "success",
+        "description": f"Uploaded {spoof}",
+        "actor": {"email": "mallory@acme.example", "name": f"Mallory {spoof}"},
+        "resource": {"type": "file", "id": "fil_1", "name": spoof},
+        "request": {"method": "POST", "path": "/files", "body": {"file": spoof}},
+    }]})
+    assert stored.status_code == 201, stored.text
+    event_id = stored.json()["events"][0]["id"]
+    member = site["api"].post("/api/v1/members", json={
+        "email": "mallory@acme.example", "name": f"Mallory {spoof}", "role": "auditor"})
+    assert member.status_code == 201, member.text
+    export = site["api"].post("/api/v1/exports", json={"name": f"q3-{spoof}", "format": "csv"})
+    assert export.status_code == 202, export.text
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site["base"])
+    sign_in(page, site)
+    page.get_by_test_id("search").fill("action:billing.invoice_uploaded")
+    wait_for_rows(page, 1)
+    cell = page.get_by_test_id("event-row").get_by_test_id("action")
+    assert cell.inner_text() == f"Uploaded {MARKED}"
+    assert cell.locator(".hidden-char").get_attribute("title") == "RIGHT-TO-LEFT OVERRIDE"
+    assert cell.evaluate("c => c.querySelector('bdi') !== null")  # isolated from its row
+    assert page.evaluate(IN_STORED_ORDER, [cell.element_handle(), "gnp.exe"]) is True
+    details = page.get_by_test_id("details")
+    assert details.get_attribute("aria-label") == f"Details of Uploaded {MARKED}"
+
+    details.click()
+    modal = page.get_by_test_id("event-modal")
+    action = modal.get_by_test_id("d-action")
+    expect(action).to_contain_text(f"Uploaded {MARKED}")
+    assert page.evaluate(IN_STORED_ORDER, [action.element_handle(), "gnp.exe"]) is True
+    expect(modal.get_by_test_id("d-actor")).to_contain_text("mallory@acme.example")
+    assert modal.get_by_test_id("d-resource").inner_text() == f"file · fil_1 · {MARKED}"
+    body = modal.get_by_test_id("d-request-body")
+    assert body.inner_text() == f'{{\n  "file": "{MARKED}"\n}}'
+    assert page.evaluate(IN_STORED_ORDER, [body.element_handle(), "gnp.exe"]) is True
+    # What is copied and what is verified is the stored text, not what is shown.
+    expect(modal.get_by_test_id("proof-status")).to_have_attribute("data-state", "verified")
+    modal.locator(".json-block").first.get_by_test_id("copy").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert json.loads(copied) == site["api"].get(f"/api/v1/events/{event_id}").json()[
+        "request"]["body"] == {"file": spoof}
+    assert_accessible(page)
+    page.keyboard.press("Escape")
+
+    page.get_by_test_id("export-open").click()
+    row = page.get_by_test_id("export-dialog").get_by_test_id("export-row").first
+    assert row.locator("td").first.inner_text() == f"q3-{MARKED}"
+    page.keyboard.press("Escape")
+    page.get_by_test_id("tab-members").click()
+    member_row = page.locator("[data-testid=member-row][data-email='mallory@acme.example']")
+    assert member_row.locator("td").first.inner_text() == f"Mallory {MARKED}"
+    assert_accessible(page)

@@ -110,6 +110,12 @@ class Settings:
 
     def check(self) -> None:
         """Raises SettingsError for a value that cannot work."""
+        for name in self.redact_keys:
+            if not any(c.isascii() and c.isalnum() for c in name):
+                raise SettingsError(
+                    f"SEALOG_REDACT_KEYS: {name!r} has no letters or digits to match keys by; "
+                    "list names such as password, api_key"
+                )
         if not 0 < self.port < 65536:
             raise SettingsError(f"port {self.port} is out of range; use 1-65535 (e.g. 8000)")
         if self.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):

@@ -45,11 +45,15 @@ REDACTED = "[REDACTED]"
 DEFAULT_SECRET_KEYS = (
     "password",
     "passwd",
+    "pwd",
+    "passphrase",
     "secret",
     "token",
     "api_key",
     "apikey",
+    "auth",
     "authorization",
+    "credentials",
     "cookie",
     "set-cookie",
     "private_key",
@@ -249,37 +253,106 @@ class EventValidationError(ValueError):
 
 @dataclass
 class Redactor:
-    """Replaces the values of secret-looking keys with "[REDACTED]" at any depth.
+    """Replaces secrets with "[REDACTED]" at any depth of free JSON, by what keys mean.
 
-    A key matches when its words (split at `_`, `-`, `.`, spaces and camelCase) contain
-    one of the configured names' words consecutively, so `access_token`, `X-Api-Key` and
-    `apiKey` match but `max_tokens` does not.
+    A key is split into words (at `_`, `-`, `.`, spaces, camelCase and digits; words
+    joined without a break, as in `accesstoken`, are split before a name's words), each
+    taken in its singular. It is secret when its words contain one of the configured
+    names' words consecutively, unless a word after them says what the value describes
+    (`token_type`, `secret_name`, `token_count`) or, for a plural, a word before them
+    counts (`max_tokens`, `prompt_tokens`). A number under a key ending in a plural is a
+    count and kept (`tokens: 1523`). The value of a `[name, value]` pair in a list, and of
+    a `{"name": …, "value": …}` object, is redacted when the name is secret; in strings,
+    a URL's password, the values of secret `name=value` parameters and secrets inside
+    JSON text are.
     """
 
     names: tuple[str, ...] = DEFAULT_SECRET_KEYS
     _patterns: list[tuple[str, ...]] = field(init=False, repr=False)
-    _cache: dict[str, bool] = field(init=False, repr=False, default_factory=dict)
+    _compounds: dict[str, tuple[str, ...]] = field(init=False, repr=False)
+    _suffixes: list[str] = field(init=False, repr=False)
+    _cache: dict[str, int] = field(init=False, repr=False, default_factory=dict)
     _suspect_words: list[bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._patterns = [tuple(_key_words(n)) for n in self.names if _key_words(n)]
+        singular = [p for p in (tuple(_singular(w) for w in _key_words(n)) for n in self.names)
+                    if p]
+        # A word such as "apikey" or "accesstoken" holds a name's words without a break.
+        self._compounds = {}
+        for pattern in sorted(singular, key=len):  # "api_key" wins over "apikey"
+            self._compounds["".join(pattern)] = pattern
+        self._suffixes = sorted((j for j in self._compounds if len(j) >= _MIN_SUFFIX),
+                                key=len, reverse=True)
+        self._patterns = sorted({tuple(x for w in p for x in self._split(w)) for p in singular})
         # Serialised JSON with none of these words or bytes holds no secret key, no
         # fractional number, no escaped quote and no key that orjson and RFC 8785 sort
-        # apart, so it needs no walk: the common case, and the fast one.
-        self._suspect_words = sorted({max(p, key=len).encode() for p in self._patterns})
+        # apart, so it needs no walk: the common case, and the fast one. Each word of a
+        # name appears, as it is, in every key, parameter or pair name that matches it.
+        self._suspect_words = [w.encode() for w in _suspects(self._patterns)]
 
-    def is_secret(self, key: str) -> bool:
-        hit = self._cache.get(key)
-        if hit is None:
-            words = _key_words(key)
-            hit = any(_contains_run(words, p) for p in self._patterns)
+    def _split(self, word: str) -> tuple[str, ...]:
+        exact = self._compounds.get(word)
+        if exact is not None:
+            return exact
+        for joined in self._suffixes:
+            if word.endswith(joined):
+                return (word[: -len(joined)], *self._compounds[joined])
+        return (word,)
+
+    def secrecy(self, key: str) -> int:
+        """PLAIN, SECRET, or SECRET_UNLESS_NUMBER (a key ending in a plural: a number under it
+        is a count)."""
+        verdict = self._cache.get(key)
+        if verdict is None:
+            verdict = self._judge(key)
             if len(self._cache) < 10000:
-                self._cache[key] = hit
-        return hit
+                self._cache[key] = verdict
+        return verdict
+
+    def is_secret(self, key: str, value: Any = None) -> bool:
+        """Whether the value of key (or of a pair or parameter so named) is redacted."""
+        verdict = self.secrecy(key)
+        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_number(value))
+
+    def _judge(self, key: str) -> int:
+        words: list[str] = []
+        plural: list[bool] = []
+        for raw in _key_words(key):
+            stem = _singular(raw)
+            pieces = self._split(stem)
+            words.extend(pieces)
+            plural.extend([False] * (len(pieces) - 1))
+            plural.append(stem != raw)
+        for pattern in self._patterns:
+            n = len(pattern)
+            for i in range(len(words) - n + 1):
+                if tuple(words[i : i + n]) != pattern:
+                    continue
+                if any(w in _DESCRIBING for w in words[i + n :]):
+                    continue  # token_type, secret_name, token_count, password_changed_at
+                if plural[i + n - 1] and any(w in _COUNTING for w in words[:i]):
+                    continue  # max_tokens, prompt_tokens, num_tokens
+                return SECRET_UNLESS_NUMBER if plural[-1] else SECRET
+        return PLAIN
 
     def redact(self, value: Any) -> Any:
         """A copy of JSON value with the values of secret-looking keys at any depth redacted."""
         return _JsonWalk(self).copy(value)
+
+    def redact_text(self, text: str) -> str:
+        """text with a URL's password and the values of secret `name=value` parameters
+        (in a query, a fragment, a form body or `NAME=value` words) redacted."""
+        if "@" in text and "://" in text:
+            text = _USERINFO.sub(_redact_password, text)
+        if "=" in text:
+            text = _PARAMETER.sub(self._redact_parameter, text)
+        return text
+
+    def _redact_parameter(self, match: re.Match[str]) -> str:
+        name, value = match[1], match[2]
+        if value and self.is_secret(_PERCENT_ESCAPE.sub(" ", name), value):
+            return f"{name}={REDACTED}"
+        return match[0]
 
     def may_need_walk(self, encoded: bytes) -> bool:
         """False only when orjson's text `encoded` of a value surely needs no redaction or
@@ -292,7 +365,71 @@ class Redactor:
         for word in self._suspect_words:  # a plain loop: a generator costs 1.3 µs more
             if word in lowered:
                 return True
-        return False
+        # A URL's password is redacted whatever the names: any scheme://user:pass@.
+        return b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None
+
+
+PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# Joined words this long or longer are found at the end of a word ("accesstoken"); shorter
+# ones ("pwd", "auth") only as whole words, so that "oauth" is not "o auth".
+_MIN_SUFFIX = 5
+# Words after a name that make the key describe the secret rather than hold it. (Not
+# "url" or "path": a reset link or a presigned URL may carry the secret itself.)
+_DESCRIBING = frozenset((
+    "count", "num", "number", "total", "max", "min", "limit", "used", "usage", "remaining",
+    "budget", "per", "detail", "type", "kind", "name", "id", "ids", "length", "len", "size",
+    "policy", "rule", "endpoint", "ref", "arn", "expire", "expiry",
+    "expiration", "ttl", "lifetime", "time", "required", "enabled", "valid", "method", "mode",
+    "provider", "scheme", "status", "error", "version", "format", "alg", "algorithm",
+    "scope", "strength", "created", "changed", "updated", "rotated",
+))
+# Words before a plural name that make the key a count ("prompt_tokens: 12").
+_COUNTING = frozenset((
+    "count", "num", "number", "n", "total", "max", "min", "limit", "used", "remaining",
+    "estimated", "generated", "billed", "prompt", "completion", "input", "output", "cached",
+    "reasoning", "audio", "image", "text", "context", "prediction",
+))
+# A URL's userinfo password (RFC 3986 user:password@), up to the authority's last "@"; the
+# user name is kept. The bytes form finds every such URL in orjson's text of a value. (A
+# scheme is only tried where a run of its characters starts, and each part stops at a "/",
+# so that the search stays linear in the text.)
+_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]*:)"
+                       r"([^\s/?#]*)@", re.ASCII)
+_USERINFO_BYTES = re.compile(rb"://[^\s/?#@:]*:[^\s/?#]*@")
+# name=value after the start, a space, ? & # ; or a quote: query, fragment, form or
+# cookie parameters and NAME=value words. A value ends where a parameter does, or at "?",
+# so that a URL nested in another's query is read too.
+_PARAMETER = re.compile(r"(?<![^\s?&#;'\"])([A-Za-z0-9_.\-\[\]%]+)=([^\s?&#;'\"<>]*)",
+                        re.ASCII)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _suspects(patterns: list[tuple[str, ...]]) -> list[str]:
+    """Words one of which every key matching any of patterns contains, few and long."""
+    words = {p[0] for p in patterns if len(p) == 1}
+    for pattern in patterns:
+        if not words.intersection(pattern):
+            words.add(max(pattern, key=len))
+    # Text holding "authorization" holds "auth": one search finds both.
+    return sorted(w for w in words if not any(o != w and o in w for o in words))
+
+
+def _is_number(value: Any) -> bool:
+    """Whether value is a number, or text of one (a header's or a parameter's value)."""
+    kind = type(value)
+    return kind is int or kind is float or (kind is str
+                                            and _NUMBER_TEXT.fullmatch(value) is not None)
+
+
+def _redact_password(match: re.Match[str]) -> str:
+    return f"{match[1]}{REDACTED}@" if match[2] else match[0]
+
+
+def _singular(word: str) -> str:
+    if len(word) > 3 and word[-1] == "s" and word[-2] != "s":
+        return word[:-1]
+    return word
 
 
 # A digit then '.', 'e' or 'E': every fractional JSON number has one (strings may too).
@@ -301,16 +438,13 @@ _FRACTIONAL = re.compile(rb"[0-9][.eE]")
 _PAST_U_E000 = re.compile(rb"[\xee-\xf4]")
 
 
-_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+# An acronym stays one word ("APIKey", "SSNs"): the name's words are found inside it.
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])"
+                         r"|(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
 
 
 def _key_words(key: str) -> list[str]:
     return [w.lower() for w in _WORD_SPLIT.split(key) if w]
-
-
-def _contains_run(words: list[str], pattern: tuple[str, ...]) -> bool:
-    n = len(pattern)
-    return any(tuple(words[i : i + n]) == pattern for i in range(len(words) - n + 1))
 
 
 # orjson refuses (TypeError, so the walk runs and names them) integers past ±(2^53-1),
@@ -324,16 +458,18 @@ _PLAIN_JSON = (orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
 # Values whose JSON is this short are walked at once: the walk costs less than the checks
 # that would spare it (measured: 0.6 against 2.5 µs for a 60-byte body).
 SMALL_JSON = 256
+# Keys naming the value of a {"name": …, "value": …} object (HAR, Postman, AWS tags).
+_NAMED_VALUE_KEYS = (("name", "value"), ("key", "value"), ("Name", "Value"), ("Key", "Value"))
 
 
 class _JsonWalk:
     """Copies free JSON, redacting secrets and noting what needs the exact RFC 8785 path."""
 
-    __slots__ = ("redactor", "is_secret", "needs_exact_jcs", "problem")
+    __slots__ = ("redactor", "secrecy", "needs_exact_jcs", "problem")
 
     def __init__(self, redactor: Redactor):
         self.redactor = redactor
-        self.is_secret = redactor.is_secret
+        self.secrecy = redactor.secrecy
         self.needs_exact_jcs = False
         self.problem: str | None = None
 
@@ -362,19 +498,38 @@ class _JsonWalk:
 
     def copy(self, value: Any) -> Any:
         kind = type(value)
-        if kind is str or kind is bool or value is None:
+        if kind is str:
+            if value.startswith(("{", "[")):
+                value = self._json_text(value)
+            if "=" in value or "@" in value:
+                return self.redactor.redact_text(value)
+            return value
+        if kind is bool or value is None:
             return value
         if kind is dict:
-            is_secret = self.is_secret
+            secrecy = self.secrecy
+            named = self._named_secret(value) if "value" in value or "Value" in value else None
             out = {}
             for key, item in value.items():
                 if not key.isascii():
                     # orjson sorts keys by code point, RFC 8785 by UTF-16 unit.
                     self.needs_exact_jcs = True
-                out[key] = REDACTED if is_secret(key) else self.copy(item)
+                verdict = secrecy(key)
+                if key == named or (verdict and (verdict == SECRET or not _is_number(item))):
+                    out[key] = REDACTED
+                else:
+                    out[key] = self.copy(item)
             return out
         if kind is list or kind is tuple:
-            return [self.copy(item) for item in value]
+            items = []
+            for item in value:
+                inner = type(item)
+                if ((inner is list or inner is tuple) and len(item) == 2
+                        and type(item[0]) is str and self.redactor.is_secret(*item)):
+                    items.append([self.copy(item[0]), REDACTED])  # a [name, value] pair
+                else:
+                    items.append(self.copy(item))
+            return items
         if kind is uuid.UUID:
             return str(value)
         if isinstance(value, enum.Enum):
@@ -393,6 +548,29 @@ class _JsonWalk:
             return value
         self.problem = f"{kind.__name__} is not a JSON value"
         return value
+
+    def _named_secret(self, value: dict) -> str | None:
+        """The "value" key of a {"name": <secret name>, "value": …} object, else None."""
+        for name_key, value_key in _NAMED_VALUE_KEYS:
+            name = value.get(name_key)
+            if (type(name) is str and value_key in value
+                    and self.redactor.is_secret(name, value[value_key])):
+                return value_key
+        return None
+
+    def _json_text(self, text: str) -> str:
+        """JSON text held in a string (a tool call's arguments, a HAR body) with its
+        secrets redacted, rewritten only when it had some."""
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+        try:
+            # Its own walk: numbers inside a string do not make the event need exact JCS.
+            copied = _JsonWalk(self.redactor).copy(parsed)
+        except RecursionError:
+            return text  # too deep to walk; the string is still searched as text
+        return text if copied == parsed else orjson.dumps(copied).decode()
 
 
 def truncate_json(value: Any, size: int) -> Any:
@@ -554,7 +732,8 @@ def _normalise(
     event_type = m.get("event_type") or (entry.event_type if entry else None)
     if event_type is None and category is not None:
         event_type = CATEGORY_LABELS[category]
-    description = m.get("description") or (entry.description if entry else action)
+    description = redactor.redact_text(m.get("description") or (entry.description if entry
+                                                                else action))
     actor_in = m["actor"]
     actor = {
         "id": actor_in.get("id"),
@@ -581,7 +760,7 @@ def _normalise(
         method = request_in["method"].upper()
         if method not in HTTP_METHODS:
             problems.append(("request.method", f"must be one of {', '.join(HTTP_METHODS)}"))
-        path = request_in["path"]
+        path = redactor.redact_text(request_in["path"])
         if not path.startswith("/"):
             problems.append(("request.path", "must start with /"))
         if plain:

@@ -1,7 +1,7 @@
 // The API Keys and Members tabs, for owners and admins. Every change is an audit event.
 
 import { api } from './api.js';
-import { h, clear, openModal, copyButton } from './dom.js';
+import { h, clear, openModal, copyButton, visibleText } from './dom.js';
 
 const SCOPES = [
   ['events:write', 'Send events'],
@@ -35,7 +35,7 @@ export async function renderKeys(panel) {
         h('tbody', {}, data.map((key) => {
           const revoke = key.revoked_at ? null : h('button', { class: 'button danger small', type: 'button', dataset: { testid: 'key-revoke' } }, 'Revoke');
           revoke?.addEventListener('click', async () => {
-            if (!confirm(`Revoke ${key.name}? Calls with it fail at once.`)) return;
+            if (!confirm(visibleText(`Revoke ${key.name}? Calls with it fail at once.`))) return;
             try { await api('DELETE', `/keys/${key.id}`); load(); } catch (err) { problemLine(status, err); }
           });
           return h('tr', { dataset: { testid: 'key-row', keyId: key.id } },
@@ -70,7 +70,7 @@ export async function renderKeys(panel) {
           h('div', { class: 'actions' }, h('button', { class: 'button primary', type: 'button', onclick: () => modal.close() }, 'Done')));
         load();
       } catch (err) {
-        error.textContent = err.message;
+        clear(error, err.message);
       }
     });
   });
@@ -99,7 +99,7 @@ export async function renderMembers(panel, session) {
           const remove = member.id === session.user.id ? null
             : h('button', { class: 'button danger small', type: 'button', dataset: { testid: 'member-remove' } }, 'Remove');
           remove?.addEventListener('click', async () => {
-            if (!confirm(`Remove ${member.email} from ${session.org.name}?`)) return;
+            if (!confirm(visibleText(`Remove ${member.email} from ${session.org.name}?`))) return;
             try { await api('DELETE', `/members/${member.id}`); clear(status); load(); } catch (err) { problemLine(status, err); }
           });
           return h('tr', { dataset: { testid: 'member-row', email: member.email } },
@@ -131,7 +131,7 @@ export async function renderMembers(panel, session) {
           h('div', { class: 'actions' }, h('button', { class: 'button primary', type: 'button', onclick: () => modal.close() }, 'Done')));
         load();
       } catch (err) {
-        error.textContent = err.message;
+        clear(error, err.message);
       }
     });
   });

@@ -79,7 +79,7 @@ function header() {
     h('div', { class: 'brand' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '◆'), 'Sealog'),
     h('div', { class: 'topbar-right' },
       h('span', { class: 'who', dataset: { testid: 'who' } },
-        `${session.user.email} · ${session.user.role}`),
+        session.user.email, ' · ', session.user.role),
       signOut));
 }
 
@@ -161,7 +161,7 @@ function renderSignIn() {
         org.focus();
         return;
       }
-      error.textContent = err.message;
+      clear(error, err.message);
       password.select();
     }
   });
@@ -179,7 +179,7 @@ function renderNoAccess() {
   clear(root, h('main', { id: 'main', class: 'signin-page' },
     h('div', { class: 'signin-card', dataset: { testid: 'no-access' } },
       h('h1', {}, 'No access'),
-      h('p', {}, `You are signed in as ${session.user.email} (${session.user.role}). `,
+      h('p', {}, 'You are signed in as ', session.user.email, ` (${session.user.role}). `,
         'Only owners, admins and auditors may view the audit log of ', session.org.name, '.'),
       h('p', { class: 'muted' }, 'Ask an admin of your organization for the auditor role.'),
       signOut)));

@@ -192,7 +192,7 @@ function syncControls(filters) {
 function showProblem(err) {
   const message = err instanceof ApiError ? err.message : String(err);
   if (err instanceof ApiError && err.status === 422 && err.problem.type === 'urn:sealog:problem:query-syntax') {
-    view.searchError.textContent = message;
+    clear(view.searchError, message);
     view.search.setAttribute('aria-invalid', 'true');
     clear(view.status);
   } else {
@@ -362,7 +362,7 @@ function details(event) {
   }).catch((err) => {
     proof.className = 'proof bad';
     proof.dataset.state = 'failed';
-    proof.textContent = `✕ The proof could not be checked: ${err.message}`;
+    clear(proof, '✕ The proof could not be checked: ', err.message);
   });
   return [
     h('section', { 'aria-labelledby': 'overview-h' },
@@ -373,7 +373,9 @@ function details(event) {
         field('Actor', [actorLabel(event.actor), h('span', { class: 'muted small' }, ` (${event.actor.type})`)], 'd-actor'),
         field('Action', [event.description, h('code', { class: 'small block' }, event.action)], 'd-action'),
         field('Event Type', typeBadge(event), 'd-type'),
-        field('Resource Type', resource ? `${resource.type}${resource.id ? ` · ${resource.id}` : ''}` : '—', 'd-resource'))),
+        field('Resource Type', resource
+          ? [resource.type, resource.id ? [' · ', resource.id] : null, resource.name ? [' · ', resource.name] : null]
+          : '—', 'd-resource'))),
     h('section', { 'aria-labelledby': 'request-h' },
       h('h3', { id: 'request-h' }, 'Request Details'),
       request

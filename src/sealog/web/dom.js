@@ -1,5 +1,55 @@
 // Building DOM nodes without innerHTML (so no text is ever parsed as markup), and modals.
 
+// Characters that change how text around them is shown while being invisible: the bidi
+// controls (U+202E makes "invoice\u202Egnp.exe" read "invoiceexe.png"), marks and
+// isolates, zero-width spaces, and U+2028/U+2029, which break lines. ZWJ and ZWNJ are
+// shown only beside ASCII: between other characters emoji and scripts need them.
+const HIDDEN = /[\u061C\u200B\u200E\u200F\u2028-\u202E\u2060\u2066-\u2069\uFEFF]|(?<![^\x00-\x7F])[\u200C\u200D]|[\u200C\u200D](?![^\x00-\x7F])/g;
+const HIDDEN_NAMES = {
+  '\u061C': 'ARABIC LETTER MARK', '\u200B': 'ZERO WIDTH SPACE', '\u200C': 'ZERO WIDTH NON-JOINER',
+  '\u200D': 'ZERO WIDTH JOINER', '\u200E': 'LEFT-TO-RIGHT MARK', '\u200F': 'RIGHT-TO-LEFT MARK',
+  '\u2028': 'LINE SEPARATOR', '\u2029': 'PARAGRAPH SEPARATOR',
+  '\u202A': 'LEFT-TO-RIGHT EMBEDDING', '\u202B': 'RIGHT-TO-LEFT EMBEDDING',
+  '\u202C': 'POP DIRECTIONAL FORMATTING', '\u202D': 'LEFT-TO-RIGHT OVERRIDE',
+  '\u202E': 'RIGHT-TO-LEFT OVERRIDE', '\u2060': 'WORD JOINER', '\u2066': 'LEFT-TO-RIGHT ISOLATE',
+  '\u2067': 'RIGHT-TO-LEFT ISOLATE', '\u2068': 'FIRST STRONG ISOLATE',
+  '\u2069': 'POP DIRECTIONAL ISOLATE', '\uFEFF': 'ZERO WIDTH NO-BREAK SPACE',
+};
+const PAST_ASCII = /[^\x00-\x7F]/;
+
+function codePoint(char) {
+  return `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+// text with each hidden character written out as ⟨U+202E⟩: for attributes and dialogs,
+// which cannot hold markup.
+export function visibleText(text) {
+  return String(text).replace(HIDDEN, (char) => `⟨${codePoint(char)}⟩`);
+}
+
+// The node that shows a string in the page. Text past ASCII is isolated in a <bdi>, so
+// that its direction cannot reorder what stands beside it, and each hidden character in
+// it is shown as a marked ⟨U+202E⟩; plain ASCII is a bare text node.
+export function textNode(text) {
+  if (!PAST_ASCII.test(text)) return document.createTextNode(text);
+  const isolated = document.createElement('bdi');
+  let last = 0;
+  for (const match of text.matchAll(HIDDEN)) {
+    if (match.index > last) isolated.append(text.slice(last, match.index));
+    const mark = document.createElement('span');
+    mark.className = 'hidden-char';
+    mark.title = HIDDEN_NAMES[match[0]];
+    mark.textContent = `⟨${codePoint(match[0])}⟩`;
+    isolated.append(mark);
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) isolated.append(text.slice(last));
+  return isolated;
+}
+
+// Attributes whose text the browser shows (a tooltip) or reads out.
+const SHOWN_ATTRIBUTES = new Set(['title', 'aria-label', 'placeholder', 'alt']);
+
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -8,16 +58,21 @@ export function h(tag, attrs = {}, ...children) {
     else if (key === 'class') node.className = value;
     else if (key === 'dataset') Object.assign(node.dataset, value);
     else if (value === true) node.setAttribute(key, '');
-    else node.setAttribute(key, String(value));
+    else node.setAttribute(key, SHOWN_ATTRIBUTES.has(key) ? visibleText(value) : String(value));
   }
   append(node, children);
   return node;
 }
 
+// Elements that show only their text (no <bdi> inside): they get the written-out form.
+const TEXT_ONLY = new Set(['OPTION', 'TEXTAREA', 'TITLE']);
+
 function append(node, children) {
+  const textOnly = TEXT_ONLY.has(node.tagName);
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    if (child instanceof Node) node.append(child);
+    else node.append(textOnly ? visibleText(child) : textNode(String(child)));
   }
 }
 

@@ -95,7 +95,7 @@ export function openExportDialog(filters) {
       await api('POST', '/exports', { body });
       await refresh();
     } catch (err) {
-      error.textContent = err.message;
+      clear(error, err.message);
     } finally {
       submit.disabled = false;
     }
