@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import orjson
@@ -40,6 +41,20 @@ def test_ingest_then_read_back_with_a_recomputable_leaf_hash(tenant):
     assert doc["request"]["body"] == {"mode": "block", "n": 0.1}
     leaf = doc.pop("leaf_hash")
     assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
+
+
+def test_times_and_ids_are_refused_unless_in_ascii_with_no_trailing_newline(tenant):
+    c = tenant.client
+    for bad in ("\uff12\uff10\uff12\uff16-12-01T10:00:00.000000Z",
+                "2026-12-01T10:00:00.000000Z\n"):
+        body = problem(post(tenant, event(occurred_at=bad)), 422)
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "occurred_at")]
+        problem(c.get("/api/v1/events", params={"range": "custom", "from": bad}), 422)
+        problem(c.get("/api/v1/events/count",
+                      params={"range": "custom", "from": "2026-01-01T00:00:00Z", "to": bad}), 422)
+    body = problem(post(tenant, event(id=UUID7 + "\n"), event(actor={"email": "a@b.co\n"})), 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "id"), (1, "actor.email")]
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
 
 
 def test_indexes_are_dense_per_org(tenant_factory):
@@ -165,6 +180,10 @@ def test_bad_query_parameters_are_problems(tenant):
     problem(c.get("/api/v1/events", params={"limit": 201}), 422)
     problem(c.get("/api/v1/events", params={"limit": "x"}), 422)
     problem(c.get("/api/v1/events", params={"cursor": "garbage"}), 400)
+    # int() takes other scripts' digits, a sign or spaces: no cursor this API returns does.
+    for occurred in ("\u0661\u0662", "+12", " 12", "1_2"):
+        forged = base64.urlsafe_b64encode(f"v1:{occurred}:{UUID7}".encode()).decode()
+        problem(c.get("/api/v1/events", params={"cursor": forged.rstrip("=")}), 400)
     problem(c.get("/api/v1/events/count", params={"q": "-"}), 422)
 
 

@@ -108,6 +108,8 @@ def test_future_limit_is_five_minutes():
 def test_occurred_at_is_normalised_to_utc_microseconds():
     doc = one(event(occurred_at="2026-02-13T11:28:22.5+01:00"))
     assert doc["occurred_at"] == "2026-02-13T10:28:22.500000Z"
+    doc = one(event(occurred_at="2026-02-13T10:28:22.123456789012Z"))  # RFC 3339: any length
+    assert doc["occurred_at"] == "2026-02-13T10:28:22.123456Z"
 
 
 def test_batch_limits():
@@ -183,6 +185,31 @@ def test_client_id_must_be_a_uuid7():
     assert field == "id"
     doc = one(event(id="01a214a4-65df-7047-b506-bf87b41fd50a"))
     assert doc["id"] == "01a214a4-65df-7047-b506-bf87b41fd50a"
+
+
+def test_ids_and_emails_take_no_trailing_newline():
+    # Python's `$` matches before a final newline.
+    errors = errors_of([event(id="01a214a4-65df-7047-b506-bf87b41fd50a\n"),
+                        event(actor={"email": "alice@acme.com\n"})])
+    assert [(i, f) for i, f, _ in errors] == [(0, "id"), (1, "actor.email")]
+
+
+@pytest.mark.parametrize("text", [
+    "\uff12\uff10\uff12\uff16-12-01T10:00:00.000000Z",  # fullwidth digits
+    "2026-12-01T10:00:00.000000Z\n",
+    "2026-12-01T10:00:00Z\n",
+    "2026-12-01T1\u0660:00:00Z",  # an Arabic-Indic zero
+    "2026-12-01T10:00:00.\u0665Z",
+    "2026-12-01T10:00:00+0\u0661:00",
+    "2026-12-0\U0001d7cfT10:00:00Z",  # a mathematical bold one
+])
+def test_times_are_rfc3339_in_ascii_digits_only(text):
+    with pytest.raises(times.TimeError):
+        times.parse_rfc3339(text)
+    [(_, field, message)] = errors_of([event(occurred_at=text)])
+    assert field == "occurred_at" and "RFC 3339" in message
+    with pytest.raises(times.TimeError):
+        times.resolve_range("custom", start=text)
 
 
 def test_method_is_uppercased_and_checked():

@@ -56,6 +56,7 @@ DEFAULT_SECRET_KEYS = (
     "client_secret",
 )
 
+# Matched with fullmatch: in Python, `$` matches before a trailing newline too.
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 UUID_PATTERN = re.compile(
@@ -512,7 +513,7 @@ def _normalise(
 ) -> tuple[NewEvent, list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
     event_id = m.get("id")
-    if event_id is not None and not UUID_PATTERN.match(event_id):
+    if event_id is not None and not UUID_PATTERN.fullmatch(event_id):
         problems.append(("id", "must be a lowercase UUIDv7 string, e.g. 0193f8a0-...-7..."))
     occurred_at = m.get("occurred_at")
     if occurred_at is None:
@@ -554,7 +555,7 @@ def _normalise(
     }
     if actor["id"] is None and actor["email"] is None and actor["name"] is None:
         problems.append(("actor", "needs at least one of id, email or name"))
-    if actor["email"] is not None and not EMAIL_PATTERN.match(actor["email"]):
+    if actor["email"] is not None and not EMAIL_PATTERN.fullmatch(actor["email"]):
         problems.append(("actor.email", f"{actor['email']!r} is not an email address"))
 
     walk = _JsonWalk(redactor)

@@ -23,7 +23,7 @@ JSON = "application/json"
 async def read_json_body(request: Request, limit: int) -> object:
     """The request's JSON body; 413 past limit bytes, 400 when it is not JSON."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
     chunks, size = [], 0
     async for chunk in request.stream():
