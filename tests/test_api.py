@@ -6,9 +6,11 @@ import base64
 import hashlib
 
 import orjson
+import pytest
 import rfc8785
 
 from sealog import auth, times
+from sealog.events import MAX_JSON_DEPTH
 
 from conftest import event
 
@@ -55,6 +57,25 @@ def test_times_and_ids_are_refused_unless_in_ascii_with_no_trailing_newline(tena
     body = problem(post(tenant, event(id=UUID7 + "\n"), event(actor={"email": "a@b.co\n"})), 422)
     assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "id"), (1, "actor.email")]
     assert c.get("/api/v1/events/count").json() == {"count": 0}
+
+
+@pytest.mark.parametrize("count", [1, 40])  # prepared in-process, or in a preparing process
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
+def test_json_nested_too_deep_is_a_422_naming_the_field(tenant, count, where):
+    deep = {"x": "@deep@"}
+    bad = (event(metadata=deep) if where == "metadata"
+           else event(context={"ip": "10.0.0.1", **deep}) if where == "context"
+           else event(request={"method": "POST", "path": "/x", where[8:]: deep}))
+    batch = [event() for _ in range(count)]
+    batch[count // 2] = bad
+    for levels in (300, 1000, MAX_JSON_DEPTH + 1):  # the parser itself takes 1,024
+        arrays = levels - 1  # inside the field's own object
+        content = orjson.dumps({"events": batch}).replace(
+            b'"@deep@"', b"[" * arrays + b"1" + b"]" * arrays)
+        body = problem(tenant.client.post("/api/v1/events", content=content), 422)
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [(count // 2, where)]
+        assert "64 levels" in body["errors"][0]["message"]
+    assert tenant.client.get("/api/v1/events/count").json() == {"count": 0}
 
 
 def test_indexes_are_dense_per_org(tenant_factory):

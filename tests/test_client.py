@@ -122,6 +122,14 @@ def test_a_bad_event_raises_at_the_call_when_validating():
             client.record("widget.spun", actor=ACTOR)
         with pytest.raises(EventValidationError, match="result"):
             client.record("agent.created", actor=ACTOR, result="meh")
+        deep: object = 1
+        for _ in range(300):
+            deep = [deep]
+        with pytest.raises(EventValidationError, match="metadata: is nested more than 64"):
+            client.record("agent.created", actor=ACTOR, metadata={"x": deep})
+        with pytest.raises(EventValidationError, match="request.body: is nested more than 64"):
+            client.record("agent.created", actor=ACTOR,
+                          request={"method": "POST", "path": "/a", "body": deep})
         assert client.pending == 0
 
 

@@ -9,16 +9,18 @@ import uuid
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealog import times
 from sealog.events import (
     MAX_BATCH_EVENTS,
+    MAX_JSON_DEPTH,
     REDACTED,
     EventValidationError,
     Redactor,
     _is_stored_form,
+    _nests_at_most,
     catalog_entry,
     validate_events,
 )
@@ -173,6 +175,52 @@ def test_metadata_over_16_kib_is_refused():
 def test_integers_beyond_two_to_the_53_are_refused():
     [(_, field, message)] = errors_of([event(metadata={"n": 2**53})])
     assert field == "metadata" and "2^53" in message
+
+
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
+# Walked at once (short); checked with the others first; checked alone (beside a float).
+@pytest.mark.parametrize("path", ["walked", "with_others", "alone"])
+def test_free_json_nested_past_64_levels_is_refused_naming_the_field(where, path):
+    pad = "" if path == "walked" else "x" * 400
+
+    def nested(levels: int) -> dict:
+        value: object = "[{]}"  # brackets in a string are not nesting
+        for level in range(levels - 1):
+            value = [value] if level % 2 else {"k": value}
+        return {"pad": pad, "v": value, "flat": [[1], {"a": 2}] * 40}
+
+    def raw(levels: int) -> dict:
+        request = {"method": "POST", "path": "/x"}
+        beside = {"ratio": 0.5} if path == "alone" else None
+        if where == "context":  # its own object is its first level
+            return event(context={"x": nested(levels - 1)}, metadata=beside)
+        if where == "metadata":
+            return event(metadata=nested(levels), request={**request, "body": beside})
+        field = where.split(".")[1]
+        other = "response" if field == "body" else "body"
+        return event(request={**request, field: nested(levels), other: beside})
+
+    one(raw(MAX_JSON_DEPTH))
+    message = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
+    for levels in (MAX_JSON_DEPTH + 1, 300, 900):
+        assert errors_of([raw(levels)]) == [(0, where, message)]
+
+
+def _depth(value: object) -> int:
+    items = (value.values() if isinstance(value, dict)
+             else value if isinstance(value, list) else None)
+    return 0 if items is None else 1 + max(map(_depth, items), default=0)
+
+
+@settings(max_examples=500)
+@given(value=st.recursive(
+    st.booleans() | st.text(alphabet="[]{}ab", max_size=4),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text("[]{}ab", max_size=2), c,
+                                                        max_size=3),
+    max_leaves=40,
+), levels=st.integers(0, 12))
+def test_the_nesting_of_json_text_is_measured_exactly(value, levels):
+    assert _nests_at_most(orjson.dumps(value), levels) == (_depth(value) <= levels)
 
 
 def test_nul_characters_are_refused_in_indexed_fields():

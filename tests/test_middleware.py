@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -239,6 +240,16 @@ def test_a_large_body_is_cut_with_the_visible_marker(down_client):
     asyncio.run(_asgi_messages(app, "PUT", "/items/1", body))
     sent = down_client._queue.peek(1)[0][1]
     assert b'"_truncated":true,"size":512' in sent
+
+
+def test_a_body_nested_too_deep_is_still_recorded(down_client):
+    app = AuditMiddleware(_raw_app(), client=down_client, actor=lambda scope: None)
+    deep = b'{"a": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}"
+    asyncio.run(_asgi_messages(app, "PUT", "/items/1", deep))
+    [(_, body)] = down_client._queue.peek(1)
+    # Recorded as the server shows a body too large for it, the request still audited.
+    assert orjson.loads(body)["request"]["body"] == {"_truncated": True, "size": len(deep),
+                                                     "preview": deep[:1024].decode()}
 
 
 def test_route_configuration_is_checked_up_front(down_client):

@@ -41,6 +41,9 @@ MAX_BODY_BYTES = 64 * 1024
 BODY_PREVIEW_CHARS = 1024
 MAX_METADATA_BYTES = 16 * 1024
 MAX_SAFE_INTEGER = 2**53 - 1
+# Arrays and objects, one level each, that metadata, request.body, request.response and
+# context may nest (the field's own object counts): deeper JSON is refused, not stored.
+MAX_JSON_DEPTH = 64
 REDACTED = "[REDACTED]"
 DEFAULT_SECRET_KEYS = (
     "password",
@@ -279,12 +282,18 @@ class Redactor:
         return hit
 
     def redact(self, value: Any) -> Any:
-        """A copy of JSON value with the values of secret-looking keys at any depth redacted."""
-        return _JsonWalk(self).copy(value)
+        """A copy of JSON value with the values of secret-looking keys at any depth redacted;
+        raises ValueError for what an event cannot hold (e.g. nested past MAX_JSON_DEPTH)."""
+        walk = _JsonWalk(self)
+        copied = walk.copy(value)
+        if walk.problem:
+            raise ValueError(walk.problem)
+        return copied
 
-    def may_need_walk(self, encoded: bytes) -> bool:
+    def may_need_walk(self, encoded: bytes, levels: int = MAX_JSON_DEPTH) -> bool:
         """False only when orjson's text `encoded` of a value surely needs no redaction or
-        exact JCS and holds no NaN or infinity (which orjson writes as null)."""
+        exact JCS, holds no NaN or infinity (which orjson writes as null) and nests at most
+        levels deep."""
         if b'\\"' in encoded or b"null" in encoded or _FRACTIONAL.search(encoded) is not None:
             return True
         if not encoded.isascii() and _PAST_U_E000.search(encoded) is not None:
@@ -293,13 +302,36 @@ class Redactor:
         for word in self._suspect_words:  # a plain loop: a generator costs 1.3 µs more
             if word in lowered:
                 return True
-        return False
+        return not _nests_at_most(encoded, levels)
 
 
 # A digit then '.', 'e' or 'E': every fractional JSON number has one (strings may too).
 _FRACTIONAL = re.compile(rb"[0-9][.eE]")
 # UTF-8 lead bytes of U+E000 and above, where code point and UTF-16 orders differ.
 _PAST_U_E000 = re.compile(rb"[\xee-\xf4]")
+# What shows the nesting of JSON text: its brackets (all made square) and its quotes.
+_NOT_NESTING = bytes(b for b in range(256) if b not in b'"[]{}')
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def _nests_at_most(encoded: bytes, levels: int) -> bool:
+    """Whether JSON text with no escaped quote nests at most levels arrays and objects deep."""
+    marks = encoded.translate(_SQUARE, _NOT_NESTING)
+    if marks.count(b"[") <= levels:
+        return True
+    if b'"' in marks:
+        # Quotes pair up in order: dropping two adjacent ones drops an empty string or
+        # joins two, and no bracket outside strings. What is left is rare, and slower.
+        marks = marks.replace(b'""', b"")
+        if b'"' in marks:
+            marks = _STRING.sub(b"", marks)
+    # Each pass removes the innermost pairs, one level: few passes for most JSON.
+    for _ in range(levels):
+        if not marks:
+            return True
+        marks = marks.replace(b"[]", b"")
+    return not marks
 
 
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
@@ -354,32 +386,37 @@ class _JsonWalk:
         return copied, len(orjson.dumps(copied))
 
     def plain(self, value: Any, limit: int) -> bool:
-        """Whether value is JSON of at most limit bytes that surely needs no walk."""
+        """Whether the list value is JSON of at most limit bytes that surely needs no walk."""
         try:
             encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             return False
-        return SMALL_JSON < len(encoded) <= limit and not self.redactor.may_need_walk(encoded)
+        return (SMALL_JSON < len(encoded) <= limit
+                and not self.redactor.may_need_walk(encoded, MAX_JSON_DEPTH + 1))
 
-    def copy(self, value: Any) -> Any:
+    def copy(self, value: Any, depth: int = 0) -> Any:
         kind = type(value)
         if kind is str or kind is bool or value is None:
             return value
         if kind is dict:
+            if depth == MAX_JSON_DEPTH:
+                return self._too_deep(value)
             is_secret = self.is_secret
             out = {}
             for key, item in value.items():
                 if not key.isascii():
                     # orjson sorts keys by code point, RFC 8785 by UTF-16 unit.
                     self.needs_exact_jcs = True
-                out[key] = REDACTED if is_secret(key) else self.copy(item)
+                out[key] = REDACTED if is_secret(key) else self.copy(item, depth + 1)
             return out
         if kind is list or kind is tuple:
-            return [self.copy(item) for item in value]
+            if depth == MAX_JSON_DEPTH:
+                return self._too_deep(value)
+            return [self.copy(item, depth + 1) for item in value]
         if kind is uuid.UUID:
             return str(value)
         if isinstance(value, enum.Enum):
-            return self.copy(value.value)
+            return self.copy(value.value, depth)
         if kind is int:
             if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                 self.problem = f"integer {value} is outside the interoperable range ±(2^53-1)"
@@ -393,6 +430,10 @@ class _JsonWalk:
                 self.problem = f"number {value!r} is outside the interoperable range ±(2^53-1)"
             return value
         self.problem = f"{kind.__name__} is not a JSON value"
+        return value
+
+    def _too_deep(self, value: Any) -> Any:
+        self.problem = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
         return value
 
 
