@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import orjson
 import pytest
 import rfc8785
 
+import sealog
 from sealog import auth, times
 from sealog.events import MAX_JSON_DEPTH
 
@@ -43,6 +48,54 @@ def test_ingest_then_read_back_with_a_recomputable_leaf_hash(tenant):
     assert doc["request"]["body"] == {"mode": "block", "n": 0.1}
     leaf = doc.pop("leaf_hash")
     assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
+
+
+def js_leaf_hash(answer: str, folder: Path) -> str:
+    """The leaf hash the console's verify.js computes from an answer of GET /events/{id}."""
+    node = shutil.which("node")
+    assert node, "node (Debian's nodejs) runs the console's JavaScript in tests"
+    web = Path(sealog.__file__).parent / "web"
+    for name in ("verify.js", "api.js"):
+        shutil.copy(web / name, folder / name)
+    (folder / "package.json").write_text('{"type": "module"}')
+    (folder / "leaf.mjs").write_text(
+        "globalThis.crypto ??= (await import('node:crypto')).webcrypto;\n"
+        "const { leafHash, hex } = await import('./verify.js');\n"
+        "const answer = (await import('node:fs')).readFileSync(0, 'utf8');\n"
+        "process.stdout.write(hex(await leafHash(JSON.parse(answer))));\n"
+    )
+    done = subprocess.run([node, str(folder / "leaf.mjs")], input=answer, text=True,
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# A platform's 64-bit id, integers past 64 bits, floats RFC 8785 writes as bare digits and
+# ones it writes with an exponent, as sent, and as stored.
+NUMBERS_SENT = (b'{"tweet_id": 1234567890123456789, "huge": 123456789012345678901234567890, '
+                b'"low": -9223372036854775809, "e20": 1e20, "f60": 1152921504606846976.0, '
+                b'"e21": 1e21, "safe": 9007199254740991, "tiny": 5e-324, "tenth": 0.1}')
+NUMBERS_STORED = {"tweet_id": "1234567890123456789", "huge": "123456789012345678901234567890",
+                  "low": "-9223372036854775809", "e20": "100000000000000000000",
+                  "f60": "1152921504606847000", "e21": 1e21, "safe": 9007199254740991,
+                  "tiny": 5e-324, "tenth": 0.1}
+
+
+@pytest.mark.parametrize("count", [1, 40])  # prepared in-process, or in a preparing process
+def test_numbers_json_allows_are_stored_and_their_leaf_hash_recomputes(tenant, tmp_path, count):
+    one_event = (b'{"action": "guardrail.created", "result": "success", "actor": {"id": "u1"}, '
+                 b'"metadata": ' + NUMBERS_SENT + b', "request": {"method": "POST", '
+                 b'"path": "/x", "body": ' + NUMBERS_SENT + b'}}')
+    r = tenant.client.post("/api/v1/events",
+                           content=b'{"events": [' + b", ".join([one_event] * count) + b"]}")
+    assert r.status_code == 201, r.text
+    for accepted in r.json()["events"][:: count - 1 or 1]:
+        answer = tenant.client.get(f"/api/v1/events/{accepted['id']}").text
+        doc = json.loads(answer)
+        assert doc["metadata"] == doc["request"]["body"] == NUMBERS_STORED
+        leaf = doc.pop("leaf_hash")
+        assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
+        assert js_leaf_hash(answer, tmp_path) == leaf
 
 
 def test_times_and_ids_are_refused_unless_in_ascii_with_no_trailing_newline(tenant):

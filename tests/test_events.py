@@ -22,6 +22,7 @@ from sealog.events import (
     _is_stored_form,
     _nests_at_most,
     catalog_entry,
+    loads_json,
     validate_events,
 )
 from sealog.ingest import prepare_events
@@ -172,9 +173,52 @@ def test_metadata_over_16_kib_is_refused():
     assert field == "metadata" and "16 KiB" in message
 
 
-def test_integers_beyond_two_to_the_53_are_refused():
-    [(_, field, message)] = errors_of([event(metadata={"n": 2**53})])
-    assert field == "metadata" and "2^53" in message
+# Sent, and kept: what RFC 8785 writes for each, read back alike by Python and JavaScript.
+NUMBERS = [
+    (2**53 - 1, 2**53 - 1),
+    (2**53, "9007199254740992"),
+    (1234567890123456789, "1234567890123456789"),
+    (-(2**70), "-1180591620717411303424"),
+    (1e20, "100000000000000000000"),  # RFC 8785 writes it as bare digits
+    (-(2.0**60), "-1152921504606847000"),
+    (9007199254740992.0, "9007199254740992"),
+    (1e21, 1e21),
+    (1.7976931348623157e308, 1.7976931348623157e308),
+    (5e-324, 5e-324),
+    (3.0, 3.0),
+]
+
+
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
+@pytest.mark.parametrize("company", ["", "x" * 400, "password", "ratio"])
+def test_numbers_beyond_two_to_the_53_are_kept_as_their_digits(where, company):
+    # Alone past SMALL_JSON bytes (no walk), beside a secret or a float: on every path.
+    value = {"n": [sent for sent, _ in NUMBERS], "pad": company, company: 0.5}
+    request = {"method": "POST", "path": "/x"}
+    raw = (event(metadata=value) if where == "metadata"
+           else event(context={"ip": None, "x": value}) if where == "context"
+           else event(request={**request, where.split(".")[1]: value}))
+    doc = one(raw)
+    kept = (doc["context"]["x"] if where == "context"
+            else doc["metadata"] if where == "metadata"
+            else doc["request"][where.split(".")[1]])
+    assert kept["n"] == [stored for _, stored in NUMBERS]
+    assert [type(v) for v in kept["n"]] == [type(stored) for _, stored in NUMBERS]
+
+
+def test_integers_beyond_the_range_of_json_numbers_are_refused():
+    [(_, field, message)] = errors_of([event(metadata={"n": 2**1100})])
+    assert field == "metadata" and "1.8e308" in message
+
+
+def test_text_with_integers_past_64_bits_is_read_exactly():
+    text = b'{"a": [123456789012345678901234567890, -9223372036854775809, 18446744073709551615'
+    text += b', 1.5, "12345678901234567890123"]}'
+    assert loads_json(text) == {"a": [123456789012345678901234567890, -9223372036854775809,
+                                      18446744073709551615, 1.5, "12345678901234567890123"]}
+    assert loads_json(b'{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+    with pytest.raises(ValueError):
+        loads_json(b'{"a": NaN, "b": 12345678901234567890123}')
 
 
 @pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])

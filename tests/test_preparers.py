@@ -358,7 +358,8 @@ def test_the_setting():
 def test_batches_sent_over_http_are_stored_as_the_library_stores_them(tenant_factory, store):
     tenant = tenant_factory()
     batch = realistic_batch(300)
-    batch[7]["metadata"] = {"ratio": 0.25, "big": 2**53 - 1, "ключ": [1.5e-7, None, True]}
+    batch[7]["metadata"] = {"ratio": 0.25, "big": 2**53 - 1, "ключ": [1.5e-7, None, True],
+                            "id64": 2**63 + 7, "e20": 1e20}
     r = tenant.client.post("/api/v1/events", json={"events": batch})
     assert r.status_code == 201, r.text
     here = open_store(f"sqlite:///{store.path.parent / 'here.db'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -418,22 +419,47 @@ class _JsonWalk:
         if isinstance(value, enum.Enum):
             return self.copy(value.value, depth)
         if kind is int:
-            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-                self.problem = f"integer {value} is outside the interoperable range ±(2^53-1)"
-            return value
+            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                return value
+            if value.bit_length() > 1024:
+                self.problem = "an integer is beyond the range of JSON numbers (about 1.8e308)"
+                return value
+            # RFC 8785 numbers are doubles, and JavaScript's JSON.parse rounds such an
+            # integer: its exact digits are kept as a string.
+            return str(value)
         if kind is float:
-            self.needs_exact_jcs = True
             if value != value or value in (float("inf"), float("-inf")):
                 self.problem = "NaN and Infinity are not JSON numbers"
-            elif abs(value) > MAX_SAFE_INTEGER:
-                # Such a number may print as an integer that no reader can re-parse exactly.
-                self.problem = f"number {value!r} is outside the interoperable range ±(2^53-1)"
+            elif MAX_SAFE_INTEGER < abs(value) < 1e21:
+                # RFC 8785 writes it as bare digits (1e20 as 100000000000000000000), which
+                # JSON readers take for an integer past 2^53: kept as a string of them.
+                return rfc8785.dumps(value).decode()
+            self.needs_exact_jcs = True
             return value
         self.problem = f"{kind.__name__} is not a JSON value"
         return value
 
     def _too_deep(self, value: Any) -> Any:
         self.problem = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
+        return value
+
+
+# orjson reads an integer past 64 bits as a float, losing digits (a negative one from 19
+# digits); Python's json keeps them. Text with such a run of digits is read by both.
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # each digit as "0"
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def loads_json(data: bytes) -> Any:
+    """JSON text as Python values, integers exact whatever their length; raises
+    orjson.JSONDecodeError (a ValueError) when it is not JSON."""
+    value = orjson.loads(data)
+    if data.translate(_DIGITS).find(_LONG_DIGIT_RUN) < 0:
+        return value
+    try:
+        return json.loads(data)
+    except RecursionError:
+        # Nested some 900 levels deep: refused for that (past MAX_JSON_DEPTH) in any case.
         return value
 
 

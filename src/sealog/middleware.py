@@ -24,6 +24,7 @@ from sealog.events import (
     MAX_BODY_BYTES,
     Redactor,
     catalog_entry,
+    loads_json,
 )
 
 log = logging.getLogger("sealog.middleware")
@@ -114,7 +115,7 @@ class _BoundedBody:
         if not data:
             return None
         try:
-            return orjson.loads(data)
+            return loads_json(data)
         except orjson.JSONDecodeError:
             return None
 

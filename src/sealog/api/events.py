@@ -13,7 +13,7 @@ from sealog import eventlog, search
 from sealog.api.deps import CurrentPrincipal, RedactorDep, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES, Event, EventCount, EventPage, IngestResult
-from sealog.events import EVENT_BATCH_SCHEMA_ADAPTER, MAX_BATCH_BYTES, FieldError
+from sealog.events import EVENT_BATCH_SCHEMA_ADAPTER, MAX_BATCH_BYTES, FieldError, loads_json
 from sealog.ingest import ingest
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -32,7 +32,7 @@ async def read_json_body(request: Request, limit: int) -> object:
             raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
         chunks.append(chunk)
     try:
-        return orjson.loads(b"".join(chunks))
+        return loads_json(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}", kind="malformed-json") from None
 
