@@ -115,7 +115,7 @@ def test_times_and_ids_are_refused_unless_in_ascii_with_no_trailing_newline(tena
 @pytest.mark.parametrize("count", [1, 40])  # prepared in-process, or in a preparing process
 @pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
 def test_json_nested_too_deep_is_a_422_naming_the_field(tenant, count, where):
-    deep = {"x": "@deep@"}
+    deep = {"n": "@big@", "x": "@deep@"}  # a long number makes Python's json read it too
     bad = (event(metadata=deep) if where == "metadata"
            else event(context={"ip": "10.0.0.1", **deep}) if where == "context"
            else event(request={"method": "POST", "path": "/x", where[8:]: deep}))
@@ -124,7 +124,8 @@ def test_json_nested_too_deep_is_a_422_naming_the_field(tenant, count, where):
     for levels in (300, 1000, MAX_JSON_DEPTH + 1):  # the parser itself takes 1,024
         arrays = levels - 1  # inside the field's own object
         content = orjson.dumps({"events": batch}).replace(
-            b'"@deep@"', b"[" * arrays + b"1" + b"]" * arrays)
+            b'"@deep@"', b"[" * arrays + b"1" + b"]" * arrays).replace(
+            b'"@big@"', b"123456789012345678901234567890")
         body = problem(tenant.client.post("/api/v1/events", content=content), 422)
         assert [(e["index"], e["field"]) for e in body["errors"]] == [(count // 2, where)]
         assert "64 levels" in body["errors"][0]["message"]
