@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import orjson
+import pytest
 import rfc8785
 
+import sealog
 from sealog import auth, times
+from sealog.events import MAX_JSON_DEPTH
 
 from conftest import event
 
@@ -91,6 +99,88 @@ def test_a_large_batch_seals_its_key_through_the_preparing_process(tmp_path):
     store.close()
     assert len(page) == 40
     assert {e["recorded_by"]["id"] for e in page} == {"key_" + secret.split("_")[2]}
+
+
+def js_leaf_hash(answer: str, folder: Path) -> str:
+    """The leaf hash the console's verify.js computes from an answer of GET /events/{id}."""
+    node = shutil.which("node")
+    assert node, "node (Debian's nodejs) runs the console's JavaScript in tests"
+    web = Path(sealog.__file__).parent / "web"
+    for name in ("verify.js", "api.js"):
+        shutil.copy(web / name, folder / name)
+    (folder / "package.json").write_text('{"type": "module"}')
+    (folder / "leaf.mjs").write_text(
+        "globalThis.crypto ??= (await import('node:crypto')).webcrypto;\n"
+        "const { leafHash, hex } = await import('./verify.js');\n"
+        "const answer = (await import('node:fs')).readFileSync(0, 'utf8');\n"
+        "process.stdout.write(hex(await leafHash(JSON.parse(answer))));\n"
+    )
+    done = subprocess.run([node, str(folder / "leaf.mjs")], input=answer, text=True,
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# A platform's 64-bit id, integers past 64 bits, floats RFC 8785 writes as bare digits and
+# ones it writes with an exponent, as sent, and as stored.
+NUMBERS_SENT = (b'{"tweet_id": 1234567890123456789, "huge": 123456789012345678901234567890, '
+                b'"low": -9223372036854775809, "e20": 1e20, "f60": 1152921504606846976.0, '
+                b'"e21": 1e21, "safe": 9007199254740991, "tiny": 5e-324, "tenth": 0.1}')
+NUMBERS_STORED = {"tweet_id": "1234567890123456789", "huge": "123456789012345678901234567890",
+                  "low": "-9223372036854775809", "e20": "100000000000000000000",
+                  "f60": "1152921504606847000", "e21": 1e21, "safe": 9007199254740991,
+                  "tiny": 5e-324, "tenth": 0.1}
+
+
+@pytest.mark.parametrize("count", [1, 40])  # prepared in-process, or in a preparing process
+def test_numbers_json_allows_are_stored_and_their_leaf_hash_recomputes(tenant, tmp_path, count):
+    one_event = (b'{"action": "guardrail.created", "result": "success", "actor": {"id": "u1"}, '
+                 b'"metadata": ' + NUMBERS_SENT + b', "request": {"method": "POST", '
+                 b'"path": "/x", "body": ' + NUMBERS_SENT + b'}}')
+    r = tenant.client.post("/api/v1/events",
+                           content=b'{"events": [' + b", ".join([one_event] * count) + b"]}")
+    assert r.status_code == 201, r.text
+    for accepted in r.json()["events"][:: count - 1 or 1]:
+        answer = tenant.client.get(f"/api/v1/events/{accepted['id']}").text
+        doc = json.loads(answer)
+        assert doc["metadata"] == doc["request"]["body"] == NUMBERS_STORED
+        leaf = doc.pop("leaf_hash")
+        assert hashlib.sha256(b"\x00" + rfc8785.dumps(doc)).hexdigest() == leaf
+        assert js_leaf_hash(answer, tmp_path) == leaf
+
+
+def test_times_and_ids_are_refused_unless_in_ascii_with_no_trailing_newline(tenant):
+    c = tenant.client
+    for bad in ("\uff12\uff10\uff12\uff16-12-01T10:00:00.000000Z",
+                "2026-12-01T10:00:00.000000Z\n"):
+        body = problem(post(tenant, event(occurred_at=bad)), 422)
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "occurred_at")]
+        problem(c.get("/api/v1/events", params={"range": "custom", "from": bad}), 422)
+        problem(c.get("/api/v1/events/count",
+                      params={"range": "custom", "from": "2026-01-01T00:00:00Z", "to": bad}), 422)
+    body = problem(post(tenant, event(id=UUID7 + "\n"), event(actor={"email": "a@b.co\n"})), 422)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(0, "id"), (1, "actor.email")]
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
+
+
+@pytest.mark.parametrize("count", [1, 40])  # prepared in-process, or in a preparing process
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
+def test_json_nested_too_deep_is_a_422_naming_the_field(tenant, count, where):
+    deep = {"n": "@big@", "x": "@deep@"}  # a long number makes Python's json read it too
+    bad = (event(metadata=deep) if where == "metadata"
+           else event(context={"ip": "10.0.0.1", **deep}) if where == "context"
+           else event(request={"method": "POST", "path": "/x", where[8:]: deep}))
+    batch = [event() for _ in range(count)]
+    batch[count // 2] = bad
+    for levels in (300, 1000, MAX_JSON_DEPTH + 1):  # the parser itself takes 1,024
+        arrays = levels - 1  # inside the field's own object
+        content = orjson.dumps({"events": batch}).replace(
+            b'"@deep@"', b"[" * arrays + b"1" + b"]" * arrays).replace(
+            b'"@big@"', b"123456789012345678901234567890")
+        body = problem(tenant.client.post("/api/v1/events", content=content), 422)
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [(count // 2, where)]
+        assert "64 levels" in body["errors"][0]["message"]
+    assert tenant.client.get("/api/v1/events/count").json() == {"count": 0}
 
 
 def test_indexes_are_dense_per_org(tenant_factory):
@@ -216,6 +306,10 @@ def test_bad_query_parameters_are_problems(tenant):
     problem(c.get("/api/v1/events", params={"limit": 201}), 422)
     problem(c.get("/api/v1/events", params={"limit": "x"}), 422)
     problem(c.get("/api/v1/events", params={"cursor": "garbage"}), 400)
+    # int() takes other scripts' digits, a sign or spaces: no cursor this API returns does.
+    for occurred in ("\u0661\u0662", "+12", " 12", "1_2"):
+        forged = base64.urlsafe_b64encode(f"v1:{occurred}:{UUID7}".encode()).decode()
+        problem(c.get("/api/v1/events", params={"cursor": forged.rstrip("=")}), 400)
     problem(c.get("/api/v1/events/count", params={"q": "-"}), 422)
 
 

@@ -48,7 +48,8 @@ def test_recorded_events_arrive_with_their_fields(served):
             request={"method": "PUT", "path": "/agent/a1/guardrails/g9", "status": 200,
                      "body": {"threshold": 0.8, "api_key": "sk-live-1"},
                      "response": {"ok": True}},
-            context={"ip": "10.0.0.7", "request_id": "req-1"}, metadata={"ticket": "SEC-4"},
+            context={"ip": "10.0.0.7", "request_id": "req-1"},
+            metadata={"ticket": "SEC-4", "tweet_id": 1234567890123456789, "big": 2**70},
         )
         second = client.record("policy.enabled", actor=ACTOR, result="approved")
         client.flush(timeout=10)
@@ -62,7 +63,9 @@ def test_recorded_events_arrive_with_their_fields(served):
     assert got["resource"] == {"type": "guardrail", "id": "g9", "name": None}
     assert got["request"]["body"] == {"threshold": 0.8, "api_key": "[REDACTED]"}
     assert got["context"]["request_id"] == "req-1"
-    assert got["metadata"] == {"ticket": "SEC-4"}
+    # Integers past 2^53 are stored as their exact digits (past 64 bits too).
+    assert got["metadata"] == {"ticket": "SEC-4", "tweet_id": "1234567890123456789",
+                               "big": "1180591620717411303424"}
     assert got["index"] == 0
 
 
@@ -122,6 +125,14 @@ def test_a_bad_event_raises_at_the_call_when_validating():
             client.record("widget.spun", actor=ACTOR)
         with pytest.raises(EventValidationError, match="result"):
             client.record("agent.created", actor=ACTOR, result="meh")
+        deep: object = 1
+        for _ in range(300):
+            deep = [deep]
+        with pytest.raises(EventValidationError, match="metadata: is nested more than 64"):
+            client.record("agent.created", actor=ACTOR, metadata={"x": deep})
+        with pytest.raises(EventValidationError, match="request.body: is nested more than 64"):
+            client.record("agent.created", actor=ACTOR,
+                          request={"method": "POST", "path": "/a", "body": deep})
         assert client.pending == 0
 
 

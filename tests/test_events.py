@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
 import uuid
 
 import orjson
@@ -16,11 +17,14 @@ from sealog import times
 from sealog.config import Settings, SettingsError
 from sealog.events import (
     MAX_BATCH_EVENTS,
+    MAX_JSON_DEPTH,
     REDACTED,
     EventValidationError,
     Redactor,
     _is_stored_form,
+    _nests_at_most,
     catalog_entry,
+    loads_json,
     validate_events,
 )
 from sealog.ingest import prepare_events
@@ -109,6 +113,8 @@ def test_future_limit_is_five_minutes():
 def test_occurred_at_is_normalised_to_utc_microseconds():
     doc = one(event(occurred_at="2026-02-13T11:28:22.5+01:00"))
     assert doc["occurred_at"] == "2026-02-13T10:28:22.500000Z"
+    doc = one(event(occurred_at="2026-02-13T10:28:22.123456789012Z"))  # RFC 3339: any length
+    assert doc["occurred_at"] == "2026-02-13T10:28:22.123456Z"
 
 
 def test_batch_limits():
@@ -178,6 +184,16 @@ def test_a_number_under_a_plural_key_is_a_count_and_kept():
                                "access_tokens": REDACTED, "token": REDACTED, "auth": REDACTED,
                                "headers": [["x-ratelimit-reset-tokens", "149984"],
                                            ["x-ratelimit-reset-tokens", REDACTED]]}
+
+
+def test_json_held_in_a_string_changes_only_where_it_held_a_secret():
+    """Its numbers are the producer's text: a 64-bit id inside it stays as it was sent."""
+    plain = '{"order_id": 1234567890123456789, "ratio": 1e20, "n": [1, 2]}'
+    secret = '{"order_id": 1234567890123456789012, "api_key": "sk-shop-9f8e"}'
+    doc = one(event(metadata={"plain": plain, "arguments": secret}))
+    assert doc["metadata"]["plain"] == plain
+    assert json.loads(doc["metadata"]["arguments"]) == {
+        "order_id": "1234567890123456789012", "api_key": "[REDACTED]"}
 
 
 @pytest.mark.parametrize("pad", ["", "x" * 400])
@@ -436,9 +452,98 @@ def test_metadata_over_16_kib_is_refused():
     assert field == "metadata" and "16 KiB" in message
 
 
-def test_integers_beyond_two_to_the_53_are_refused():
-    [(_, field, message)] = errors_of([event(metadata={"n": 2**53})])
-    assert field == "metadata" and "2^53" in message
+# Sent, and kept: what RFC 8785 writes for each, read back alike by Python and JavaScript.
+NUMBERS = [
+    (2**53 - 1, 2**53 - 1),
+    (2**53, "9007199254740992"),
+    (1234567890123456789, "1234567890123456789"),
+    (-(2**70), "-1180591620717411303424"),
+    (1e20, "100000000000000000000"),  # RFC 8785 writes it as bare digits
+    (-(2.0**60), "-1152921504606847000"),
+    (9007199254740992.0, "9007199254740992"),
+    (1e21, 1e21),
+    (1.7976931348623157e308, 1.7976931348623157e308),
+    (5e-324, 5e-324),
+    (3.0, 3.0),
+]
+
+
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
+@pytest.mark.parametrize("company", ["", "x" * 400, "password", "ratio"])
+def test_numbers_beyond_two_to_the_53_are_kept_as_their_digits(where, company):
+    # Alone past SMALL_JSON bytes (no walk), beside a secret or a float: on every path.
+    value = {"n": [sent for sent, _ in NUMBERS], "pad": company, company: 0.5}
+    request = {"method": "POST", "path": "/x"}
+    raw = (event(metadata=value) if where == "metadata"
+           else event(context={"ip": None, "x": value}) if where == "context"
+           else event(request={**request, where.split(".")[1]: value}))
+    doc = one(raw)
+    kept = (doc["context"]["x"] if where == "context"
+            else doc["metadata"] if where == "metadata"
+            else doc["request"][where.split(".")[1]])
+    assert kept["n"] == [stored for _, stored in NUMBERS]
+    assert [type(v) for v in kept["n"]] == [type(stored) for _, stored in NUMBERS]
+
+
+def test_integers_beyond_the_range_of_json_numbers_are_refused():
+    [(_, field, message)] = errors_of([event(metadata={"n": 2**1100})])
+    assert field == "metadata" and "1.8e308" in message
+
+
+def test_text_with_integers_past_64_bits_is_read_exactly():
+    text = b'{"a": [123456789012345678901234567890, -9223372036854775809, 18446744073709551615'
+    text += b', 1.5, "12345678901234567890123"]}'
+    assert loads_json(text) == {"a": [123456789012345678901234567890, -9223372036854775809,
+                                      18446744073709551615, 1.5, "12345678901234567890123"]}
+    assert loads_json(b'{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+    with pytest.raises(ValueError):
+        loads_json(b'{"a": NaN, "b": 12345678901234567890123}')
+
+
+@pytest.mark.parametrize("where", ["metadata", "request.body", "request.response", "context"])
+# Walked at once (short); checked with the others first; checked alone (beside a float).
+@pytest.mark.parametrize("path", ["walked", "with_others", "alone"])
+def test_free_json_nested_past_64_levels_is_refused_naming_the_field(where, path):
+    pad = "" if path == "walked" else "x" * 400
+
+    def nested(levels: int) -> dict:
+        value: object = "[{]}"  # brackets in a string are not nesting
+        for level in range(levels - 1):
+            value = [value] if level % 2 else {"k": value}
+        return {"pad": pad, "v": value, "flat": [[1], {"a": 2}] * 40}
+
+    def raw(levels: int) -> dict:
+        request = {"method": "POST", "path": "/x"}
+        beside = {"ratio": 0.5} if path == "alone" else None
+        if where == "context":  # its own object is its first level
+            return event(context={"x": nested(levels - 1)}, metadata=beside)
+        if where == "metadata":
+            return event(metadata=nested(levels), request={**request, "body": beside})
+        field = where.split(".")[1]
+        other = "response" if field == "body" else "body"
+        return event(request={**request, field: nested(levels), other: beside})
+
+    one(raw(MAX_JSON_DEPTH))
+    message = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
+    for levels in (MAX_JSON_DEPTH + 1, 300, 900):
+        assert errors_of([raw(levels)]) == [(0, where, message)]
+
+
+def _depth(value: object) -> int:
+    items = (value.values() if isinstance(value, dict)
+             else value if isinstance(value, list) else None)
+    return 0 if items is None else 1 + max(map(_depth, items), default=0)
+
+
+@settings(max_examples=500)
+@given(value=st.recursive(
+    st.booleans() | st.text(alphabet="[]{}ab", max_size=4),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text("[]{}ab", max_size=2), c,
+                                                        max_size=3),
+    max_leaves=40,
+), levels=st.integers(0, 12))
+def test_the_nesting_of_json_text_is_measured_exactly(value, levels):
+    assert _nests_at_most(orjson.dumps(value), levels) == (_depth(value) <= levels)
 
 
 def test_nul_characters_are_refused_in_indexed_fields():
@@ -451,6 +556,31 @@ def test_client_id_must_be_a_uuid7():
     assert field == "id"
     doc = one(event(id="01a214a4-65df-7047-b506-bf87b41fd50a"))
     assert doc["id"] == "01a214a4-65df-7047-b506-bf87b41fd50a"
+
+
+def test_ids_and_emails_take_no_trailing_newline():
+    # Python's `$` matches before a final newline.
+    errors = errors_of([event(id="01a214a4-65df-7047-b506-bf87b41fd50a\n"),
+                        event(actor={"email": "alice@acme.com\n"})])
+    assert [(i, f) for i, f, _ in errors] == [(0, "id"), (1, "actor.email")]
+
+
+@pytest.mark.parametrize("text", [
+    "\uff12\uff10\uff12\uff16-12-01T10:00:00.000000Z",  # fullwidth digits
+    "2026-12-01T10:00:00.000000Z\n",
+    "2026-12-01T10:00:00Z\n",
+    "2026-12-01T1\u0660:00:00Z",  # an Arabic-Indic zero
+    "2026-12-01T10:00:00.\u0665Z",
+    "2026-12-01T10:00:00+0\u0661:00",
+    "2026-12-0\U0001d7cfT10:00:00Z",  # a mathematical bold one
+])
+def test_times_are_rfc3339_in_ascii_digits_only(text):
+    with pytest.raises(times.TimeError):
+        times.parse_rfc3339(text)
+    [(_, field, message)] = errors_of([event(occurred_at=text)])
+    assert field == "occurred_at" and "RFC 3339" in message
+    with pytest.raises(times.TimeError):
+        times.resolve_range("custom", start=text)
 
 
 def test_method_is_uppercased_and_checked():

@@ -17,9 +17,10 @@ import rfc8785
 from fastapi.testclient import TestClient
 from openpyxl.utils.escape import unescape
 
+from sealog import auth
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.ledger import audit, checkpoint, merkle
+from sealog.ledger import audit, bundle, checkpoint, merkle
 from sealog.ledger.note import Signer, Verifier
 from sealog.sampledata import generate_events
 
@@ -95,6 +96,22 @@ def test_proof_requests_that_cannot_be_answered(tenant, tenant_factory):
 def test_an_empty_log_has_a_checkpoint_of_the_empty_tree(tenant):
     cp = signed(tenant)
     assert cp.size == 0 and cp.root == hashlib.sha256(b"").digest()
+
+
+def test_names_and_numbers_of_the_log_are_ascii_with_nothing_after_them(store):
+    # Python's `$` matches before a trailing newline; int() and isdigit() take any
+    # script's digits, and int() a sign, spaces and "_" too.
+    with pytest.raises(ValueError, match="org id"):
+        auth.create_org(store=store, name="Acme", org_id="acme\n")
+    root = base64.b64encode(bytes(32)).decode()
+    assert checkpoint.parse_body(f"h/sealog/acme\n12\n{root}\n")[1] == 12
+    with pytest.raises(checkpoint.CheckpointError, match="size"):
+        checkpoint.parse_body(f"h/sealog/acme\n\uff11\uff12\n{root}\n")
+    line = bundle.entry_line(7, bytes(32), b'{"a":1}')
+    assert bundle.parse_entry_line(line).index == 7
+    for index in (b"+7", b" 7", b"0_7"):
+        with pytest.raises(bundle.BundleError, match="index"):
+            bundle.parse_entry_line(line.replace(b'"index":7', b'"index":' + index))
 
 
 def test_the_signing_key_is_private_and_reused(settings, store, app):

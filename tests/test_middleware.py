@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -239,6 +240,19 @@ def test_a_large_body_is_cut_with_the_visible_marker(down_client):
     asyncio.run(_asgi_messages(app, "PUT", "/items/1", body))
     sent = down_client._queue.peek(1)[0][1]
     assert b'"_truncated":true,"size":512' in sent
+
+
+def test_a_body_nested_too_deep_is_still_recorded_and_big_numbers_keep_their_digits(
+        down_client):
+    app = AuditMiddleware(_raw_app(), client=down_client, actor=lambda scope: None)
+    deep = b'{"a": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}"
+    asyncio.run(_asgi_messages(app, "PUT", "/items/1", deep))
+    asyncio.run(_asgi_messages(app, "PUT", "/items/2", b'{"n": 123456789012345678901234567890}'))
+    first, second = (orjson.loads(body) for _, body in down_client._queue.peek(2))
+    # Recorded as the server shows a body too large for it, the request still audited.
+    assert first["request"]["body"] == {"_truncated": True, "size": len(deep),
+                                        "preview": deep[:1024].decode()}
+    assert second["request"]["body"] == {"n": "123456789012345678901234567890"}
 
 
 def test_route_configuration_is_checked_up_front(down_client):

@@ -148,6 +148,34 @@ def test_invalid_events_in_any_chunk_are_all_named_and_nothing_is_stored(two_sto
     assert there.log_head("acme").size == 100
 
 
+def test_json_nested_too_deep_is_named_not_a_failure_of_the_process(two_stores, pool):
+    def nested(levels: int) -> object:
+        value: object = 1
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    here, there = two_stores
+    batch = realistic_batch(40)
+    batch[5]["metadata"] = {"x": nested(300)}
+    batch[20] = event(request={"method": "POST", "path": "/p", "response": nested(65)})
+    batch[39]["context"] = {"ip": "10.0.0.1", "x": nested(800)}
+    ingest(store=there, org_id="acme", raw_events=realistic_batch(40, seed=2),
+           redactor=REDACTOR, preparers=pool)
+    [process] = [p.process for p in pool._all]
+    with pytest.raises(EventValidationError) as in_process:
+        ingest(store=here, org_id="acme", raw_events=batch, redactor=REDACTOR,
+               received_at_us=NOW)
+    with pytest.raises(EventValidationError) as in_processes:
+        ingest(store=there, org_id="acme", raw_events=batch, redactor=REDACTOR,
+               received_at_us=NOW, preparers=pool)
+    assert in_processes.value.errors == in_process.value.errors
+    assert [(e.index, e.field) for e in in_processes.value.errors] == [
+        (5, "metadata"), (20, "request.response"), (39, "context")]
+    assert there.log_head("acme").size == 40
+    assert [p.process for p in pool._all] == [process] and process.is_alive()  # not replaced
+
+
 def test_retries_and_reused_ids_across_chunks(two_stores, pool):
     here, there = two_stores
     first = realistic_batch(300)
@@ -330,7 +358,8 @@ def test_the_setting():
 def test_batches_sent_over_http_are_stored_as_the_library_stores_them(tenant_factory, store):
     tenant = tenant_factory()
     batch = realistic_batch(300)
-    batch[7]["metadata"] = {"ratio": 0.25, "big": 2**53 - 1, "ключ": [1.5e-7, None, True]}
+    batch[7]["metadata"] = {"ratio": 0.25, "big": 2**53 - 1, "ключ": [1.5e-7, None, True],
+                            "id64": 2**63 + 7, "e20": 1e20}
     r = tenant.client.post("/api/v1/events", json={"events": batch})
     assert r.status_code == 201, r.text
     here = open_store(f"sqlite:///{store.path.parent / 'here.db'}")

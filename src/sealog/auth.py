@@ -109,7 +109,7 @@ def create_org(*, store: Store, name: str, org_id: str | None = None) -> Org:
         raise ValueError("org name must be 1 to 200 characters")
     if org_id is None:
         org_id = _random_id("org_")
-    elif not _ORG_ID.match(org_id):
+    elif not _ORG_ID.fullmatch(org_id):  # `$` alone would take "acme\n"
         raise ValueError(
             "org id must be 2-63 characters of lowercase letters, digits, '_' and '-', "
             "starting with a letter or digit"
@@ -284,7 +284,7 @@ def generate_password() -> str:
 
 
 def _check_user_fields(email: str, role: str, password: str | None, name: str) -> None:
-    if not EMAIL_PATTERN.match(email) or len(email) > 320:
+    if not EMAIL_PATTERN.fullmatch(email) or len(email) > 320:
         raise ValueError(f"{email!r} is not an email address")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")

@@ -130,6 +130,28 @@ class _SpoolQueue:
         self._db.close()
 
 
+def _dumps(event: dict[str, Any]) -> bytes:
+    """The event's JSON; integers past 64 bits, which orjson refuses, written exactly too."""
+    try:
+        return orjson.dumps(event)
+    except TypeError as exc:
+        try:
+            return orjson.dumps(_exact_big_integers(event))
+        except (TypeError, ValueError, RecursionError):
+            raise exc from None
+
+
+def _exact_big_integers(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {k: _exact_big_integers(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_exact_big_integers(v) for v in value]
+    if kind is int and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value).encode())
+    return value
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
@@ -252,7 +274,7 @@ class SealogClient:
         event.setdefault("occurred_at", times.format_rfc3339(now))
         if self.validate:
             validate_events([event], received_at_us=now, redactor=self._redactor)
-        body = orjson.dumps(event)
+        body = _dumps(event)
         if len(body) > _MAX_BATCH_BODY:
             raise EventTooLarge(f"event {event['id']} is {len(body)} bytes of JSON; a batch "
                                 f"holds at most {_MAX_BATCH_BODY}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ MAX_BODY_BYTES = 64 * 1024
 BODY_PREVIEW_CHARS = 1024
 MAX_METADATA_BYTES = 16 * 1024
 MAX_SAFE_INTEGER = 2**53 - 1
+# Arrays and objects, one level each, that metadata, request.body, request.response and
+# context may nest (the field's own object counts): deeper JSON is refused, not stored.
+MAX_JSON_DEPTH = 64
 REDACTED = "[REDACTED]"
 DEFAULT_SECRET_KEYS = (
     "password",
@@ -60,6 +64,7 @@ DEFAULT_SECRET_KEYS = (
     "client_secret",
 )
 
+# Matched with fullmatch: in Python, `$` matches before a trailing newline too.
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 UUID_PATTERN = re.compile(
@@ -336,8 +341,13 @@ class Redactor:
         return PLAIN
 
     def redact(self, value: Any) -> Any:
-        """A copy of JSON value with the values of secret-looking keys at any depth redacted."""
-        return _JsonWalk(self).copy(value)
+        """A copy of JSON value with the values of secret-looking keys at any depth redacted;
+        raises ValueError for what an event cannot hold (e.g. nested past MAX_JSON_DEPTH)."""
+        walk = _JsonWalk(self)
+        copied = walk.copy(value)
+        if walk.problem:
+            raise ValueError(walk.problem)
+        return copied
 
     def redact_text(self, text: str) -> str:
         """text with a URL's password and the values of secret `name=value` parameters
@@ -354,9 +364,10 @@ class Redactor:
             return f"{name}={REDACTED}"
         return match[0]
 
-    def may_need_walk(self, encoded: bytes) -> bool:
+    def may_need_walk(self, encoded: bytes, levels: int = MAX_JSON_DEPTH) -> bool:
         """False only when orjson's text `encoded` of a value surely needs no redaction or
-        exact JCS and holds no NaN or infinity (which orjson writes as null)."""
+        exact JCS, holds no NaN or infinity (which orjson writes as null) and nests at most
+        levels deep."""
         if b'\\"' in encoded or b"null" in encoded or _FRACTIONAL.search(encoded) is not None:
             return True
         if not encoded.isascii() and _PAST_U_E000.search(encoded) is not None:
@@ -366,7 +377,9 @@ class Redactor:
             if word in lowered:
                 return True
         # A URL's password is redacted whatever the names: any scheme://user:pass@.
-        return b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None
+        if b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None:
+            return True
+        return not _nests_at_most(encoded, levels)
 
 
 PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
@@ -436,6 +449,29 @@ def _singular(word: str) -> str:
 _FRACTIONAL = re.compile(rb"[0-9][.eE]")
 # UTF-8 lead bytes of U+E000 and above, where code point and UTF-16 orders differ.
 _PAST_U_E000 = re.compile(rb"[\xee-\xf4]")
+# What shows the nesting of JSON text: its brackets (all made square) and its quotes.
+_NOT_NESTING = bytes(b for b in range(256) if b not in b'"[]{}')
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def _nests_at_most(encoded: bytes, levels: int) -> bool:
+    """Whether JSON text with no escaped quote nests at most levels arrays and objects deep."""
+    marks = encoded.translate(_SQUARE, _NOT_NESTING)
+    if marks.count(b"[") <= levels:
+        return True
+    if b'"' in marks:
+        # Quotes pair up in order: dropping two adjacent ones drops an empty string or
+        # joins two, and no bracket outside strings. What is left is rare, and slower.
+        marks = marks.replace(b'""', b"")
+        if b'"' in marks:
+            marks = _STRING.sub(b"", marks)
+    # Each pass removes the innermost pairs, one level: few passes for most JSON.
+    for _ in range(levels):
+        if not marks:
+            return True
+        marks = marks.replace(b"[]", b"")
+    return not marks
 
 
 # An acronym stays one word ("APIKey", "SSNs"): the name's words are found inside it.
@@ -465,13 +501,14 @@ _NAMED_VALUE_KEYS = (("name", "value"), ("key", "value"), ("Name", "Value"), ("K
 class _JsonWalk:
     """Copies free JSON, redacting secrets and noting what needs the exact RFC 8785 path."""
 
-    __slots__ = ("redactor", "secrecy", "needs_exact_jcs", "problem")
+    __slots__ = ("redactor", "secrecy", "needs_exact_jcs", "problem", "redacted")
 
     def __init__(self, redactor: Redactor):
         self.redactor = redactor
         self.secrecy = redactor.secrecy
         self.needs_exact_jcs = False
         self.problem: str | None = None
+        self.redacted = False  # whether the copy differs from the value by a secret
 
     def clean(self, value: Any) -> tuple[Any, int]:
         """value redacted (a copy only when needed) and the size of its JSON text."""
@@ -489,24 +526,29 @@ class _JsonWalk:
         return copied, len(orjson.dumps(copied))
 
     def plain(self, value: Any, limit: int) -> bool:
-        """Whether value is JSON of at most limit bytes that surely needs no walk."""
+        """Whether the list value is JSON of at most limit bytes that surely needs no walk."""
         try:
             encoded = orjson.dumps(value, option=_PLAIN_JSON)
         except TypeError:
             return False
-        return SMALL_JSON < len(encoded) <= limit and not self.redactor.may_need_walk(encoded)
+        return (SMALL_JSON < len(encoded) <= limit
+                and not self.redactor.may_need_walk(encoded, MAX_JSON_DEPTH + 1))
 
-    def copy(self, value: Any) -> Any:
+    def copy(self, value: Any, depth: int = 0) -> Any:
         kind = type(value)
         if kind is str:
             if value.startswith(("{", "[")):
                 value = self._json_text(value)
             if "=" in value or "@" in value:
-                return self.redactor.redact_text(value)
+                redacted = self.redactor.redact_text(value)
+                self.redacted |= redacted != value
+                return redacted
             return value
         if kind is bool or value is None:
             return value
         if kind is dict:
+            if depth == MAX_JSON_DEPTH:
+                return self._too_deep(value)
             secrecy = self.secrecy
             named = self._named_secret(value) if "value" in value or "Value" in value else None
             out = {}
@@ -517,34 +559,44 @@ class _JsonWalk:
                 verdict = secrecy(key)
                 if key == named or (verdict and (verdict == SECRET or not _is_number(item))):
                     out[key] = REDACTED
+                    self.redacted = True
                 else:
-                    out[key] = self.copy(item)
+                    out[key] = self.copy(item, depth + 1)
             return out
         if kind is list or kind is tuple:
+            if depth == MAX_JSON_DEPTH:
+                return self._too_deep(value)
             items = []
             for item in value:
                 inner = type(item)
                 if ((inner is list or inner is tuple) and len(item) == 2
                         and type(item[0]) is str and self.redactor.is_secret(*item)):
-                    items.append([self.copy(item[0]), REDACTED])  # a [name, value] pair
+                    items.append([self.copy(item[0], depth + 1), REDACTED])  # a [name, value]
+                    self.redacted = True
                 else:
-                    items.append(self.copy(item))
+                    items.append(self.copy(item, depth + 1))
             return items
         if kind is uuid.UUID:
             return str(value)
         if isinstance(value, enum.Enum):
-            return self.copy(value.value)
+            return self.copy(value.value, depth)
         if kind is int:
-            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-                self.problem = f"integer {value} is outside the interoperable range ±(2^53-1)"
-            return value
+            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                return value
+            if value.bit_length() > 1024:
+                self.problem = "an integer is beyond the range of JSON numbers (about 1.8e308)"
+                return value
+            # RFC 8785 numbers are doubles, and JavaScript's JSON.parse rounds such an
+            # integer: its exact digits are kept as a string.
+            return str(value)
         if kind is float:
-            self.needs_exact_jcs = True
             if value != value or value in (float("inf"), float("-inf")):
                 self.problem = "NaN and Infinity are not JSON numbers"
-            elif abs(value) > MAX_SAFE_INTEGER:
-                # Such a number may print as an integer that no reader can re-parse exactly.
-                self.problem = f"number {value!r} is outside the interoperable range ±(2^53-1)"
+            elif MAX_SAFE_INTEGER < abs(value) < 1e21:
+                # RFC 8785 writes it as bare digits (1e20 as 100000000000000000000), which
+                # JSON readers take for an integer past 2^53: kept as a string of them.
+                return rfc8785.dumps(value).decode()
+            self.needs_exact_jcs = True
             return value
         self.problem = f"{kind.__name__} is not a JSON value"
         return value
@@ -562,15 +614,40 @@ class _JsonWalk:
         """JSON text held in a string (a tool call's arguments, a HAR body) with its
         secrets redacted, rewritten only when it had some."""
         try:
-            parsed = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            parsed = loads_json(text.encode())
+        except ValueError:
             return text
-        try:
-            # Its own walk: numbers inside a string do not make the event need exact JCS.
-            copied = _JsonWalk(self.redactor).copy(parsed)
-        except RecursionError:
-            return text  # too deep to walk; the string is still searched as text
-        return text if copied == parsed else orjson.dumps(copied).decode()
+        # Its own walk: numbers inside a string do not make the event need exact JCS, and
+        # a string is no nesting of the event's (too deep to walk, it is kept as text).
+        walk = _JsonWalk(self.redactor)
+        copied = walk.copy(parsed)
+        if walk.problem or not walk.redacted:
+            return text  # nothing else in it changes, numbers included
+        self.redacted = True
+        return orjson.dumps(copied).decode()
+
+    def _too_deep(self, value: Any) -> Any:
+        self.problem = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
+        return value
+
+
+# orjson reads an integer past 64 bits as a float, losing digits (a negative one from 19
+# digits); Python's json keeps them. Text with such a run of digits is read by both.
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # each digit as "0"
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def loads_json(data: bytes) -> Any:
+    """JSON text as Python values, integers exact whatever their length; raises
+    orjson.JSONDecodeError (a ValueError) when it is not JSON."""
+    value = orjson.loads(data)
+    if data.translate(_DIGITS).find(_LONG_DIGIT_RUN) < 0:
+        return value
+    try:
+        return json.loads(data)
+    except RecursionError:
+        # Nested some 900 levels deep: refused for that (past MAX_JSON_DEPTH) in any case.
+        return value
 
 
 def truncate_json(value: Any, size: int) -> Any:
@@ -700,7 +777,7 @@ def _normalise(
 ) -> tuple[NewEvent, list[tuple[str, str]]]:
     problems: list[tuple[str, str]] = []
     event_id = m.get("id")
-    if event_id is not None and not UUID_PATTERN.match(event_id):
+    if event_id is not None and not UUID_PATTERN.fullmatch(event_id):
         problems.append(("id", "must be a lowercase UUIDv7 string, e.g. 0193f8a0-...-7..."))
     occurred_at = m.get("occurred_at")
     if occurred_at is None:
@@ -743,7 +820,7 @@ def _normalise(
     }
     if actor["id"] is None and actor["email"] is None and actor["name"] is None:
         problems.append(("actor", "needs at least one of id, email or name"))
-    if actor["email"] is not None and not EMAIL_PATTERN.match(actor["email"]):
+    if actor["email"] is not None and not EMAIL_PATTERN.fullmatch(actor["email"]):
         problems.append(("actor.email", f"{actor['email']!r} is not an email address"))
 
     walk = _JsonWalk(redactor)

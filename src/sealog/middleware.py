@@ -24,6 +24,7 @@ from sealog.events import (
     MAX_BODY_BYTES,
     Redactor,
     catalog_entry,
+    loads_json,
 )
 
 log = logging.getLogger("sealog.middleware")
@@ -108,16 +109,20 @@ class _BoundedBody:
 
     def json(self) -> Any:
         """The body as JSON, the truncation marker when too large, None if not JSON."""
-        data = b"".join(self.chunks)
         if self.size > self.max_bytes:
-            return {"_truncated": True, "size": self.size,
-                    "preview": data[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
+            return self.marker()
+        data = b"".join(self.chunks)
         if not data:
             return None
         try:
-            return orjson.loads(data)
+            return loads_json(data)
         except orjson.JSONDecodeError:
             return None
+
+    def marker(self) -> dict[str, Any]:
+        """The server's truncation marker for this body."""
+        return {"_truncated": True, "size": self.size,
+                "preview": b"".join(self.chunks)[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
 
 
 class AuditMiddleware:
@@ -199,6 +204,7 @@ class AuditMiddleware:
         method, path = scope["method"], scope["path"]
         for compiled in self.routes:
             if compiled.method == method:
+                # match and `$`, as Starlette routes: the route recorded is the one run.
                 found = compiled.pattern.match(path)
                 if found:
                     return compiled, dict(zip(compiled.params, found.groups(), strict=True))
@@ -227,9 +233,8 @@ class AuditMiddleware:
                 "method": method,
                 "path": path,
                 "status": status,
-                "body": self.redactor.redact(request_body.json()),
-                "response": self.redactor.redact(response_body.json())
-                if response_body is not None else None,
+                "body": self._redacted(request_body),
+                "response": self._redacted(response_body) if response_body is not None else None,
             },
             "context": {
                 "ip": scope["client"][0] if scope.get("client") else None,
@@ -250,6 +255,14 @@ class AuditMiddleware:
         if resource is not None:
             event["resource"] = {k: v for k, v in resource.items() if v is not None}
         self.client.record_event(event, block=False)
+
+    def _redacted(self, body: _BoundedBody) -> Any:
+        try:
+            return self.redactor.redact(body.json())
+        except ValueError:
+            # Nested deeper than an event holds: the request is still recorded, its body
+            # shown as the server shows one too large.
+            return body.marker()
 
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:

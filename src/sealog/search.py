@@ -344,6 +344,11 @@ class Cursor:
             version, occurred, event_id = raw.split(":", 2)
             if version != "v1" or not event_id:
                 raise ValueError
-            return cls(int(occurred), event_id)
+            cursor = cls(int(occurred), event_id)
+            # int() takes " 12", "+12", "1_2" and other scripts' digits: only the exact
+            # text a cursor encodes to is one this API returned.
+            if cursor.encode() != text:
+                raise ValueError
+            return cursor
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise CursorError("cursor is not one this API returned") from None

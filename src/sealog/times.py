@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Digits are [0-9], not \d (which takes any script's), and the match is whole: `$` would
+# allow a trailing newline.
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 RANGE_PRESETS = ("24h", "7d", "30d", "month", "custom")
 
@@ -48,7 +51,7 @@ def parse_rfc3339(text: str) -> int:
     """Microseconds since the epoch of an RFC 3339 time with an offset; refuses local times."""
     if not isinstance(text, str):
         raise TimeError("must be an RFC 3339 time string")
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)
     if not match:
         raise TimeError(
             f"{text!r} is not an RFC 3339 time with an offset, e.g. 2026-02-13T10:28:22Z"

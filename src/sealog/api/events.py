@@ -17,6 +17,7 @@ from sealog.events import (
     EVENT_BATCH_SCHEMA_ADAPTER,
     MAX_BATCH_BYTES,
     FieldError,
+    loads_json,
     recorded_by_api_key,
 )
 from sealog.ingest import ingest
@@ -28,7 +29,7 @@ JSON = "application/json"
 async def read_json_body(request: Request, limit: int) -> object:
     """The request's JSON body; 413 past limit bytes, 400 when it is not JSON."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -37,7 +38,7 @@ async def read_json_body(request: Request, limit: int) -> object:
             raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
         chunks.append(chunk)
     try:
-        return orjson.loads(b"".join(chunks))
+        return loads_json(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}", kind="malformed-json") from None
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 
-from sealog import times
 from sealog.store.base import StoredDoc
 
 FORMATS = {"csv": "text/csv", "xlsx":
@@ -157,7 +156,9 @@ def write_xlsx(path: Path, docs: Iterable[StoredDoc], *, total: int,
             row_in_sheet = 0
         doc, row = _row(stored)
         row_in_sheet += 1
-        at = _EPOCH + timedelta(microseconds=times.parse_rfc3339(row[0]))
+        # The stored time, not its text re-parsed: events sealed before the parser took
+        # ASCII digits only may show others'.
+        at = _EPOCH + timedelta(microseconds=stored.occurred_us)
         sheet.write_datetime(row_in_sheet, 0, at, when)
         request = doc["request"] or {}
         for col, cell in (*enumerate(row[1:15], 1), (17, _json_cell(request.get("body"))),

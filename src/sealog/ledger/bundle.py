@@ -80,8 +80,11 @@ def parse_entry_line(line: bytes) -> Entry:
     leaf_at = comma + len(_LEAF_PREFIX)
     if line[comma:leaf_at] != _LEAF_PREFIX:
         raise BundleError("an entry line has no leaf_hash after its index")
+    index_text = line[len(_INDEX_PREFIX) : comma]
+    if not index_text.isdigit():  # ASCII digits only, and no sign, space or "_" int() takes
+        raise BundleError("an entry line has a malformed index or leaf_hash")
     try:
-        index = int(line[len(_INDEX_PREFIX) : comma])
+        index = int(index_text)
         leaf = bytes.fromhex(line[leaf_at : leaf_at + 64].decode())
     except ValueError:
         raise BundleError("an entry line has a malformed index or leaf_hash") from None

@@ -48,7 +48,8 @@ def parse_body(text: str) -> tuple[str, int, bytes]:
     if len(lines) < 4 or lines[-1] != "":
         raise CheckpointError("a checkpoint body has origin, size and root lines")
     origin_line, size_text, root_text = lines[0], lines[1], lines[2]
-    if not origin_line or not size_text.isdigit() or (size_text != "0" and size_text[0] == "0"):
+    if (not origin_line or not (size_text.isascii() and size_text.isdigit())
+            or (size_text != "0" and size_text[0] == "0")):
         raise CheckpointError("the checkpoint's origin or size line is malformed")
     try:
         root = base64.b64decode(root_text, validate=True)
