@@ -60,6 +60,43 @@ def test_parser_either_parses_or_names_a_token(text):
         assert exc.token and 0 <= exc.position <= len(text)
 
 
+def test_a_query_takes_at_most_twenty_terms_and_qualifiers():
+    twenty = " ".join(["guard", "-denied", '"created guardrail"', "actor:ali*"] * 5)
+    assert len(_parts(parse_query(twenty))) == 4  # each written five times, counted once
+    with pytest.raises(SearchSyntaxError, match="at most 20 terms and qualifiers") as info:
+        parse_query(twenty + " method:PUT")
+    assert info.value.token == "method:PUT" and info.value.position == len(twenty) + 1
+    with pytest.raises(SearchSyntaxError, match="this one has 500") as info:
+        parse_query("a " * 500)  # the reviewed query: 500 one-letter prefixes
+    assert info.value.position == 40
+
+
+def _parts(q: search.Query) -> list:
+    return [*q.text, *q.fields]
+
+
+@pytest.mark.parametrize("term", ["a", "-a", "7", "é", "A"])
+def test_a_one_character_term_is_refused_as_a_prefix(term):
+    with pytest.raises(SearchSyntaxError, match="at least 2 characters") as info:
+        parse_query(f"guard {term}")
+    assert info.value.token == term and info.value.position == 6
+    assert '"' + term.lstrip("-").lower() + '"' in str(info.value)  # it says how to quote it
+
+
+def test_quoted_one_character_words_and_longer_prefixes_are_taken():
+    assert parse_query('"a"').text[0] == search.TextMatch(("a",), prefix=False)
+    assert parse_query('-"a"').text[0].negated
+    assert parse_query("ag").text[0] == search.TextMatch(("ag",), prefix=True)
+    # Several words match consecutively, the last a prefix of its pair: no short prefix.
+    assert parse_query("usr_1").text[0] == search.TextMatch(("usr", "1"), prefix=True)
+    assert parse_query("actor:a*").fields[0].prefix
+
+
+def test_a_part_written_twice_counts_once():
+    assert parse_query("guard guard -x1 -x1 actor:a@b.c actor:A@B.C") == parse_query(
+        "guard -x1 actor:a@b.c")
+
+
 NOW = times.now_us()
 MIN = 60 * 10**6
 
