@@ -12,7 +12,7 @@ from sealog import auth, search, times
 from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.search import SearchSyntaxError, build_filter, parse_query, words
+from sealog.search import QueryTooCostly, SearchSyntaxError, build_filter, parse_query, words
 from sealog.store import sqlite as sqlite_store
 
 from conftest import event
@@ -214,6 +214,37 @@ def test_both_strategies_give_the_same_pages(store, monkeypatch):
         assert all(other == first for other in others)
         assert len(first) == count_events(store=store, flt=flt) > 0
         assert len(set(first)) == len(first)
+
+
+def test_a_search_past_its_budget_is_stopped_and_the_reader_stays_current(store, monkeypatch):
+    """The budget stops a list or count in SQLite itself; the thread's connection then reads
+    the latest events, not the snapshot of the search it stopped."""
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    from sealog.sampledata import generate_events
+
+    raw = list(generate_events(3000, days=3))
+    for i in range(0, len(raw), 1000):
+        ingest(store=store, org_id="acme", raw_events=raw[i : i + 1000], redactor=Redactor())
+    costly = " ".join(["ag", "ap", "00", "ac", "ke", "de", "c7", "a6", "h3", "p2"])
+    for q in ("", "guard", "-token", costly, " ".join("-" + p for p in costly.split())):
+        flt = build_filter(org_id="acme", q=q, range_preset="7d")
+        page = find_events(store=store, flt=flt, limit=200, budget=60)
+        assert page == find_events(store=store, flt=flt, limit=200)
+        assert count_events(store=store, flt=flt, budget=60) == count_events(store=store,
+                                                                              flt=flt)
+    monkeypatch.setattr(sqlite_store, "BUDGET_CHECK_STEPS", 100)  # each of these takes more
+    everything = build_filter(org_id="acme", range_preset="7d")
+    with pytest.raises(QueryTooCostly, match="limit of 0 s"):
+        find_events(store=store, flt=everything, limit=200, budget=0)
+    for q in ("", "guard", "-token", costly, "-acme.com.x"):
+        flt = build_filter(org_id="acme", q=q, range_preset="7d")
+        with pytest.raises(QueryTooCostly):
+            find_events(store=store, flt=flt, limit=200, budget=0)
+        with pytest.raises(QueryTooCostly):
+            count_events(store=store, flt=flt, budget=0)
+    ingest(store=store, org_id="acme", raw_events=[event()], redactor=Redactor())
+    assert count_events(store=store, flt=everything) == 3001
+    assert len(find_events(store=store, flt=everything, limit=1, budget=60).events) == 1
 
 
 def _crowded_log(store) -> list[dict]:

@@ -299,6 +299,16 @@ def _qualifier(name: str, value: str, negated: bool, token: str, pos: int) -> Fi
     return FieldMatch(name, value, prefix, negated)
 
 
+class QueryTooCostly(ValueError):
+    """Raised by a store when one search needs more than `budget` seconds of database work."""
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        super().__init__(
+            f"the search took more than its limit of {budget:g} s of database work; narrow "
+            "it with a shorter time range, a category or result filter, or longer terms")
+
+
 class FilterError(ValueError):
     """Raised for a filter value that does not exist (category, result)."""
 
