@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,10 +13,14 @@ from pathlib import Path
 import orjson
 import pytest
 import rfc8785
+from fastapi.testclient import TestClient
 
 import sealog
 from sealog import auth, times
+from sealog.api.app import create_app
+from sealog.config import Settings, SettingsError
 from sealog.events import MAX_JSON_DEPTH
+from sealog.store import sqlite as sqlite_store
 
 from conftest import event
 
@@ -80,11 +85,7 @@ def test_each_event_seals_the_credential_that_wrote_it(tenant, tenant_factory, s
 
 
 def test_a_large_batch_seals_its_key_through_the_preparing_process(tmp_path):
-    from sealog.api.app import create_app
-    from sealog.config import Settings
     from sealog.store import open_store
-
-    from conftest import TestClient
 
     store = open_store(f"sqlite:///{tmp_path / 'sealog.db'}")
     auth.create_org(store=store, name="Acme", org_id="acme")
@@ -311,6 +312,72 @@ def test_bad_query_parameters_are_problems(tenant):
         forged = base64.urlsafe_b64encode(f"v1:{occurred}:{UUID7}".encode()).decode()
         problem(c.get("/api/v1/events", params={"cursor": forged.rstrip("=")}), 400)
     problem(c.get("/api/v1/events/count", params={"q": "-"}), 422)
+
+
+def test_queries_past_the_search_limits_are_refused_naming_the_limit(tenant):
+    c = tenant.client
+    for path in ("/api/v1/events", "/api/v1/events/count"):
+        body = problem(c.get(path, params={"q": "a " * 500}), 422)  # 500 one-letter prefixes
+        assert body["type"] == "urn:sealog:problem:query-syntax"
+        assert "at most 20 terms and qualifiers, this one has 500" in body["detail"]
+        assert body["errors"][0]["field"] == "q" and body["position"] == 40
+        body = problem(c.get(path, params={"q": "guard g"}), 422)
+        assert "at least 2 characters" in body["detail"] and body["token"] == "g"
+    twenty = " ".join(f"-term{i}" for i in range(19)) + " guardrail"
+    post(tenant, event(description="Created guardrail"))
+    assert c.get("/api/v1/events/count", params={"q": twenty}).json() == {"count": 1}
+    assert c.get("/api/v1/events/count", params={"q": '"a" guardrail guardrail'}
+                 ).json() == {"count": 0}
+
+
+def test_a_search_past_its_budget_is_a_422(store, tmp_path, tenant, monkeypatch):
+    post(tenant, *[event(description="Created guardrail for agent")] * 1000)
+    monkeypatch.setattr(sqlite_store, "BUDGET_CHECK_STEPS", 100)  # each search takes more
+    settings = Settings(data_dir=tmp_path / "data", search_budget_seconds=1e-9)
+    with TestClient(create_app(settings, store=store, run_workers=False),
+                    headers=tenant.headers) as client:
+        for path in ("/api/v1/events", "/api/v1/events/count"):
+            body = problem(client.get(path, params={"q": '"created guardrail for"'}), 422)
+            assert body["type"] == "urn:sealog:problem:query-too-costly"
+            assert "took more than its limit of 1e-09 s" in body["detail"]
+            assert body["errors"][0]["field"] == "q"
+    assert tenant.client.get("/api/v1/events/count", params={"q": '"created guardrail for"'}
+                             ).json() == {"count": 1000}
+
+
+def test_a_search_waiting_too_long_for_its_turn_is_a_503(store, tmp_path, tenant):
+    settings = Settings(data_dir=tmp_path / "data", search_concurrency=1,
+                        search_queue_seconds=0.2)
+    app = create_app(settings, store=store, run_workers=False)
+    with TestClient(app, headers=tenant.headers) as client:
+        turns = app.state.searches.limiter
+        holder = object()  # a search that holds the only turn
+        client.portal.call(turns.acquire_on_behalf_of, holder)
+        for path in ("/api/v1/events", "/api/v1/events/count"):
+            r = client.get(path)
+            body = problem(r, 503)
+            assert r.headers["retry-after"] == "1"
+            assert body["type"] == "urn:sealog:problem:unavailable"
+            assert "waited 0.2 s for its turn" in body["detail"]
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/api/v1/events", json={"events": [event()]}).status_code == 201
+        client.portal.call(turns.release_on_behalf_of, holder)
+        assert client.get("/api/v1/events/count").json() == {"count": 1}
+
+
+def test_the_search_settings():
+    assert Settings().resolved_search_concurrency == (os.cpu_count() or 1)
+    env = {"SEALOG_SEARCH_CONCURRENCY": "3", "SEALOG_SEARCH_QUEUE_SECONDS": "2.5",
+           "SEALOG_SEARCH_BUDGET_SECONDS": "30"}
+    made = Settings.from_env(env)
+    assert (made.resolved_search_concurrency, made.search_queue_seconds,
+            made.search_budget_seconds) == (3, 2.5, 30)
+    for name, bad in [("SEALOG_SEARCH_CONCURRENCY", "0"), ("SEALOG_SEARCH_CONCURRENCY", "65"),
+                      ("SEALOG_SEARCH_QUEUE_SECONDS", "0"),
+                      ("SEALOG_SEARCH_BUDGET_SECONDS", "-1"),
+                      ("SEALOG_SEARCH_BUDGET_SECONDS", "five")]:
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: bad})
 
 
 def test_openapi_lists_every_route(app, tenant):

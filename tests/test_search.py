@@ -12,7 +12,7 @@ from sealog import auth, search, times
 from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.search import SearchSyntaxError, build_filter, parse_query, words
+from sealog.search import QueryTooCostly, SearchSyntaxError, build_filter, parse_query, words
 from sealog.store import sqlite as sqlite_store
 
 from conftest import event
@@ -58,6 +58,43 @@ def test_parser_either_parses_or_names_a_token(text):
         parse_query(text)
     except SearchSyntaxError as exc:
         assert exc.token and 0 <= exc.position <= len(text)
+
+
+def test_a_query_takes_at_most_twenty_terms_and_qualifiers():
+    twenty = " ".join(["guard", "-denied", '"created guardrail"', "actor:ali*"] * 5)
+    assert len(_parts(parse_query(twenty))) == 4  # each written five times, counted once
+    with pytest.raises(SearchSyntaxError, match="at most 20 terms and qualifiers") as info:
+        parse_query(twenty + " method:PUT")
+    assert info.value.token == "method:PUT" and info.value.position == len(twenty) + 1
+    with pytest.raises(SearchSyntaxError, match="this one has 500") as info:
+        parse_query("a " * 500)  # the reviewed query: 500 one-letter prefixes
+    assert info.value.position == 40
+
+
+def _parts(q: search.Query) -> list:
+    return [*q.text, *q.fields]
+
+
+@pytest.mark.parametrize("term", ["a", "-a", "7", "é", "A"])
+def test_a_one_character_term_is_refused_as_a_prefix(term):
+    with pytest.raises(SearchSyntaxError, match="at least 2 characters") as info:
+        parse_query(f"guard {term}")
+    assert info.value.token == term and info.value.position == 6
+    assert '"' + term.lstrip("-").lower() + '"' in str(info.value)  # it says how to quote it
+
+
+def test_quoted_one_character_words_and_longer_prefixes_are_taken():
+    assert parse_query('"a"').text[0] == search.TextMatch(("a",), prefix=False)
+    assert parse_query('-"a"').text[0].negated
+    assert parse_query("ag").text[0] == search.TextMatch(("ag",), prefix=True)
+    # Several words match consecutively, the last a prefix of its pair: no short prefix.
+    assert parse_query("usr_1").text[0] == search.TextMatch(("usr", "1"), prefix=True)
+    assert parse_query("actor:a*").fields[0].prefix
+
+
+def test_a_part_written_twice_counts_once():
+    assert parse_query("guard guard -x1 -x1 actor:a@b.c actor:A@B.C") == parse_query(
+        "guard -x1 actor:a@b.c")
 
 
 NOW = times.now_us()
@@ -177,6 +214,37 @@ def test_both_strategies_give_the_same_pages(store, monkeypatch):
         assert all(other == first for other in others)
         assert len(first) == count_events(store=store, flt=flt) > 0
         assert len(set(first)) == len(first)
+
+
+def test_a_search_past_its_budget_is_stopped_and_the_reader_stays_current(store, monkeypatch):
+    """The budget stops a list or count in SQLite itself; the thread's connection then reads
+    the latest events, not the snapshot of the search it stopped."""
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    from sealog.sampledata import generate_events
+
+    raw = list(generate_events(3000, days=3))
+    for i in range(0, len(raw), 1000):
+        ingest(store=store, org_id="acme", raw_events=raw[i : i + 1000], redactor=Redactor())
+    costly = " ".join(["ag", "ap", "00", "ac", "ke", "de", "c7", "a6", "h3", "p2"])
+    for q in ("", "guard", "-token", costly, " ".join("-" + p for p in costly.split())):
+        flt = build_filter(org_id="acme", q=q, range_preset="7d")
+        page = find_events(store=store, flt=flt, limit=200, budget=60)
+        assert page == find_events(store=store, flt=flt, limit=200)
+        assert count_events(store=store, flt=flt, budget=60) == count_events(store=store,
+                                                                              flt=flt)
+    monkeypatch.setattr(sqlite_store, "BUDGET_CHECK_STEPS", 100)  # each of these takes more
+    everything = build_filter(org_id="acme", range_preset="7d")
+    with pytest.raises(QueryTooCostly, match="limit of 0 s"):
+        find_events(store=store, flt=everything, limit=200, budget=0)
+    for q in ("", "guard", "-token", costly, "-acme.com.x"):
+        flt = build_filter(org_id="acme", q=q, range_preset="7d")
+        with pytest.raises(QueryTooCostly):
+            find_events(store=store, flt=flt, limit=200, budget=0)
+        with pytest.raises(QueryTooCostly):
+            count_events(store=store, flt=flt, budget=0)
+    ingest(store=store, org_id="acme", raw_events=[event()], redactor=Redactor())
+    assert count_events(store=store, flt=everything) == 3001
+    assert len(find_events(store=store, flt=everything, limit=1, budget=60).events) == 1
 
 
 def _crowded_log(store) -> list[dict]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from sealog import sampledata
 from sealog.ledger.note import Signer
 
 from conftest import event
@@ -75,3 +79,63 @@ def test_behind_a_tls_proxy_the_session_cookie_is_secure(server):
         r = client.post("/api/v1/session", headers={"Origin": https_origin},
                         json={"email": "ana@acme.com", "password": made["password"]})
         assert r.status_code == 403
+
+
+# The review's query: 500 one-letter prefix terms within the 1,000-character limit.
+REVIEWED_ATTACK = "a " * 500
+# The costliest queries the limits accept: twenty distinct two-letter prefixes, the ones with
+# the most index entries, all required, all excluded, or one required and the rest excluded.
+COSTLIEST = "ag ap 00 ac ke de c7 a6 h3 p2 n6 t6 fo m5 ca in d6 u7 co re".split()
+COSTLY_QUERIES = [" ".join(COSTLIEST), " ".join("-" + p for p in COSTLIEST),
+                  " ".join([COSTLIEST[0], *("-" + p for p in COSTLIEST[1:])])]
+
+
+def test_health_and_ingest_answer_within_a_second_while_costly_searches_run(server):
+    base, secret = server
+    headers = {"Authorization": f"Bearer {secret}"}
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    with httpx.Client(base_url=base, headers=headers, timeout=60, limits=limits) as client:
+        raw = list(sampledata.generate_events(5000, days=7))
+        for i in range(0, len(raw), 1000):
+            assert client.post("/api/v1/events", json={"events": raw[i : i + 1000]}
+                               ).status_code == 201
+        stop = threading.Event()
+
+        def search(q: str, path: str = "/api/v1/events/count") -> httpx.Response:
+            return client.get(path, params={"q": q, "range": "30d"})
+
+        def keep_searching(q: str, path: str) -> list[int]:
+            statuses = []
+            while not stop.is_set():
+                statuses.append(search(q, path).status_code)
+            return statuses
+
+        slowest: dict[str, float] = {}
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            attacks = [pool.submit(search, REVIEWED_ATTACK) for _ in range(45)]
+            loops = [pool.submit(keep_searching, q, path) for q in COSTLY_QUERIES
+                     for path in ("/api/v1/events", "/api/v1/events/count")]
+            try:
+                with httpx.Client(base_url=base, headers=headers, timeout=10) as probe:
+                    for _ in range(5):
+                        for name, call in (
+                            ("healthz", lambda: probe.get("/healthz")),
+                            ("readyz", lambda: probe.get("/readyz")),
+                            ("ingest", lambda: probe.post("/api/v1/events",
+                                                          json={"events": [event()]})),
+                        ):
+                            started = time.perf_counter()
+                            assert call().status_code in (200, 201)
+                            took = time.perf_counter() - started
+                            slowest[name] = max(slowest.get(name, 0.0), took)
+            finally:
+                stop.set()
+            refused = [f.result() for f in attacks]
+            answered = [status for f in loops for status in f.result()]
+    assert max(slowest.values()) < 1.0, slowest
+    for r in refused:
+        assert r.status_code == 422
+        body = r.json()
+        assert body["type"] == "urn:sealog:problem:query-syntax"
+        assert "at most 20 terms and qualifiers" in body["detail"]
+    assert len(answered) >= len(loops) and set(answered) == {200}, answered

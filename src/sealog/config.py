@@ -36,6 +36,12 @@ class Settings:
     # Processes that prepare ingested batches beside the serving one; None: one where
     # there is a second core, else none.
     ingest_processes: int | None = None
+    # Searches (lists and counts) that run at once, each in a thread; None: one a core. The
+    # others wait their turn at most search_queue_seconds; each runs at most
+    # search_budget_seconds of database work.
+    search_concurrency: int | None = None
+    search_queue_seconds: float = 10
+    search_budget_seconds: float = 5
 
     @property
     def resolved_database_url(self) -> str:
@@ -50,6 +56,11 @@ class Settings:
         if self.ingest_processes is None:
             return default_processes()
         return self.ingest_processes
+
+    @property
+    def resolved_search_concurrency(self) -> int:
+        """How many searches may run at once."""
+        return self.search_concurrency or os.cpu_count() or 1
 
     @property
     def resolved_export_dir(self) -> Path:
@@ -94,6 +105,10 @@ class Settings:
             values["export_dir"] = Path(env["SEALOG_EXPORT_DIR"])
         for name, key, kind in (("SEALOG_EXPORT_WORKERS", "export_workers", int),
                                 ("SEALOG_INGEST_PROCESSES", "ingest_processes", int),
+                                ("SEALOG_SEARCH_CONCURRENCY", "search_concurrency", int),
+                                ("SEALOG_SEARCH_QUEUE_SECONDS", "search_queue_seconds", float),
+                                ("SEALOG_SEARCH_BUDGET_SECONDS", "search_budget_seconds",
+                                 float),
                                 ("SEALOG_EXPORT_EXPIRY_DAYS", "export_expiry_days", float),
                                 ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float)):
             if env.get(name):
@@ -127,6 +142,15 @@ class Settings:
         if self.ingest_processes is not None and not 0 <= self.ingest_processes <= 16:
             raise SettingsError("SEALOG_INGEST_PROCESSES must be 0 (prepare in the serving "
                                 "process) to 16")
+        if self.search_concurrency is not None and not 1 <= self.search_concurrency <= 64:
+            raise SettingsError("SEALOG_SEARCH_CONCURRENCY must be 1 to 64 (default: one a "
+                                "core)")
+        if not 0 < self.search_queue_seconds <= 300:
+            raise SettingsError("SEALOG_SEARCH_QUEUE_SECONDS must be more than 0 and at most "
+                                "300, e.g. 10")
+        if not 0 < self.search_budget_seconds <= 600:
+            raise SettingsError("SEALOG_SEARCH_BUDGET_SECONDS must be more than 0 and at most "
+                                "600, e.g. 5")
         if self.export_expiry_days <= 0:
             raise SettingsError("SEALOG_EXPORT_EXPIRY_DAYS must be more than 0, e.g. 7")
         if self.export_lease_seconds < 1:

@@ -38,20 +38,22 @@ def get_event(*, store: Store, org_id: str, event_id: str) -> StoredDoc:
 
 
 def find_events(
-    *, store: Store, flt: EventFilter, cursor: str | None = None, limit: int = 50
+    *, store: Store, flt: EventFilter, cursor: str | None = None, limit: int = 50,
+    budget: float | None = None,
 ) -> Page:
     """A page of the events flt selects; raises CursorError for a bad cursor, FilterError
-    for a limit out of range."""
+    for a limit out of range, QueryTooCostly past budget seconds of database work."""
     if not 1 <= limit <= MAX_PAGE:
         raise FilterError(f"limit must be between 1 and {MAX_PAGE}")
     after = Cursor.decode(cursor) if cursor else None
-    found = store.list_events(flt, cursor=after, limit=limit + 1)
+    found = store.list_events(flt, cursor=after, limit=limit + 1, budget=budget)
     if len(found) > limit:
         last = found[limit - 1]
         return Page(found[:limit], Cursor(last.occurred_us, last.id).encode())
     return Page(found, None)
 
 
-def count_events(*, store: Store, flt: EventFilter) -> int:
-    """The exact number of events flt selects."""
-    return store.count_events(flt)
+def count_events(*, store: Store, flt: EventFilter, budget: float | None = None) -> int:
+    """The exact number of events flt selects; raises QueryTooCostly past budget seconds of
+    database work."""
+    return store.count_events(flt, budget=budget)

@@ -144,6 +144,15 @@ def field_tokens(fields: Iterable[tuple[str, str | None]]) -> str:
     return " ".join(found)
 
 
+# What one query may ask for, so that its cost stays bounded whatever is typed: the
+# terms, phrases and qualifiers of a query, and the shortest word-prefix a term may be (a
+# one-character prefix expands to a large part of the index: measured 2.5 times the entries
+# of the costliest two-character one). Repeated parts count once in the work done.
+MAX_QUERY_CHARS = 1000
+MAX_QUERY_PARTS = 20
+MIN_PREFIX_CHARS = 2
+
+
 class SearchSyntaxError(ValueError):
     """Raised for a malformed query; `token` and `position` point at the culprit."""
 
@@ -217,11 +226,19 @@ def parse_query(q: str | None) -> Query:
     """The Query that q says; raises SearchSyntaxError naming the bad token."""
     if not q or not q.strip():
         return Query()
-    if len(q) > 1000:
-        raise SearchSyntaxError("query is longer than 1,000 characters", q[:20] + "…", 0)
+    if len(q) > MAX_QUERY_CHARS:
+        raise SearchSyntaxError(f"query is longer than {MAX_QUERY_CHARS:,} characters",
+                                q[:20] + "…", 0)
     text: list[TextMatch] = []
     fields: list[FieldMatch] = []
-    for token, pos in _split(q):
+    parts = _split(q)
+    if len(parts) > MAX_QUERY_PARTS:
+        token, pos = parts[MAX_QUERY_PARTS]
+        raise SearchSyntaxError(
+            f"a query takes at most {MAX_QUERY_PARTS} terms and qualifiers, this one has "
+            f"{len(parts)}: remove some, or narrow with category, result or range instead",
+            token, pos)
+    for token, pos in parts:
         body = token
         negated = body.startswith("-")
         if negated:
@@ -239,8 +256,14 @@ def parse_query(q: str | None) -> Query:
         found = words(raw)
         if not found:
             raise SearchSyntaxError("term has no letters or digits to search for", token, pos)
+        if not quoted and len(found) == 1 and len(found[0]) < MIN_PREFIX_CHARS:
+            raise SearchSyntaxError(
+                f"a term matches the words that start with it, and needs at least "
+                f"{MIN_PREFIX_CHARS} characters for that; quote it "
+                f"({'-' if negated else ''}\"{found[0]}\") to match the whole word", token, pos)
         text.append(TextMatch(tuple(found), prefix=not quoted, negated=negated))
-    return Query(tuple(text), tuple(fields))
+    # A part written twice asks nothing more; the index would do its work twice.
+    return Query(tuple(dict.fromkeys(text)), tuple(dict.fromkeys(fields)))
 
 
 def _qualifier(name: str, value: str, negated: bool, token: str, pos: int) -> FieldMatch:
@@ -274,6 +297,16 @@ def _qualifier(name: str, value: str, negated: bool, token: str, pos: int) -> Fi
             raise SearchSyntaxError("resource: takes a prefix only on the id", token, pos)
         return FieldMatch("resource", rtype, prefix, negated, rid if colon else None)
     return FieldMatch(name, value, prefix, negated)
+
+
+class QueryTooCostly(ValueError):
+    """Raised by a store when one search needs more than `budget` seconds of database work."""
+
+    def __init__(self, budget: float):
+        self.budget = budget
+        super().__init__(
+            f"the search took more than its limit of {budget:g} s of database work; narrow "
+            "it with a shorter time range, a category or result filter, or longer terms")
 
 
 class FilterError(ValueError):

@@ -108,6 +108,9 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.signer = signer
     app.state.checkpointer = checkpointer
     app.state.login_throttle = LoginThrottle()
+    app.state.searches = events.Searches(
+        concurrency=settings.resolved_search_concurrency, wait=settings.search_queue_seconds,
+        budget=settings.search_budget_seconds)
     problems.install(app)
     app.include_router(events.router)
     app.include_router(log.router)
@@ -115,8 +118,9 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.include_router(access.router)
     app.mount("/static", _UiFiles(directory=WEB_FOLDER), name="static")
 
+    # On the event loop, not in a thread of the pool: it answers whatever the pool is doing.
     @app.get("/healthz", tags=["health"], summary="The process is up")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="The database answers",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
+import anyio
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +26,33 @@ from sealog.ingest import ingest
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 JSON = "application/json"
+T = TypeVar("T")
+
+
+class Searches:
+    """Runs searches (lists and counts) at most `concurrency` at once, each in a thread of
+    the pool, so that however costly they are the pool keeps threads, and the cores keep
+    time, for ingest and health checks. The others wait their turn without a thread, for at
+    most `wait` seconds; each runs at most `budget` seconds of database work."""
+
+    def __init__(self, *, concurrency: int, wait: float, budget: float):
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.wait = wait
+        self.budget = budget
+
+    async def run(self, search: Callable[[float], T]) -> T:
+        """search(budget) in a thread once a turn is free; 503 after waiting too long."""
+        with anyio.move_on_after(self.wait) as waiting:
+            await self.limiter.acquire()
+        if waiting.cancelled_caught:
+            raise Problem(
+                503, f"{self.limiter.total_tokens:g} searches are running and this one waited "
+                f"{self.wait:g} s for its turn; try again shortly", kind="unavailable",
+                headers={"Retry-After": "1"})
+        try:
+            return await run_in_threadpool(search, self.budget)
+        finally:
+            self.limiter.release()
 
 
 async def read_json_body(request: Request, limit: int) -> object:
@@ -123,23 +152,31 @@ def event_filter(
 FilterDep = Annotated[search.EventFilter, Depends(event_filter)]
 
 
-@router.get("/events", response_model=EventPage, responses=PROBLEM_RESPONSES,
+SEARCH_RESPONSES = {**PROBLEM_RESPONSES, 503: PROBLEM_RESPONSES[422]}
+
+
+@router.get("/events", response_model=EventPage, responses=SEARCH_RESPONSES,
             summary="Search events, newest first")
-def list_events(
+async def list_events(
+    request: Request,
     flt: FilterDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=eventlog.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
-    page = eventlog.find_events(store=store, flt=flt, cursor=cursor, limit=limit)
-    return Response(page.json(), media_type=JSON)
+    searches: Searches = request.app.state.searches
+    body = await searches.run(lambda budget: eventlog.find_events(
+        store=store, flt=flt, cursor=cursor, limit=limit, budget=budget).json())
+    return Response(body, media_type=JSON)
 
 
-@router.get("/events/count", response_model=EventCount, responses=PROBLEM_RESPONSES,
+@router.get("/events/count", response_model=EventCount, responses=SEARCH_RESPONSES,
             summary="Count the events a search selects")
-def count_events(flt: FilterDep, store: StoreDep) -> Response:
-    return Response(orjson.dumps({"count": eventlog.count_events(store=store, flt=flt)}),
-                    media_type=JSON)
+async def count_events(request: Request, flt: FilterDep, store: StoreDep) -> Response:
+    searches: Searches = request.app.state.searches
+    count = await searches.run(
+        lambda budget: eventlog.count_events(store=store, flt=flt, budget=budget))
+    return Response(orjson.dumps({"count": count}), media_type=JSON)
 
 
 @router.get("/events/{event_id}", response_model=Event, responses=PROBLEM_RESPONSES,

@@ -16,7 +16,7 @@ from sealog.events import EventValidationError, FieldError
 from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
 from sealog.preparers import PreparerFailed
-from sealog.search import CursorError, FilterError, SearchSyntaxError
+from sealog.search import CursorError, FilterError, QueryTooCostly, SearchSyntaxError
 from sealog.store.base import Conflict, NotFound
 from sealog.times import TimeError
 
@@ -88,6 +88,9 @@ def as_problem(exc: Exception) -> Problem:
             errors=[FieldError(None, "q", str(exc))],
             extra={"token": exc.token, "position": exc.position},
         )
+    if isinstance(exc, QueryTooCostly):
+        return Problem(422, str(exc), kind="query-too-costly",
+                       errors=[FieldError(None, "q", str(exc))])
     if isinstance(exc, TimeError | FilterError | ExportError):
         return Problem(422, str(exc), kind="validation")
     if isinstance(exc, CursorError):
@@ -119,9 +122,9 @@ def install(app: FastAPI) -> None:
     async def on_library_error(request: Request, exc: Exception) -> Response:
         return as_problem(exc).response()
 
-    for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, TimeError,
-                FilterError, CursorError, ExportError, AuthError, ScopeError, NotFound,
-                Conflict, SignInLocked, OrgChoiceNeeded, PreparerFailed):
+    for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
+                TimeError, FilterError, CursorError, ExportError, AuthError, ScopeError,
+                NotFound, Conflict, SignInLocked, OrgChoiceNeeded, PreparerFailed):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -239,11 +239,14 @@ class Store(Protocol):
     def get_event(self, org_id: str, event_id: str) -> StoredDoc | None: ...
 
     def list_events(
-        self, flt: EventFilter, *, cursor: Cursor | None, limit: int
+        self, flt: EventFilter, *, cursor: Cursor | None, limit: int,
+        budget: float | None = None,
     ) -> list[StoredDoc]:
-        """Up to limit events newest first (occurred_at desc, id desc) after cursor."""
+        """Up to limit events newest first (occurred_at desc, id desc) after cursor; raises
+        QueryTooCostly past budget seconds of database work (None: no limit)."""
 
-    def count_events(self, flt: EventFilter) -> int: ...
+    def count_events(self, flt: EventFilter, *, budget: float | None = None) -> int:
+        """The number of events flt selects; raises QueryTooCostly as list_events does."""
 
     def iter_events_by_index(
         self, org_id: str, start: int, stop: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -15,6 +16,7 @@ from sealog.search import (
     Cursor,
     EventFilter,
     Query,
+    QueryTooCostly,
     field_tokens,
     word_pairs,
 )
@@ -68,6 +70,9 @@ WAL_CHECKPOINT_PAUSE = 0.05
 WAL_REST_BYTES = 4 * 2**20
 # How long the thread's truncation waits for readers, holding new writers back (ms).
 WAL_TRUNCATE_WAIT_MS = 100
+# A search on a budget has its thread's CPU time checked once every this many steps of
+# SQLite's virtual machine: every few milliseconds, at no cost that can be measured.
+BUDGET_CHECK_STEPS = 10_000
 _ORDER = "ORDER BY occurred_at DESC, id DESC"
 _ORDER_E = "ORDER BY e.occurred_at DESC, e.id DESC"
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
@@ -602,9 +607,15 @@ class SQLiteStore:
         return StoredDoc(*row) if row else None
 
     def list_events(
-        self, flt: EventFilter, *, cursor: Cursor | None, limit: int
+        self, flt: EventFilter, *, cursor: Cursor | None, limit: int,
+        budget: float | None = None,
     ) -> list[StoredDoc]:
         conn = self._reader()
+        with _budgeted(conn, budget):
+            return self._list_events(conn, flt, cursor, limit)
+
+    def _list_events(self, conn: sqlite3.Connection, flt: EventFilter, cursor: Cursor | None,
+                     limit: int) -> list[StoredDoc]:
         base = base_where(flt, cursor, DIALECT)
         match = match_where(flt, DIALECT)
         fts = fts5_query(flt)
@@ -641,24 +652,28 @@ class SQLiteStore:
         hits = conn.execute(f"{sql} ORDER BY rowid DESC", params)
         found: list[tuple[int, str, int]] = []
         chunk = FIRST_HITS
-        while True:
-            seqs = [seq for (seq,) in hits.fetchmany(chunk)]
-            if not seqs:
-                break
-            # Each hit looked up by key (a plain IN lets the planner scan the window instead).
-            found += conn.execute(
-                f"WITH hits(hit) AS (VALUES {', '.join(['(?)'] * len(seqs))}) "
-                "SELECT occurred_at, id, seq FROM hits CROSS JOIN events ON seq = hit "
-                f"WHERE {base.sql()} AND {match.sql()}",
-                (*seqs, *base.params, *match.params),
-            ).fetchall()
-            # Hits come in key order, which is millisecond order: every hit still unread
-            # occurred at or before the last one read, so later than its millisecond is final.
-            edge_ms = seqs[-1] >> TIME_KEY_BITS
-            if len(seqs) < chunk or sum(f[0] // 1000 > edge_ms for f in found) >= limit:
-                break
-            chunk = min(chunk * 4, 16384)
-        hits.close()
+        try:
+            while True:
+                seqs = [seq for (seq,) in hits.fetchmany(chunk)]
+                if not seqs:
+                    break
+                # Each hit looked up by key (a plain IN lets the planner scan the window
+                # instead).
+                found += conn.execute(
+                    f"WITH hits(hit) AS (VALUES {', '.join(['(?)'] * len(seqs))}) "
+                    "SELECT occurred_at, id, seq FROM hits CROSS JOIN events ON seq = hit "
+                    f"WHERE {base.sql()} AND {match.sql()}",
+                    (*seqs, *base.params, *match.params),
+                ).fetchall()
+                # Hits come in key order, which is millisecond order: every hit still
+                # unread occurred at or before the last one read, so later than its
+                # millisecond is final.
+                edge_ms = seqs[-1] >> TIME_KEY_BITS
+                if len(seqs) < chunk or sum(f[0] // 1000 > edge_ms for f in found) >= limit:
+                    break
+                chunk = min(chunk * 4, 16384)
+        finally:
+            hits.close()
         found.sort(reverse=True)
         return [(seq,) for _, _, seq in found[:limit]]
 
@@ -675,8 +690,13 @@ class SQLiteStore:
         ).fetchall()
         return [StoredDoc(*r) for r in rows]
 
-    def count_events(self, flt: EventFilter) -> int:
+    def count_events(self, flt: EventFilter, *, budget: float | None = None) -> int:
         conn = self._reader()
+        with _budgeted(conn, budget):
+            return self._count_events(conn, flt)
+
+    @staticmethod
+    def _count_events(conn: sqlite3.Connection, flt: EventFilter) -> int:
         fts = fts5_query(flt)
         table = None if fts is None else _org_fts_table(conn, flt.org_id)
         if fts is None or table is None:
@@ -928,6 +948,26 @@ class SQLiteStore:
                 f"AND expires_at <= ? RETURNING {EXPORT_COLUMNS}", (now,),
             ).fetchall()
         return [ExportRow(*r) for r in rows]
+
+
+@contextmanager
+def _budgeted(conn: sqlite3.Connection, budget: float | None) -> Iterator[None]:
+    """Stops what conn runs once this thread has spent budget seconds of CPU time in the
+    block, raising QueryTooCostly. CPU time, not the clock: a search is refused for the work
+    it does, not for the other work it waits on."""
+    if budget is None:
+        yield
+        return
+    deadline = time.thread_time() + budget
+    conn.set_progress_handler(lambda: time.thread_time() > deadline, BUDGET_CHECK_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if str(exc) != "interrupted":
+            raise
+        raise QueryTooCostly(budget) from None
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def _fts_hits(table: str, expression: str, keys: tuple[int, int | None]) -> tuple[str, list]:
