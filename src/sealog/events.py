@@ -166,29 +166,30 @@ _NO_NUL = r"^[^\x00]*$"
 
 
 def _text(min_length: int, max_length: int, description: str | None = None) -> Any:
-    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=_NO_NUL,
-                                description=description)]
+    """The constraints of an indexed string field, for Annotated[str, ...]."""
+    return Field(min_length=min_length, max_length=max_length, pattern=_NO_NUL,
+                 description=description)
 
 
 @with_config(_STRICT)
 class ActorIn(TypedDict):
-    id: NotRequired[_text(1, 256) | None]
-    email: NotRequired[_text(3, 320) | None]
-    name: NotRequired[_text(1, 256) | None]
+    id: NotRequired[Annotated[str, _text(1, 256)] | None]
+    email: NotRequired[Annotated[str, _text(3, 320)] | None]
+    name: NotRequired[Annotated[str, _text(1, 256)] | None]
     type: NotRequired[Literal["user", "agent", "api_key", "system"]]
 
 
 @with_config(_STRICT)
 class ResourceIn(TypedDict):
-    type: _text(1, 64, "Resource Type, e.g. guardrail")
-    id: NotRequired[_text(1, 256) | None]
-    name: NotRequired[_text(1, 256) | None]
+    type: Annotated[str, _text(1, 64, "Resource Type, e.g. guardrail")]
+    id: NotRequired[Annotated[str, _text(1, 256)] | None]
+    name: NotRequired[Annotated[str, _text(1, 256)] | None]
 
 
 @with_config(_STRICT)
 class RequestIn(TypedDict):
-    method: _text(1, 16)
-    path: _text(1, 2048)
+    method: Annotated[str, _text(1, 16)]
+    path: Annotated[str, _text(1, 2048)]
     status: NotRequired[Annotated[int, Field(ge=100, le=599)] | None]
     body: NotRequired[Any]
     response: NotRequired[Any]
@@ -196,10 +197,10 @@ class RequestIn(TypedDict):
 
 @with_config(ConfigDict(extra="allow", strict=True))
 class ContextIn(TypedDict):
-    ip: NotRequired[_text(0, 64) | None]
-    user_agent: NotRequired[_text(0, 1024) | None]
-    session_id: NotRequired[_text(0, 256) | None]
-    request_id: NotRequired[_text(0, 256) | None]
+    ip: NotRequired[Annotated[str, _text(0, 64)] | None]
+    user_agent: NotRequired[Annotated[str, _text(0, 1024)] | None]
+    session_id: NotRequired[Annotated[str, _text(0, 256)] | None]
+    request_id: NotRequired[Annotated[str, _text(0, 256)] | None]
 
 
 @with_config(_STRICT)
@@ -211,9 +212,9 @@ class EventIn(TypedDict):
     category: NotRequired[Literal[
         "agent_operations", "policy_changes", "user_actions", "security_events", "system_events"
     ] | None]
-    event_type: NotRequired[_text(1, 64) | None]
+    event_type: NotRequired[Annotated[str, _text(1, 64)] | None]
     action: Annotated[str, Field(min_length=3, max_length=128, pattern=ACTION_PATTERN.pattern)]
-    description: NotRequired[_text(1, 1000) | None]
+    description: NotRequired[Annotated[str, _text(1, 1000)] | None]
     result: Literal["success", "failed", "denied", "warning", "approved", "allowed"]
     actor: ActorIn
     resource: NotRequired[ResourceIn | None]
@@ -707,7 +708,10 @@ def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
-        index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+        first = loc[0] if loc else None
+        index = first if isinstance(first, int) else None
+        if index is not None:
+            loc.pop(0)
         path = [str(p) for p in loc if not str(p).startswith(("function-", "nullable"))]
         last = path[-1] if path else None
         if err["type"] == "string_pattern_mismatch":
@@ -744,7 +748,7 @@ def validate_events(
     check_batch(raw_events)
     errors: list[FieldError] = []
     try:
-        checked = _EVENTS_ADAPTER.validate_python(raw_events)
+        checked: list[Any] = _EVENTS_ADAPTER.validate_python(raw_events)
     except ValidationError as exc:
         errors = _pydantic_errors(exc)
         bad = {e.index for e in errors}

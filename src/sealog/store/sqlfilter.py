@@ -209,10 +209,11 @@ def fts5_query(flt: EventFilter) -> Fts5Query | None:
     terms: list[str] = []
     excluded: list[str] = []
     exact = flt.max_index is None
-    for match, (part, part_exact) in [
+    parts: list[tuple[TextMatch | FieldMatch, tuple[str, bool]]] = [
         *((m, _text_part(m)) for m in flt.query.text),
         *((m, _field_part(m)) for m in flt.query.fields),
-    ]:
+    ]
+    for match, (part, part_exact) in parts:
         (excluded if match.negated else terms).append(part)
         exact = exact and part_exact
     filters = []

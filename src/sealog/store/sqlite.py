@@ -620,7 +620,8 @@ class SQLiteStore:
         match = match_where(flt, DIALECT)
         fts = fts5_query(flt)
         table = None if fts is None or fts.narrow is None else _org_fts_table(conn, flt.org_id)
-        if table is None:  # no positive term (or no such org): the rows' index alone
+        if fts is None or fts.narrow is None or table is None:
+            # No positive term (or no such org): the rows' index alone.
             seqs = conn.execute(
                 f"SELECT seq FROM events WHERE {base.sql()} AND {match.sql()} {_ORDER} LIMIT ?",
                 (*base.params, *match.params, limit),
