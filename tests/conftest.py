@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -117,6 +119,17 @@ def event(**overrides) -> dict:
     return base
 
 
+def wait_for(predicate, timeout: float, what: str):
+    """predicate's first true value, asked every 50 ms; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -168,6 +181,49 @@ class SealogProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on an 8 MiB filesystem of its own (tmpfs, which takes root to mount)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def fill_disk(folder: Path, *, leave: int = 0) -> Path:
+    """A ballast file in folder that fills its filesystem, up to about `leave` bytes."""
+    ballast = folder / "ballast"
+    with ballast.open("wb", buffering=0) as f:
+        while True:
+            stats = os.statvfs(folder)
+            room = stats.f_bavail * stats.f_frsize - leave
+            if room <= 0:
+                return ballast
+            try:
+                f.write(bytes(min(room, 1 << 20)))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return ballast
+
+
+def empty_wal(database: Path) -> None:
+    """Copies the database's WAL back and truncates it, so that the next write must grow it
+    (else a full disk may still leave room in the WAL for small writes)."""
+    conn = sqlite3.connect(database)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    assert busy == 0, "the WAL could not be truncated"
 
 
 @pytest.fixture

@@ -287,16 +287,17 @@ class FlakyFront:
         self.thread.join(timeout=10)
 
 
-def test_429_and_503_are_retried_honouring_retry_after(served, caplog):
+def test_429_503_and_507_are_retried_honouring_retry_after(served, caplog):
     caplog.set_level(logging.CRITICAL, logger="sealog.client")
     process, secret = served
-    front = FlakyFront(process.base, [(429, {"Retry-After": "1"}), (503, {})])
+    front = FlakyFront(process.base, [(429, {"Retry-After": "1"}), (503, {}),
+                                      (507, {"Retry-After": "0"})])
     with front as url, SealogClient(url, secret, max_backoff=0.2) as client:
         ids = [client.record("agent.created", actor=ACTOR) for _ in range(10)]
         client.flush(timeout=30)
-        assert client.requests_sent == 3
-    (t429, s429), (t503, s503), (_, s201) = front.seen
-    assert (s429, s503, s201) == (429, 503, 201)
+        assert client.requests_sent == 4
+    (t429, s429), (t503, s503), (_, s507), (_, s201) = front.seen
+    assert (s429, s503, s507, s201) == (429, 503, 507, 201)
     assert t503 - t429 >= 0.95  # waited as Retry-After said
     assert sorted(stored_ids(process.base, secret)) == sorted(ids)
 

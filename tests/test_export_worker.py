@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import openpyxl
@@ -18,6 +17,8 @@ from sealog.exports import jobs
 from sealog.ingest import ingest
 from sealog.sampledata import generate_events
 from sealog.store import open_store
+
+from conftest import wait_for
 
 EVENTS = 30_000
 
@@ -35,16 +36,6 @@ def job_state(db: Path, export_id: str) -> tuple:
                             "FROM exports WHERE id = ?", (export_id,)).fetchone()
     finally:
         conn.close()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_killed_worker_leaves_a_job_another_completes_exactly(tmp_path):

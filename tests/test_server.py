@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from sealog import sampledata
+from sealog import auth, sampledata
+from sealog.exports import jobs
 from sealog.ledger.note import Signer
+from sealog.store import open_store
 
-from conftest import event
+from conftest import ALL_SCOPES, SealogProcess, empty_wal, event, fill_disk, wait_for
 
 
 @pytest.fixture
@@ -139,3 +141,111 @@ def test_health_and_ingest_answer_within_a_second_while_costly_searches_run(serv
         assert body["type"] == "urn:sealog:problem:query-syntax"
         assert "at most 20 terms and qualifiers" in body["detail"]
     assert len(answered) >= len(loops) and set(answered) == {200}, answered
+
+
+def verify_online(base: str, secret: str, state) -> subprocess.CompletedProcess:
+    key = httpx.get(f"{base}/api/v1/log/key", timeout=10).text.strip()
+    return subprocess.run(
+        [sys.executable, "-m", "sealog", "verify", "--url", base, "--api-key", secret,
+         "--state", str(state), "--verifier-key", key],
+        capture_output=True, text=True, timeout=60)
+
+
+def test_a_full_disk_refuses_writes_with_507_serves_reads_and_recovers(small_disk, tmp_path):
+    store = open_store(f"sqlite:///{small_disk / 'sealog.db'}")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    secret = auth.create_api_key(store=store, org_id="acme", scopes=ALL_SCOPES).secret
+    store.close()
+    # Its output goes beside, off the small disk. Checkpoints every 2 s: the member.invited
+    # event below (no ingest pokes the signer) is likely still unsigned when the disk fills.
+    process = SealogProcess(small_disk, env={"SEALOG_CHECKPOINT_INTERVAL": "2"})
+    process.start()
+    try:
+        with httpx.Client(base_url=process.base, timeout=30,
+                          headers={"Authorization": f"Bearer {secret}"}) as client:
+            batch = {"events": [event(description=f"e{i}") for i in range(50)]}
+            assert client.post("/api/v1/events", json=batch).status_code == 201
+            ana = client.post("/api/v1/members", json={"email": "ana@acme.com",
+                                                       "role": "auditor"}).json()
+            writes = {
+                "ingest": lambda: client.post("/api/v1/events", json=batch),
+                "sign-in": lambda: client.post("/api/v1/session", json={
+                    "email": "ana@acme.com", "password": ana["password"]}),
+                "members": lambda: client.post("/api/v1/members", json={
+                    "email": "bo@acme.com", "role": "member"}),
+                "keys": lambda: client.post("/api/v1/keys", json={"scopes": ["events:read"]}),
+                "exports": lambda: client.post("/api/v1/exports", json={
+                    "name": "week", "format": "csv", "range": "7d"}),
+            }
+            empty_wal(small_disk / "sealog.db")
+            ballast = fill_disk(small_disk)
+            stored = client.get("/api/v1/events/count", params={"range": "7d"}).json()
+            for name, write in writes.items():
+                r = write()
+                assert r.status_code == 507, (name, r.status_code, r.text)
+                assert r.headers["content-type"] == "application/problem+json"
+                assert r.headers["retry-after"] == "60"
+                assert r.json()["type"] == "urn:sealog:problem:insufficient-storage"
+            assert client.get("/readyz").status_code == 200
+            assert client.get("/api/v1/events/count", params={"range": "7d"}).json() == stored
+            assert len(client.get("/api/v1/events", params={"limit": 5}).json()["data"]) == 5
+            assert client.get("/api/v1/members").status_code == 200
+            signed = client.get("/api/v1/log/checkpoint")  # the last stored one, at worst
+            assert signed.status_code == 200
+            assert int(signed.text.split("\n")[1]) <= stored["count"]
+
+            ballast.unlink()
+            for name, write in writes.items():
+                r = write()
+                assert r.status_code < 300, (name, r.status_code, r.text)
+            total = client.get("/api/v1/events/count", params={"range": "7d"}).json()["count"]
+            assert total > stored["count"] + 50
+            wait_for(lambda: client.get("/api/v1/log/checkpoint").text.split("\n")[1]
+                     == str(total), 15, "a checkpoint of the whole log")
+        verified = verify_online(process.base, secret, tmp_path / "state.json")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert f"{total}/{total} events valid" in verified.stdout
+        assert '" 500' not in process.output()
+    finally:
+        process.stop()
+        print(process.output())
+
+
+def test_an_export_that_fills_the_disk_fails_saying_so_and_the_worker_goes_on(small_disk):
+    store = open_store(f"sqlite:///{small_disk / 'sealog.db'}")
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    secret = auth.create_api_key(store=store, org_id="acme", scopes=ALL_SCOPES).secret
+    store.close()
+    process = SealogProcess(small_disk)
+    process.start()
+    try:
+        with httpx.Client(base_url=process.base, timeout=30,
+                          headers={"Authorization": f"Bearer {secret}"}) as client:
+            for start in range(0, 600, 100):  # 3 MB of database, a CSV of 750 kB
+                assert client.post("/api/v1/events", json={"events": [
+                    event(description=f"e{start + i} " + "x" * 900) for i in range(100)]}
+                ).status_code == 201
+
+            def finished(export_id: str) -> dict | None:
+                job = client.get(f"/api/v1/exports/{export_id}").json()
+                return job if job["status"] in ("completed", "failed") else None
+
+            empty_wal(small_disk / "sealog.db")
+            ballast = fill_disk(small_disk, leave=256 * 1024)  # room for rows, not the file
+            queued = client.post("/api/v1/exports", json={
+                "name": "all", "format": "csv", "range": "7d"})
+            assert queued.status_code == 202, queued.text
+            failed = wait_for(lambda: finished(queued.json()["id"]), 30, "the export to end")
+            assert failed["status"] == "failed"
+            assert failed["error"] == jobs.DISK_FULL_ERROR
+
+            ballast.unlink()
+            again = client.post("/api/v1/exports", json={
+                "name": "all", "format": "csv", "range": "7d"}).json()
+            done = wait_for(lambda: finished(again["id"]), 30, "the export to end")
+            # The 600 events and the first export's audit_log.exported, each a line.
+            assert done["status"] == "completed" and done["row_count"] == 601
+            assert client.get(done["download_url"]).content.count(b"\r\n") == 1 + 601
+    finally:
+        process.stop()
+        print(process.output())

@@ -10,12 +10,17 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from sealog import auth, sampledata
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.ledger import merkle, tree
-from sealog.store import open_store
+from sealog.ledger import checkpoint, merkle, tree
+from sealog.ledger.note import Signer
+from sealog.store import StorageFull, open_store
 from sealog.store import sqlite as sqlite_store
+
+from conftest import empty_wal, fill_disk, wait_for
 
 REDACTOR = Redactor()
 
@@ -133,3 +138,48 @@ def test_the_wal_file_shrinks_back_once_it_is_copied_back(tmp_path, monkeypatch)
     assert wal_bytes(store) <= sqlite_store.WAL_REST_BYTES
     assert store.log_head("acme").size == 12 * 500 + 1
     store.close()
+
+
+def test_a_full_disk_refuses_writes_whole_and_the_store_recovers_once_space_is_freed(
+        small_disk, caplog):
+    store = open_store(f"sqlite:///{small_disk / 'sealog.db'}")
+    try:
+        auth.create_org(store=store, name="Acme", org_id="acme")
+        fill(store, 2)
+        empty_wal(store.path)
+        ballast = fill_disk(small_disk)
+        batch = list(sampledata.generate_events(500, days=1))
+        with pytest.raises(StorageFull):
+            ingest(store=store, org_id="acme", raw_events=batch, redactor=REDACTOR)
+        with pytest.raises(StorageFull):  # any write, however small
+            auth.create_api_key(store=store, org_id="acme", scopes=["events:read"])
+        head = store.log_head("acme")
+        assert head.size == 1000  # nothing of the refused batch
+        assert len(list(store.iter_events_by_index("acme", 0, 2000))) == 1000
+        # Its first round has 1,000 events to sign, and no room to store the checkpoint.
+        checkpointer = checkpoint.Checkpointer(
+            store=store, signer=Signer.generate("sealog.local"), host="sealog.local",
+            interval=0.05)
+        checkpointer.start()
+        try:
+            wait_for(lambda: "checkpoints wait for disk space" in caplog.text, 15,
+                     "the checkpointer to meet the full disk")
+            assert checkpointer._thread.is_alive()
+            assert store._wal_checkpointer._thread.is_alive()
+
+            ballast.unlink()
+            ingest(store=store, org_id="acme", raw_events=batch, redactor=REDACTOR)
+            checkpointer.poke()
+            wait_for(lambda: (store.latest_checkpoint("acme") or head).size == 1500, 15,
+                     "a checkpoint of the whole log")
+            assert checkpointer._thread.is_alive()
+        finally:
+            checkpointer.stop()
+        head = store.log_head("acme")
+        docs = list(store.iter_events_by_index("acme", 0, head.size))
+        assert merkle.root_of_leaves([d.leaf_hash for d in docs]) == tree.head_root(head)
+        assert store.latest_checkpoint("acme").root == tree.head_root(head)
+        assert store._reader().execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert store._wal_checkpointer._thread.is_alive()
+    finally:
+        store.close()

@@ -19,7 +19,16 @@ from argon2.low_level import hash_secret_raw
 from sealog import times
 from sealog.events import EMAIL_PATTERN, Redactor
 from sealog.ingest import record_action
-from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org, SessionRow, Store, UserRow
+from sealog.store.base import (
+    ApiKeyRow,
+    Conflict,
+    NotFound,
+    Org,
+    SessionRow,
+    StorageFull,
+    Store,
+    UserRow,
+)
 
 SCOPES = ("events:write", "events:read", "exports", "admin")
 ROLES = ("owner", "admin", "auditor", "member")
@@ -200,7 +209,10 @@ class KeyAuthenticator:
             if due:
                 self._touched[key_id] = now
         if due:
-            self.store.touch_api_key(key_id, now)
+            try:
+                self.store.touch_api_key(key_id, now)
+            except StorageFull:
+                pass  # last use is a hint: a full disk must not stop the key's reads
         if creator is None:
             return Principal(row.org_id, scopes, key_id)
         allowed = DELEGABLE_SCOPES[creator.role]

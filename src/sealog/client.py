@@ -34,7 +34,7 @@ from sealog.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Redactor, validate_
 log = logging.getLogger("sealog.client")
 
 WhenFull = Literal["block", "raise"]
-_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507})
 # Room for the batch envelope `{"events":[...]}` and commas inside the server's 10 MiB.
 _MAX_BATCH_BODY = MAX_BATCH_BYTES - 64 * 1024
 

@@ -14,7 +14,7 @@ from sealog.api.deps import CurrentPrincipal, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES
 from sealog.ledger import bundle, checkpoint, tree
-from sealog.store.base import CheckpointRow, Store
+from sealog.store.base import CheckpointRow, StorageFull, Store
 
 router = APIRouter(prefix="/api/v1/log", tags=["integrity"])
 MAX_ENTRIES = 1000
@@ -35,16 +35,25 @@ def _b64(hashes: list[bytes]) -> list[str]:
 
 
 def _latest(request: Request, store: Store, org_id: str) -> CheckpointRow:
+    """The org's latest checkpoint, signed now if the log grew; while the disk is full, the
+    last one stored (every checkpoint handed out is kept)."""
     app = request.app
-    return checkpoint.sign_latest(store=store, signer=app.state.signer,
-                                  host=app.state.settings.log_host, org_id=org_id)
+    try:
+        return checkpoint.sign_latest(store=store, signer=app.state.signer,
+                                      host=app.state.settings.log_host, org_id=org_id)
+    except StorageFull:
+        stored = store.latest_checkpoint(org_id)
+        if stored is None:
+            raise
+        return stored
 
 
 @router.get("/checkpoint", response_class=Response, responses={
     200: {"content": {"text/plain": {}}, "description": "the latest signed checkpoint"},
     **PROBLEM_RESPONSES})
 def get_checkpoint(request: Request, principal: CurrentPrincipal, store: StoreDep) -> Response:
-    """The org's latest checkpoint as a C2SP signed note (covers every committed event)."""
+    """The org's latest checkpoint as a C2SP signed note (covers every committed event,
+    but while the disk is full the last stored one may cover fewer)."""
     principal.require("events:read")
     row = _latest(request, store, principal.org_id)
     return Response(row.note, media_type="text/plain; charset=utf-8")

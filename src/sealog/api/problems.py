@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -17,10 +18,13 @@ from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
 from sealog.preparers import PreparerFailed
 from sealog.search import CursorError, FilterError, QueryTooCostly, SearchSyntaxError
-from sealog.store.base import Conflict, NotFound
+from sealog.store.base import Conflict, NotFound, StorageFull
 from sealog.times import TimeError
 
+log = logging.getLogger("sealog.api")
 MEDIA_TYPE = "application/problem+json"
+# Seconds a writer is told to wait on a full disk: freeing space takes an operator.
+FULL_DISK_RETRY_SECONDS = 60
 
 
 class Problem(Exception):
@@ -113,6 +117,10 @@ def as_problem(exc: Exception) -> Problem:
     if isinstance(exc, PreparerFailed):  # nothing was stored; the next try gets a new process
         return Problem(503, f"{str(exc).splitlines()[0]}; nothing was stored, send the batch "
                             "again", kind="unavailable", headers={"Retry-After": "1"})
+    if isinstance(exc, StorageFull):  # reads go on; the same request succeeds once space is freed
+        return Problem(507, "the server's storage is full: nothing was stored; send the "
+                            "request again later", kind="insufficient-storage",
+                       headers={"Retry-After": str(FULL_DISK_RETRY_SECONDS)})
     raise exc
 
 
@@ -120,11 +128,14 @@ def install(app: FastAPI) -> None:
     """Makes every error of app a problem-details answer."""
 
     async def on_library_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StorageFull):  # the caller is told 507; the operator must act
+            log.error("%s %s refused: %s", request.method, request.url.path, exc)
         return as_problem(exc).response()
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
                 TimeError, FilterError, CursorError, ExportError, AuthError, ScopeError,
-                NotFound, Conflict, SignInLocked, OrgChoiceNeeded, PreparerFailed):
+                NotFound, Conflict, SignInLocked, OrgChoiceNeeded, PreparerFailed,
+                StorageFull):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

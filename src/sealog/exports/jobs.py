@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -23,7 +24,7 @@ from sealog.exports import writers
 from sealog.ingest import record_action
 from sealog.ledger import checkpoint, export
 from sealog.ledger.note import Signer
-from sealog.store.base import Conflict, ExportRow, NotFound, Store
+from sealog.store.base import Conflict, ExportRow, NotFound, StorageFull, Store
 
 DAY_US = 86_400 * 10**6
 log = logging.getLogger("sealog.exports")
@@ -251,8 +252,16 @@ class Worker:
     def run(self) -> None:
         """Works until stopped: expires old files, then runs jobs as they come."""
         while not self._stop.is_set():
-            self.expire()
-            if not self.run_one():
+            try:
+                self.expire()
+                worked = self.run_one()
+            except StorageFull as exc:  # a claim is a write: it waits for disk space
+                log.error("export worker: %s; trying again", exc)
+                worked = False
+            except Exception:  # noqa: BLE001 - the worker outlives one bad round
+                log.exception("export worker: the round failed; trying again")
+                worked = False
+            if not worked:
                 self._stop.wait(self.poll)
 
     def expire(self) -> None:
@@ -292,19 +301,34 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
             log.exception("export %s failed", row.id)
             part.unlink(missing_ok=True)
-            self.store.finish_export(export_id=row.id, owner=self.owner, status="failed",
-                                     fields={"error": f"{type(exc).__name__}: {exc}",
-                                             "finished_at": times.now_us()})
+            error = DISK_FULL_ERROR if _is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
+            try:
+                self.store.finish_export(export_id=row.id, owner=self.owner, status="failed",
+                                         fields={"error": error, "finished_at": times.now_us()})
+            except StorageFull:  # its lease runs out and a worker runs it again
+                log.error("export %s: its failure could not be stored", row.id)
             return True
         now = times.now_us()
-        done = self.store.finish_export(export_id=row.id, owner=self.owner, status="completed",
-                                        fields={"progress": 1.0, "row_count": count,
-                                                "size_bytes": size, "sha256": digest,
-                                                "finished_at": now, "file_path": str(final),
-                                                "expires_at": now + _params(row)["expires_us"]})
+        try:
+            done = self.store.finish_export(
+                export_id=row.id, owner=self.owner, status="completed",
+                fields={"progress": 1.0, "row_count": count, "size_bytes": size,
+                        "sha256": digest, "finished_at": now, "file_path": str(final),
+                        "expires_at": now + _params(row)["expires_us"]})
+        except StorageFull:  # its lease runs out and a worker runs it again
+            log.error("export %s: its completion could not be stored", row.id)
+            done = False
         if not done:
-            final.unlink(missing_ok=True)  # cancelled, or taken over, while finishing
+            final.unlink(missing_ok=True)  # cancelled, taken over, or not recorded
         return True
+
+
+DISK_FULL_ERROR = "the server's disk is full; queue the export again once space is freed"
+
+
+def _is_disk_full(exc: Exception) -> bool:
+    return isinstance(exc, StorageFull) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
 
 
 class _LeaseLost(Exception):

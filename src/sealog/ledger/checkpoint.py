@@ -12,7 +12,7 @@ from pathlib import Path
 from sealog import times
 from sealog.ledger import merkle, tree
 from sealog.ledger.note import NoteError, Signer, Verifier, open_note
-from sealog.store.base import CheckpointRow, Store
+from sealog.store.base import CheckpointRow, StorageFull, Store
 
 log = logging.getLogger("sealog.checkpoints")
 
@@ -118,6 +118,7 @@ class Checkpointer:
         self.interval = interval
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._disk_full = False
         self._thread = threading.Thread(target=self._run, name="sealog-checkpointer",
                                         daemon=True)
 
@@ -149,6 +150,14 @@ class Checkpointer:
                 return
             try:
                 self.run_once()
+            except StorageFull as exc:  # signed in a later round, once space is freed
+                if not self._disk_full:
+                    log.error("checkpoints wait for disk space: %s", exc)
+                self._disk_full = True
             except Exception:  # noqa: BLE001 - the thread must outlive one bad round
                 log.exception("checkpointing failed")
+            else:
+                if self._disk_full:
+                    log.warning("checkpoints are stored again: disk space was freed")
+                    self._disk_full = False
             self._stop.wait(min(self.interval, 0.5))

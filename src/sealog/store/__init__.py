@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sealog.store.base import Conflict, NotFound, Store
+from sealog.store.base import Conflict, NotFound, StorageFull, Store
 
 
 def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: int = 1024
@@ -18,4 +18,4 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: in
     raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db")
 
 
-__all__ = ["Conflict", "NotFound", "Store", "open_store"]
+__all__ = ["Conflict", "NotFound", "StorageFull", "Store", "open_store"]

@@ -18,6 +18,11 @@ class Conflict(ValueError):
     """Raised when a write contradicts what is stored, e.g. a re-used id with other content."""
 
 
+class StorageFull(Exception):
+    """Raised when a write finds the database's disk full; nothing of it was stored, and
+    the same write succeeds once space is freed."""
+
+
 @dataclass(frozen=True)
 class Org:
     id: str
@@ -178,7 +183,8 @@ class Store(Protocol):
         """Returns when the database answers; raises otherwise."""
 
     def writing(self) -> AbstractContextManager[WriteTx]:
-        """A write transaction: committed on normal exit, rolled back on an exception.
+        """A write transaction: committed on normal exit, rolled back on an exception;
+        raises StorageFull when the disk is full.
 
         One opened while the same thread already has one joins it, so a change and the
         audit event about it can be stored together or not at all."""

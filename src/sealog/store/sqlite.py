@@ -31,6 +31,7 @@ from sealog.store.base import (
     NotFound,
     Org,
     SessionRow,
+    StorageFull,
     StoredDoc,
     UserRow,
 )
@@ -167,6 +168,12 @@ def path_from_url(url: str) -> Path:
         raise ValueError(f"{url!r} is not a SQLite URL; write sqlite:///path/to/sealog.db")
     # As in SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
     return Path(url[len(prefix) :])
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """Whether exc is SQLite's SQLITE_FULL ("database or disk is full")."""
+    return (isinstance(exc, sqlite3.OperationalError)
+            and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL)
 
 
 def _connect(path: Path, synchronous: str, *, cache_mb: int, mmap_mb: int) -> sqlite3.Connection:
@@ -376,9 +383,11 @@ class SQLiteStore:
                 yield _Tx(self._writer)
                 self._writer.execute("COMMIT")
                 self._wal_checkpointer.poke()
-            except BaseException:
+            except BaseException as exc:
                 if self._writer.in_transaction:
                     self._writer.execute("ROLLBACK")
+                if _is_disk_full(exc):
+                    raise StorageFull(f"no room to write {self.path}: {exc}") from exc
                 raise
             finally:
                 self._in_transaction = False
