@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import orjson
@@ -19,12 +22,14 @@ import sealog
 from sealog import auth, times
 from sealog.api.app import create_app
 from sealog.config import Settings, SettingsError
-from sealog.events import MAX_JSON_DEPTH
+from sealog.events import MAX_BATCH_BYTES, MAX_JSON_DEPTH
 from sealog.store import sqlite as sqlite_store
 
 from conftest import event
 
 UUID7 = "01a214a4-65df-7047-b506-bf87b41fd50a"
+JSON = {"content-type": "application/json"}
+GZIP_JSON = {**JSON, "content-encoding": "gzip"}
 
 
 def post(tenant, *events, **kw):
@@ -138,7 +143,7 @@ def test_numbers_json_allows_are_stored_and_their_leaf_hash_recomputes(tenant, t
     one_event = (b'{"action": "guardrail.created", "result": "success", "actor": {"id": "u1"}, '
                  b'"metadata": ' + NUMBERS_SENT + b', "request": {"method": "POST", '
                  b'"path": "/x", "body": ' + NUMBERS_SENT + b'}}')
-    r = tenant.client.post("/api/v1/events",
+    r = tenant.client.post("/api/v1/events", headers=JSON,
                            content=b'{"events": [' + b", ".join([one_event] * count) + b"]}")
     assert r.status_code == 201, r.text
     for accepted in r.json()["events"][:: count - 1 or 1]:
@@ -178,7 +183,8 @@ def test_json_nested_too_deep_is_a_422_naming_the_field(tenant, count, where):
         content = orjson.dumps({"events": batch}).replace(
             b'"@deep@"', b"[" * arrays + b"1" + b"]" * arrays).replace(
             b'"@big@"', b"123456789012345678901234567890")
-        body = problem(tenant.client.post("/api/v1/events", content=content), 422)
+        body = problem(tenant.client.post("/api/v1/events", content=content, headers=JSON),
+                       422)
         assert [(e["index"], e["field"]) for e in body["errors"]] == [(count // 2, where)]
         assert "64 levels" in body["errors"][0]["message"]
     assert tenant.client.get("/api/v1/events/count").json() == {"count": 0}
@@ -223,7 +229,7 @@ def test_malformed_bodies(tenant):
     c = tenant.client
     problem(c.post("/api/v1/events", content=b"{not json",
                    headers={"content-type": "application/json"}), 400)
-    problem(c.post("/api/v1/events", content=b'{"events": [{"a": NaN}]}'), 400)
+    problem(c.post("/api/v1/events", content=b'{"events": [{"a": NaN}]}', headers=JSON), 400)
     problem(c.post("/api/v1/events", json=[event()]), 422)
     assert problem(c.post("/api/v1/events", json={"events": [event()], "x": 1}),
                    422)["errors"][0]["field"] == "x"
@@ -231,7 +237,96 @@ def test_malformed_bodies(tenant):
     problem(c.post("/api/v1/events", json={"events": "x"}), 422)
     problem(c.post("/api/v1/events", json={"events": [event()] * 1001}), 422)
     big = orjson.dumps({"events": [event(description="x" * 1000)] * 11000})
-    problem(c.post("/api/v1/events", content=big), 413)
+    problem(c.post("/api/v1/events", content=big, headers=JSON), 413)
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
+
+
+def body_operations(client) -> list[tuple[str, str]]:
+    """(method, path) of every operation of the OpenAPI document that takes a body."""
+    doc = client.get("/api/v1/openapi.json").json()
+    return [(method.upper(), re.sub(r"\{[^}]+\}", "x", path))
+            for path, operations in doc["paths"].items()
+            for method, operation in operations.items() if "requestBody" in operation]
+
+
+def test_every_body_must_be_json(tenant):
+    c = tenant.client
+    operations = body_operations(c)
+    assert {("POST", "/api/v1/events"), ("POST", "/api/v1/session"),
+            ("POST", "/api/v1/members"), ("PATCH", "/api/v1/members/x"),
+            ("POST", "/api/v1/keys"), ("POST", "/api/v1/exports")} <= set(operations)
+    batch = orjson.dumps({"events": [event()]})
+    for method, path in operations:
+        for headers in ({"content-type": "text/plain"}, {"content-type": "application/xml"},
+                        {"content-type": "application/x-www-form-urlencoded"},
+                        {"content-type": "application/json; charset=latin-1"}, {}):
+            body = problem(c.request(method, path, content=batch, headers=headers), 415)
+            assert body["type"] == "urn:sealog:problem:unsupported-media-type"
+            assert "application/json" in body["detail"], body
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
+    ok = c.post("/api/v1/events", content=batch,
+                headers={"content-type": "Application/JSON; charset=UTF-8"})
+    assert ok.status_code == 201, ok.text
+
+
+def test_gzip_bodies_are_decompressed_on_every_route(tenant):
+    c = tenant.client
+    r = c.post("/api/v1/events", headers=GZIP_JSON,
+               content=gzip.compress(orjson.dumps({"events": [event(), event()]})))
+    assert r.status_code == 201, r.text
+    # Two gzip members one after the other, as concatenated .gz files are, make one body.
+    first, second = b'{"events": [', orjson.dumps(event(description="joined")) + b"]}"
+    r = c.post("/api/v1/events", content=gzip.compress(first) + gzip.compress(second),
+               headers={**GZIP_JSON, "content-encoding": "x-gzip"})
+    assert r.status_code == 201, r.text
+    assert c.get("/api/v1/events", params={"q": "joined"}).json()["data"][0]["index"] == 2
+    r = c.post("/api/v1/members", headers=GZIP_JSON, content=gzip.compress(
+        orjson.dumps({"email": "ana@acme.com", "role": "auditor"})))
+    assert r.status_code == 201, r.text
+    r = c.post("/api/v1/events", content=orjson.dumps({"events": [event()]}),
+               headers={**JSON, "content-encoding": "identity"})
+    assert r.status_code == 201, r.text
+
+
+def test_the_size_limits_apply_to_the_decompressed_body(tenant):
+    c = tenant.client
+    padded = b'{"events": [' + b" " * MAX_BATCH_BYTES + b"]}"  # 10 kB once compressed
+    body = problem(c.post("/api/v1/events", content=gzip.compress(padded), headers=GZIP_JSON),
+                   413)
+    assert body["detail"] == f"the decompressed body is larger than {MAX_BATCH_BYTES} bytes"
+    # A bomb is refused once it passes the limit: the broken rest of it is never inflated.
+    inflating = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    bomb = inflating.compress(b" " * 4 * MAX_BATCH_BYTES) + inflating.flush(zlib.Z_SYNC_FLUSH)
+    problem(c.post("/api/v1/events", content=bomb + b"not deflate" * 100, headers=GZIP_JSON),
+            413)
+    member = b'{"email": "ana@acme.com", "role": "auditor"' + b" " * 100_000 + b"}"
+    body = problem(c.post("/api/v1/members", content=gzip.compress(member), headers=GZIP_JSON),
+                   413)
+    assert body["detail"] == "the decompressed body is larger than 65536 bytes"
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
+    assert c.get("/api/v1/members").json()["data"] == []
+
+
+def test_broken_gzip_is_a_400(tenant):
+    c = tenant.client
+    whole = gzip.compress(orjson.dumps({"events": [event()]}))
+    for broken in (whole[:-8], whole[:20], b"not gzip at all", whole[:10] + b"\xff" * 30):
+        body = problem(c.post("/api/v1/events", content=broken, headers=GZIP_JSON), 400)
+        assert body["type"] == "urn:sealog:problem:malformed-gzip"
+        assert body["detail"].startswith("the body is not valid gzip")
+    assert c.get("/api/v1/events/count").json() == {"count": 0}
+
+
+def test_other_content_encodings_are_a_415(tenant):
+    c = tenant.client
+    batch = orjson.dumps({"events": [event()]})
+    for coding in ("br", "deflate", "compress", "zstd", "gzip, br", "gzip, gzip"):
+        r = c.post("/api/v1/events", content=batch, headers={**JSON, "content-encoding": coding})
+        body = problem(r, 415)
+        assert body["type"] == "urn:sealog:problem:unsupported-encoding"
+        assert r.headers["accept-encoding"] == "gzip"
+        problem(c.post("/api/v1/keys", content=b'{"scopes": ["events:read"]}',
+                       headers={**JSON, "content-encoding": coding}), 415)
     assert c.get("/api/v1/events/count").json() == {"count": 0}
 
 

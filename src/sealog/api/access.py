@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from sealog import auth, times
+from sealog.api.bodies import JsonBodyRoute
 from sealog.api.deps import (
     ContextDep,
     CurrentPrincipal,
@@ -20,7 +21,7 @@ from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES
 from sealog.store.base import ApiKeyRow, UserRow
 
-router = APIRouter(prefix="/api/v1", tags=["access"])
+router = APIRouter(prefix="/api/v1", tags=["access"], route_class=JsonBodyRoute)
 Role = Literal["owner", "admin", "auditor", "member"]
 Scope = Literal["events:write", "events:read", "exports", "admin"]
 

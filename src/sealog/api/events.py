@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from sealog import eventlog, search
+from sealog.api.bodies import JSON, read_json_body
 from sealog.api.deps import CurrentPrincipal, RedactorDep, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES, Event, EventCount, EventPage, IngestResult
@@ -19,13 +20,11 @@ from sealog.events import (
     EVENT_BATCH_SCHEMA_ADAPTER,
     MAX_BATCH_BYTES,
     FieldError,
-    loads_json,
     recorded_by_api_key,
 )
 from sealog.ingest import ingest
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
-JSON = "application/json"
 T = TypeVar("T")
 
 
@@ -53,23 +52,6 @@ class Searches:
             return await run_in_threadpool(search, self.budget)
         finally:
             self.limiter.release()
-
-
-async def read_json_body(request: Request, limit: int) -> object:
-    """The request's JSON body; 413 past limit bytes, 400 when it is not JSON."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, f"the body is larger than {limit} bytes", kind="too-large")
-        chunks.append(chunk)
-    try:
-        return loads_json(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"the body is not valid JSON: {exc}", kind="malformed-json") from None
 
 
 def _batch_events(body: object) -> list:

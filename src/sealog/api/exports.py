@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
+from sealog.api.bodies import JsonBodyRoute
 from sealog.api.deps import CurrentPrincipal, RedactorDep, SettingsDep, StoreDep
 from sealog.api.problems import Problem
 from sealog.api.schemas import PROBLEM_RESPONSES
 from sealog.auth import Principal
 from sealog.exports import jobs, writers
 
-router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
+router = APIRouter(prefix="/api/v1/exports", tags=["exports"], route_class=JsonBodyRoute)
 JSON = "application/json"
 
 
