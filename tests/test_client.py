@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import logging
 import subprocess
 import sys
@@ -67,6 +68,27 @@ def test_recorded_events_arrive_with_their_fields(served):
     assert got["metadata"] == {"ticket": "SEC-4", "tweet_id": "1234567890123456789",
                                "big": "1180591620717411303424"}
     assert got["index"] == 0
+
+
+def test_compressed_batches_arrive_whole(served):
+    process, secret = served
+    sent: list[tuple[str | None, int, int]] = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            body = request.read()
+            sent.append((request.headers.get("content-encoding"), len(body),
+                         len(gzip.decompress(body))))
+            return super().handle_request(request)
+
+    with SealogClient(process.base, secret, batch_size=100, compress=True,
+                      transport=Recording()) as client:
+        ids = [client.record("agent.created", actor=ACTOR, metadata={"n": i})
+               for i in range(300)]
+        client.flush(timeout=30)
+    assert sorted(stored_ids(process.base, secret)) == sorted(ids)
+    assert len(sent) >= 3
+    assert all(coding == "gzip" and size < inflated / 3 for coding, size, inflated in sent)
 
 
 def test_server_down_for_5_seconds_every_event_arrives_exactly_once(served):

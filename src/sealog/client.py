@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import email.utils
+import gzip
 import logging
 import random
 import sqlite3
@@ -193,6 +194,7 @@ class SealogClient:
         exit_timeout: float = 5.0,
         on_rejected: Callable[[Rejection], None] | None = None,
         transport: httpx.BaseTransport | None = None,
+        compress: bool = False,
     ):
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH_EVENTS}, not {batch_size}")
@@ -209,6 +211,7 @@ class SealogClient:
         self.validate = validate
         self.max_backoff = max_backoff
         self.on_rejected = on_rejected or _log_rejection
+        self.compress = compress
         self.requests_sent = 0
         self._queue: _MemoryQueue | _SpoolQueue = (
             _SpoolQueue(Path(spool)) if spool is not None else _MemoryQueue()
@@ -217,7 +220,8 @@ class SealogClient:
             base_url=url.rstrip("/") + "/api/v1/",
             headers={"Authorization": f"Bearer {api_key}",
                      "Content-Type": "application/json",
-                     "User-Agent": f"sealog-python/{__version__}"},
+                     "User-Agent": f"sealog-python/{__version__}",
+                     **({"Content-Encoding": "gzip"} if compress else {})},
             timeout=timeout, transport=transport,
         )
         self._redactor = Redactor()
@@ -419,6 +423,8 @@ class SealogClient:
     def _post(self, chunk: list[tuple[int, bytes]]) -> list[tuple[int, bytes]] | None:
         """Post chunk, retrying transient failures; gives the events left to re-send."""
         body = b'{"events":[' + b",".join(b for _, b in chunk) + b"]}"
+        if self.compress:  # the server's size limit is on the decompressed body
+            body = gzip.compress(body, compresslevel=1, mtime=0)
         attempt = 0
         while True:
             try:
