@@ -37,7 +37,7 @@ def _check_media_type(value: str) -> None:
     header["content-type"] = value
     charset = header.get_param("charset")
     if header.get_content_type() != JSON or (
-            isinstance(charset, str) and charset.lower() != "utf-8"):
+            charset is not None and str(charset).lower() != "utf-8"):
         raise _unsupported_media_type(f"Content-Type {value!r} is not accepted")
 
 
