@@ -25,9 +25,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent))
 from sealog import auth, sampledata, times  # noqa: E402
 from sealog.events import Redactor, validate_events  # noqa: E402
-from sealog.ingest import Sealable, append, ingest, prepare, prepare_events, seal  # noqa: E402
+from sealog.ingest import append, ingest  # noqa: E402
 from sealog.ledger import tree  # noqa: E402
 from sealog.preparers import Preparers  # noqa: E402
+from sealog.sealing import Sealable, prepare, prepare_events, seal  # noqa: E402
 from sealog.store import open_store  # noqa: E402
 from sealog.store.base import EventRow, LogHead  # noqa: E402
 from sealog.store.sqlite import SQLiteStore  # noqa: E402

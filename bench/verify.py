@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sealog import times  # noqa: E402
 from sealog.events import Redactor, validate_events  # noqa: E402
-from sealog.ingest import prepare, seal  # noqa: E402
 from sealog.ledger import audit, bundle, checkpoint, merkle  # noqa: E402
 from sealog.ledger.note import Signer  # noqa: E402
 from sealog.sampledata import generate_events  # noqa: E402
+from sealog.sealing import prepare, seal  # noqa: E402
 
 HOST = "bench.example.com"
 

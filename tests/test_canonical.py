@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sealog import times
 from sealog.events import MAX_SAFE_INTEGER, Redactor, canonical_bytes, leaf_hash, validate_events
-from sealog.ingest import prepare, seal
+from sealog.sealing import prepare, seal
 
 from conftest import event
 

@@ -27,7 +27,7 @@ from sealog.events import (
     loads_json,
     validate_events,
 )
-from sealog.ingest import prepare_events
+from sealog.sealing import prepare_events
 
 from conftest import event
 

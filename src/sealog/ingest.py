@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
-from sealog import events, search, times
-from sealog.events import EventValidationError, FieldError, NewEvent, Redactor
+from sealog import events, times
+from sealog.events import EventValidationError, FieldError, Redactor
 from sealog.ledger import tree
+from sealog.preparers import Preparers
+from sealog.sealing import Sealable, canonical, prepare_events, seal
 from sealog.store.base import EventRow, Store
-
-if TYPE_CHECKING:
-    from sealog.preparers import Preparers
 
 
 class Accepted(NamedTuple):
@@ -37,92 +36,6 @@ class IdConflict(ValueError):
             f"{len(errors)} event id(s) already stored with different content, "
             f"first at event {errors[0].index}"
         )
-
-
-class Sealable(NamedTuple):
-    """A validated event of one org, prepared: its whole stored row but its index, and its
-    canonical form cut where the index goes. Plain values, so it can cross processes."""
-
-    id: str
-    id_supplied: bool
-    occurred_supplied: bool
-    occurred_us: int
-    category: str
-    result: str
-    action: str
-    actor_id: str | None
-    actor_email: str | None
-    actor_name: str | None
-    resource_type: str | None
-    resource_id: str | None
-    method: str | None
-    path: str | None
-    ip: str | None
-    search_text: str
-    word_pairs: str
-    field_tokens: str
-    canonical_head: bytes
-    canonical_tail: bytes
-
-
-# The stored qualifier columns, in EventRow's order after action.
-_COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_id", "method",
-            "path", "ip")
-
-
-def prepare(new: NewEvent, *, org_id: str,
-            recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> Sealable:
-    """Everything of a validated event's row that does not depend on its place in the log;
-    recorded_by (server-set, sealed with the event) names the credential that wrote it."""
-    doc = new.doc
-    doc["org_id"] = org_id
-    doc["recorded_by"] = recorded_by
-    actor = doc["actor"]
-    resource = doc["resource"] or {}
-    request = doc["request"] or {}
-    columns = (
-        _lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
-        _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
-        _lower(request.get("path")), _lower(doc["context"]["ip"]),
-    )
-    tokens = search.field_tokens((
-        ("category", doc["category"]), ("result", doc["result"]), ("action", doc["action"]),
-        *zip(_COLUMNS, columns, strict=True),
-    ))
-    return Sealable(
-        doc["id"], new.id_supplied, new.occurred_supplied, new.occurred_us, doc["category"],
-        doc["result"], doc["action"], *columns, *search.search_words(doc), tokens,
-        *events.canonical_parts(doc, exact=new.needs_exact_jcs),
-    )
-
-
-def prepare_events(raw_events: list[Any], *, org_id: str, received_at_us: int,
-                   redactor: Redactor,
-                   recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> list[Sealable]:
-    """The batch validated and prepared; raises EventValidationError naming every problem."""
-    validated = events.validate_events(raw_events, received_at_us=received_at_us,
-                                       redactor=redactor)
-    return [prepare(new, org_id=org_id, recorded_by=recorded_by) for new in validated]
-
-
-def canonical(item: Sealable, index: int) -> bytes:
-    """The RFC 8785 bytes of a prepared event placed at index."""
-    return item.canonical_head + str(index).encode() + item.canonical_tail
-
-
-def seal(item: Sealable, *, org_id: str, index: int) -> EventRow:
-    """The stored row of a prepared event placed at index in org_id's log."""
-    doc = canonical(item, index)
-    return EventRow(
-        org_id, index, item.id, item.occurred_us, item.category, item.result, item.action,
-        item.actor_id, item.actor_email, item.actor_name, item.resource_type,
-        item.resource_id, item.method, item.path, item.ip, events.leaf_hash(doc),
-        item.search_text, item.word_pairs, item.field_tokens, doc,
-    )
-
-
-def _lower(value: str | None) -> str | None:
-    return value.lower() if value is not None else None
 
 
 def ingest(
@@ -217,5 +130,5 @@ def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
            recorded_by=events.RECORDED_BY_SEALOG)
 
 
-__all__ = ["Accepted", "EventValidationError", "IdConflict", "Sealable", "append", "canonical",
-           "ingest", "prepare", "prepare_events", "record_action", "seal"]
+__all__ = ["Accepted", "EventValidationError", "IdConflict", "append", "ingest",
+           "record_action"]

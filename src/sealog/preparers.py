@@ -21,13 +21,11 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sealog import events
 from sealog.events import EventValidationError, FieldError, Redactor
-
-if TYPE_CHECKING:
-    from sealog.ingest import Sealable
+from sealog.sealing import Sealable, prepare_events
 
 # Events a preparing process takes at a time: 16 first, so that storing starts soon,
 # then 32, then 64, so that messages are few.
@@ -292,8 +290,6 @@ def _prepare(raw_events: list[Any], org_id: str, received_at_us: int,
              recorded_by: dict[str, Any], redactor: Redactor) -> tuple[str, Any]:
     """A preparing process's reply to a chunk: ("prepared", the chunk's events) or
     ("invalid", (index in the chunk, field, message) of every problem)."""
-    from sealog.ingest import prepare_events
-
     try:
         return "prepared", prepare_events(raw_events, org_id=org_id,
                                           received_at_us=received_at_us,
@@ -313,8 +309,6 @@ def _dump_reply(reply: tuple[str, Any]) -> bytes:
 
 
 def _load_reply(data: bytes) -> tuple[str, Any]:
-    from sealog.ingest import Sealable
-
     kind, payload = marshal.loads(data)
     if kind == "prepared":
         payload = list(map(Sealable._make, payload))

@@ -1,0 +1,102 @@
+"""Preparing validated events for an org's log: each event's whole stored row but its
+index (in any process), then sealed at its index with its canonical form and leaf hash."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sealog import events, search
+from sealog.events import NewEvent, Redactor
+from sealog.store.base import EventRow
+
+
+class Sealable(NamedTuple):
+    """A validated event of one org, prepared: its whole stored row but its index, and its
+    canonical form cut where the index goes. Plain values, so it can cross processes."""
+
+    id: str
+    id_supplied: bool
+    occurred_supplied: bool
+    occurred_us: int
+    category: str
+    result: str
+    action: str
+    actor_id: str | None
+    actor_email: str | None
+    actor_name: str | None
+    resource_type: str | None
+    resource_id: str | None
+    method: str | None
+    path: str | None
+    ip: str | None
+    search_text: str
+    word_pairs: str
+    field_tokens: str
+    canonical_head: bytes
+    canonical_tail: bytes
+
+
+# The stored qualifier columns, in EventRow's order after action.
+_COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_id", "method",
+            "path", "ip")
+
+
+def prepare(new: NewEvent, *, org_id: str,
+            recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> Sealable:
+    """Everything of a validated event's row that does not depend on its place in the log;
+    recorded_by (server-set, sealed with the event) names the credential that wrote it."""
+    doc = new.doc
+    doc["org_id"] = org_id
+    doc["recorded_by"] = recorded_by
+    actor = doc["actor"]
+    resource = doc["resource"] or {}
+    request = doc["request"] or {}
+    columns = (
+        _lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
+        _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
+        _lower(request.get("path")), _lower(doc["context"]["ip"]),
+    )
+    tokens = search.field_tokens((
+        ("category", doc["category"]), ("result", doc["result"]), ("action", doc["action"]),
+        *zip(_COLUMNS, columns, strict=True),
+    ))
+    return Sealable(
+        doc["id"], new.id_supplied, new.occurred_supplied, new.occurred_us, doc["category"],
+        doc["result"], doc["action"], *columns, *search.search_words(doc), tokens,
+        *events.canonical_parts(doc, exact=new.needs_exact_jcs),
+    )
+
+
+def prepare_events(raw_events: list[Any], *, org_id: str, received_at_us: int,
+                   redactor: Redactor,
+                   recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> list[Sealable]:
+    """The batch validated and prepared; raises EventValidationError naming every problem."""
+    validated = events.validate_events(raw_events, received_at_us=received_at_us,
+                                       redactor=redactor)
+    return [prepare(new, org_id=org_id, recorded_by=recorded_by) for new in validated]
+
+
+def canonical(item: Sealable, index: int) -> bytes:
+    """The RFC 8785 bytes of a prepared event placed at index."""
+    return item.canonical_head + str(index).encode() + item.canonical_tail
+
+
+def seal(item: Sealable, *, org_id: str, index: int) -> EventRow:
+    """The stored row of a prepared event placed at index in org_id's log."""
+    doc = canonical(item, index)
+    return EventRow(
+        org_id=org_id, index=index, id=item.id, occurred_us=item.occurred_us,
+        category=item.category, result=item.result, action=item.action,
+        actor_id=item.actor_id, actor_email=item.actor_email, actor_name=item.actor_name,
+        resource_type=item.resource_type, resource_id=item.resource_id, method=item.method,
+        path=item.path, ip=item.ip, leaf_hash=events.leaf_hash(doc),
+        search_text=item.search_text, word_pairs=item.word_pairs,
+        field_tokens=item.field_tokens, doc=doc,
+    )
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
+
+
+__all__ = ["Sealable", "canonical", "prepare", "prepare_events", "seal"]
