@@ -262,14 +262,21 @@ def empty_wal(database: Path) -> None:
     assert busy == 0, "the WAL could not be truncated"
 
 
+def acme_data_folder(data: Path) -> str:
+    """Makes a data folder's database with org acme; returns its all-scopes key's secret."""
+    store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
+    try:
+        auth.create_org(store=store, name="Acme", org_id="acme")
+        return auth.create_api_key(store=store, org_id="acme", scopes=ALL_SCOPES).secret
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[SealogProcess, str]]:
     """A started SealogProcess with org acme and its all-scopes API key."""
     data = tmp_path / "data"
-    data_store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
-    auth.create_org(store=data_store, name="Acme", org_id="acme")
-    secret = auth.create_api_key(store=data_store, org_id="acme", scopes=ALL_SCOPES).secret
-    data_store.close()
+    secret = acme_data_folder(data)
     process = SealogProcess(data)
     process.start()
     try:

@@ -11,12 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from sealog import auth, sampledata
+from sealog import sampledata
 from sealog.exports import jobs
 from sealog.ledger.note import Signer
-from sealog.store import open_store
 
-from conftest import ALL_SCOPES, SealogProcess, empty_wal, event, fill_disk, wait_for
+from conftest import (
+    SealogProcess,
+    acme_data_folder,
+    empty_wal,
+    event,
+    fill_disk,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -152,10 +158,7 @@ def verify_online(base: str, secret: str, state) -> subprocess.CompletedProcess:
 
 
 def test_a_full_disk_refuses_writes_with_507_serves_reads_and_recovers(small_disk, tmp_path):
-    store = open_store(f"sqlite:///{small_disk / 'sealog.db'}")
-    auth.create_org(store=store, name="Acme", org_id="acme")
-    secret = auth.create_api_key(store=store, org_id="acme", scopes=ALL_SCOPES).secret
-    store.close()
+    secret = acme_data_folder(small_disk)
     # Its output goes beside, off the small disk. Checkpoints every 2 s: the member.invited
     # event below (no ingest pokes the signer) is likely still unsigned when the disk fills.
     process = SealogProcess(small_disk, env={"SEALOG_CHECKPOINT_INTERVAL": "2"})
@@ -212,10 +215,7 @@ def test_a_full_disk_refuses_writes_with_507_serves_reads_and_recovers(small_dis
 
 
 def test_an_export_that_fills_the_disk_fails_saying_so_and_the_worker_goes_on(small_disk):
-    store = open_store(f"sqlite:///{small_disk / 'sealog.db'}")
-    auth.create_org(store=store, name="Acme", org_id="acme")
-    secret = auth.create_api_key(store=store, org_id="acme", scopes=ALL_SCOPES).secret
-    store.close()
+    secret = acme_data_folder(small_disk)
     process = SealogProcess(small_disk)
     process.start()
     try:
