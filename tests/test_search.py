@@ -397,3 +397,25 @@ def test_word_pairs_of_an_event_are_those_of_its_search_text(values):
     fields = [words(v) for v in values if words(v)]
     assert text == " " + " | ".join(" ".join(w) for w in fields) + " "
     assert pairs.split() == [f"{a}_{b}" for w in fields for a, b in itertools.pairwise(w)]
+
+
+def test_the_token_plan_names_each_part_of_a_query_by_its_index_tokens():
+    """The plan every backend renders: words, consecutive pairs and qualifier tokens."""
+    from sealog.search import field_token
+    from sealog.store.tokenplan import FIELDS, PAIRS, TEXT, Part, Token, token_plan
+
+    flt = build_filter(org_id="acme", range_preset="7d", categories=["agent_operations"],
+                       q='"pii filter policy" guard actor:dana@acme.com -result:denied')
+    plan = token_plan(flt)
+    assert plan is not None
+    assert plan.terms == (
+        Part(PAIRS, ((Token("pii_filter"),), (Token("filter_policy"),))),
+        Part(TEXT, ((Token("guard", prefix=True),),)),
+        Part(FIELDS, (tuple(Token(field_token(c, "dana@acme.com"))
+                            for c in ("actor_email", "actor_id", "actor_name")),)),
+    )
+    assert plan.filters == (Part(FIELDS, ((Token(field_token("category",
+                                                              "agent_operations")),),)),)
+    assert plan.excluded == (Part(FIELDS, ((Token(field_token("result", "denied")),),)),)
+    assert not plan.exact  # three words in a phrase are decided on the row
+    assert token_plan(build_filter(org_id="acme", range_preset="7d", q="")) is None
