@@ -460,14 +460,27 @@ def test_a_search_waiting_too_long_for_its_turn_is_a_503(store, tmp_path, tenant
         assert client.get("/api/v1/events/count").json() == {"count": 1}
 
 
-def test_the_search_settings():
+def test_the_search_settings(monkeypatch):
+    import anyio
+    import anyio.to_thread
+
+    from sealog.config import MAX_SEARCH_CONCURRENCY
+
     assert Settings().resolved_search_concurrency == (os.cpu_count() or 1)
+
+    async def request_threads() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    # Searches never take every request thread, however many cores the machine has.
+    assert MAX_SEARCH_CONCURRENCY < anyio.run(request_threads)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert Settings().resolved_search_concurrency == MAX_SEARCH_CONCURRENCY
     env = {"SEALOG_SEARCH_CONCURRENCY": "3", "SEALOG_SEARCH_QUEUE_SECONDS": "2.5",
            "SEALOG_SEARCH_BUDGET_SECONDS": "30"}
     made = Settings.from_env(env)
     assert (made.resolved_search_concurrency, made.search_queue_seconds,
             made.search_budget_seconds) == (3, 2.5, 30)
-    for name, bad in [("SEALOG_SEARCH_CONCURRENCY", "0"), ("SEALOG_SEARCH_CONCURRENCY", "65"),
+    for name, bad in [("SEALOG_SEARCH_CONCURRENCY", "0"), ("SEALOG_SEARCH_CONCURRENCY", "33"),
                       ("SEALOG_SEARCH_QUEUE_SECONDS", "0"),
                       ("SEALOG_SEARCH_BUDGET_SECONDS", "-1"),
                       ("SEALOG_SEARCH_BUDGET_SECONDS", "five")]:

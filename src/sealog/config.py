@@ -11,6 +11,10 @@ from typing import Any
 from sealog.events import DEFAULT_SECRET_KEYS
 from sealog.preparers import default_processes
 
+# Requests run on a pool of 40 threads (Starlette's, through anyio): searches may take at
+# most this many, so that ingest, sign-ins and reads of one event always find a thread.
+MAX_SEARCH_CONCURRENCY = 32
+
 
 class SettingsError(ValueError):
     """Raised for a setting that cannot work; the message says how to fix it."""
@@ -59,8 +63,8 @@ class Settings:
 
     @property
     def resolved_search_concurrency(self) -> int:
-        """How many searches may run at once."""
-        return self.search_concurrency or os.cpu_count() or 1
+        """How many searches may run at once: one a core, at most MAX_SEARCH_CONCURRENCY."""
+        return self.search_concurrency or min(os.cpu_count() or 1, MAX_SEARCH_CONCURRENCY)
 
     @property
     def resolved_export_dir(self) -> Path:
@@ -142,9 +146,11 @@ class Settings:
         if self.ingest_processes is not None and not 0 <= self.ingest_processes <= 16:
             raise SettingsError("SEALOG_INGEST_PROCESSES must be 0 (prepare in the serving "
                                 "process) to 16")
-        if self.search_concurrency is not None and not 1 <= self.search_concurrency <= 64:
-            raise SettingsError("SEALOG_SEARCH_CONCURRENCY must be 1 to 64 (default: one a "
-                                "core)")
+        if (self.search_concurrency is not None
+                and not 1 <= self.search_concurrency <= MAX_SEARCH_CONCURRENCY):
+            raise SettingsError(
+                f"SEALOG_SEARCH_CONCURRENCY must be 1 to {MAX_SEARCH_CONCURRENCY} (default: one "
+                "a core): requests share 40 threads, and searches must leave some to the rest")
         if not 0 < self.search_queue_seconds <= 300:
             raise SettingsError("SEALOG_SEARCH_QUEUE_SECONDS must be more than 0 and at most "
                                 "300, e.g. 10")
