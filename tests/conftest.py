@@ -202,8 +202,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 # A PostgreSQL server the tests may create databases in: scripts/test starts one it owns
 # and sets this; by hand, any server where the URL's role may CREATE DATABASE.
-POSTGRES_ADMIN_URL = os.environ.get("SEALOG_TEST_POSTGRES_URL",
-                                    "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = (os.environ.get("SEALOG_TEST_POSTGRES_URL")
+                      or "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
