@@ -304,17 +304,16 @@ class Worker:
             error = DISK_FULL_ERROR if _is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
             try:
                 self.store.finish_export(export_id=row.id, owner=self.owner, status="failed",
-                                         fields={"error": error, "finished_at": times.now_us()})
+                                         finished_at=times.now_us(), error=error)
             except StorageFull:  # its lease runs out and a worker runs it again
                 log.error("export %s: its failure could not be stored", row.id)
             return True
         now = times.now_us()
         try:
             done = self.store.finish_export(
-                export_id=row.id, owner=self.owner, status="completed",
-                fields={"progress": 1.0, "row_count": count, "size_bytes": size,
-                        "sha256": digest, "finished_at": now, "file_path": str(final),
-                        "expires_at": now + _params(row)["expires_us"]})
+                export_id=row.id, owner=self.owner, status="completed", finished_at=now,
+                progress=1.0, row_count=count, size_bytes=size, sha256=digest,
+                file_path=str(final), expires_at=now + _params(row)["expires_us"])
         except StorageFull:  # its lease runs out and a worker runs it again
             log.error("export %s: its completion could not be stored", row.id)
             done = False

@@ -146,13 +146,6 @@ class ExportRow:
     file_path: str | None
 
 
-EXPORT_COLUMNS = (
-    "id, org_id, name, format, params, snapshot_size, status, progress, row_count, "
-    "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
-    "lease_owner, lease_expires_at, attempts, file_path"
-)
-
-
 class WriteTx(Protocol):
     """One write transaction; on PostgreSQL the org row stays locked until commit."""
 
@@ -304,15 +297,22 @@ class Store(Protocol):
         """The org's exports, newest first."""
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
-        """Atomically leases the oldest queued job, or one whose lease expired."""
+        """Atomically leases the oldest queued job, or one whose lease expired: one
+        statement, whose choice of job locks it against other workers (PostgreSQL: FOR
+        UPDATE SKIP LOCKED)."""
 
     def renew_export(self, *, export_id: str, owner: str, now: int, lease_us: int,
                      progress: float) -> bool:
-        """Extends owner's lease and records progress; False once the job is not owner's."""
+        """Extends owner's lease and records progress; False once the job is not owner's
+        (one conditional update, so a cancel or a takeover in between wins)."""
 
-    def finish_export(self, *, export_id: str, owner: str, status: str,
-                      fields: dict[str, object]) -> bool:
-        """Ends owner's job with status and fields; False when it was not owner's."""
+    def finish_export(self, *, export_id: str, owner: str, status: str, finished_at: int,
+                      progress: float | None = None, row_count: int | None = None,
+                      size_bytes: int | None = None, sha256: str | None = None,
+                      error: str | None = None, expires_at: int | None = None,
+                      file_path: str | None = None) -> bool:
+        """Ends owner's job with status and these values (progress None: as it was); False
+        when it was not owner's (one conditional update, as renew_export)."""
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         """Cancels a queued or running job; raises NotFound or Conflict."""

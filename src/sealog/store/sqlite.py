@@ -21,7 +21,6 @@ from sealog.search import (
     word_pairs,
 )
 from sealog.store.base import (
-    EXPORT_COLUMNS,
     ApiKeyRow,
     CheckpointRow,
     Conflict,
@@ -80,6 +79,11 @@ _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
 _EVENT_COLUMNS = (
     "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
     "actor_name, resource_type, resource_id, method, path, ip, leaf_hash, search_text"
+)
+_EXPORT_COLUMNS = (
+    "id, org_id, name, format, params, snapshot_size, status, progress, row_count, "
+    "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
+    "lease_owner, lease_expires_at, attempts, file_path"
 )
 
 
@@ -878,20 +882,20 @@ class SQLiteStore:
     def insert_export(self, row: ExportRow) -> None:
         with self.writing() as tx:
             tx.conn.execute(
-                f"INSERT INTO exports ({EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                f"INSERT INTO exports ({_EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
                 tuple(row.__dict__.values()),
             )
 
     def get_export(self, org_id: str, export_id: str) -> ExportRow | None:
         r = self._reader().execute(
-            f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
             (org_id, export_id),
         ).fetchone()
         return ExportRow(*r) if r else None
 
     def list_exports(self, org_id: str) -> list[ExportRow]:
         rows = self._reader().execute(
-            f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? "
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = ? "
             "ORDER BY created_at DESC, id DESC", (org_id,),
         )
         return [ExportRow(*r) for r in rows]
@@ -904,7 +908,7 @@ class SQLiteStore:
                 "started_at = coalesce(started_at, ?) WHERE id = ("
                 "SELECT id FROM exports WHERE status = 'queued' OR (status = 'running' "
                 "AND lease_expires_at < ?) ORDER BY created_at LIMIT 1) "
-                f"RETURNING {EXPORT_COLUMNS}",
+                f"RETURNING {_EXPORT_COLUMNS}",
                 (owner, now + lease_us, now, now),
             ).fetchone()
         return ExportRow(*r) if r else None
@@ -919,22 +923,26 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
-    def finish_export(self, *, export_id: str, owner: str, status: str,
-                      fields: dict[str, object]) -> bool:
-        sets = ", ".join(f"{k} = ?" for k in fields)
+    def finish_export(self, *, export_id: str, owner: str, status: str, finished_at: int,
+                      progress: float | None = None, row_count: int | None = None,
+                      size_bytes: int | None = None, sha256: str | None = None,
+                      error: str | None = None, expires_at: int | None = None,
+                      file_path: str | None = None) -> bool:
         with self.writing() as tx:
             cursor = tx.conn.execute(
-                f"UPDATE exports SET status = ?, lease_owner = NULL, lease_expires_at = NULL"
-                f"{', ' + sets if sets else ''} "
+                "UPDATE exports SET status = ?, finished_at = ?, progress = coalesce(?, "
+                "progress), row_count = ?, size_bytes = ?, sha256 = ?, error = ?, "
+                "expires_at = ?, file_path = ?, lease_owner = NULL, lease_expires_at = NULL "
                 "WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                (status, *fields.values(), export_id, owner),
+                (status, finished_at, progress, row_count, size_bytes, sha256, error,
+                 expires_at, file_path, export_id, owner),
             )
             return cursor.rowcount == 1
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         with self.writing() as tx:
             r = tx.conn.execute(
-                f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
+                f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
                 (org_id, export_id),
             ).fetchone()
             if r is None:
@@ -947,7 +955,7 @@ class SQLiteStore:
                 "lease_expires_at = NULL WHERE id = ?", (now, export_id),
             )
             r = tx.conn.execute(
-                f"SELECT {EXPORT_COLUMNS} FROM exports WHERE id = ?", (export_id,)
+                f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE id = ?", (export_id,)
             ).fetchone()
         return ExportRow(*r)
 
@@ -955,7 +963,7 @@ class SQLiteStore:
         with self.writing() as tx:
             rows = tx.conn.execute(
                 "UPDATE exports SET status = 'expired' WHERE status = 'completed' "
-                f"AND expires_at <= ? RETURNING {EXPORT_COLUMNS}", (now,),
+                f"AND expires_at <= ? RETURNING {_EXPORT_COLUMNS}", (now,),
             ).fetchall()
         return [ExportRow(*r) for r in rows]
 
