@@ -1,6 +1,6 @@
 """The write transaction's contract, which every store backend keeps: a rule checked on the
-rows a transaction locked still holds when it commits, and a thread opens one transaction at
-a time."""
+rows a transaction locked still holds when it commits, a thread opens one transaction at a
+time, and a write the database refuses is the store's Conflict."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from sealog import auth, times
 from sealog.events import Redactor
 from sealog.store import Conflict, Store, open_store
-from sealog.store.base import UserRow
+from sealog.store.base import ExportRow, SessionRow, UserRow
 
 PASSWORD = "correct horse battery"
 ROUNDS = 10
@@ -140,3 +140,43 @@ def test_a_write_transaction_opened_inside_another_on_one_thread_is_refused(two_
     assert store.users_with_email("in@acme.com") == []
     auth.create_user(store=store, org_id="acme", email="in@acme.com", role="auditor",
                      password=PASSWORD)  # the thread may open one again
+
+
+def _export_row(export_id: str) -> ExportRow:
+    return ExportRow(
+        id=export_id, org_id="acme", name="x", format="csv", params="{}", snapshot_size=0,
+        status="queued", progress=0.0, row_count=None, size_bytes=None, sha256=None,
+        error=None, created_by=None, created_at=times.now_us(), started_at=None,
+        finished_at=None, expires_at=None, lease_owner=None, lease_expires_at=None,
+        attempts=0, file_path=None,
+    )
+
+
+def test_a_duplicate_insert_is_the_stores_conflict_naming_what_is_taken(two_stores):
+    store, _ = two_stores
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    with pytest.raises(Conflict, match="org 'acme' already exists"):
+        auth.create_org(store=store, name="Acme again", org_id="acme")
+    key = auth.create_api_key(store=store, org_id="acme", scopes=["events:read"])
+    with pytest.raises(Conflict, match=f"API key with id '{key.row.id}' already exists"):
+        store.insert_api_key(key.row)
+    user = auth.create_user(store=store, org_id="acme", email="a@acme.com", role="admin",
+                            password=PASSWORD)
+    with pytest.raises(Conflict, match="email 'a@acme.com' already exists in this org"):
+        store.insert_user(user)
+    session = SessionRow(id="ses_1", user_id=user.id, csrf_token="c",
+                         created_at=times.now_us(), expires_at=times.now_us() + 10**9,
+                         revoked_at=None)
+    with store.writing() as tx:
+        tx.insert_session(b"token", session)
+    with pytest.raises(Conflict, match="session with this token or id .'ses_1'. already"):
+        with store.writing() as tx:
+            tx.insert_session(b"token", session)
+    with store.writing() as tx:
+        tx.insert_export(_export_row("exp_1"))
+    # A refused write rolls back its whole transaction.
+    with pytest.raises(Conflict, match="export with id 'exp_1' already exists"):
+        with store.writing() as tx:
+            tx.insert_export(_export_row("exp_2"))
+            tx.insert_export(_export_row("exp_1"))
+    assert [r.id for r in store.list_exports("acme")] == ["exp_1"]

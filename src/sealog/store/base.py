@@ -148,7 +148,10 @@ class ExportRow:
 
 class WriteTx(Protocol):
     """One write transaction, for use inside its `with store.writing()` block: its writes,
-    and every read a write depends on, on one connection, each read with the lock it names."""
+    and every read a write depends on, on one connection, each read with the lock it names.
+
+    A write the database refuses raises Conflict (naming what is taken, for a unique key);
+    no driver exception leaves the store."""
 
     def lock_log(self, org_id: str) -> LogHead:
         """The org's log head, locked until the transaction ends (PostgreSQL: the org row,
@@ -192,7 +195,8 @@ class WriteTx(Protocol):
     def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
         """Marks the user removed and revokes their sessions; NotFound as set_user_role."""
 
-    def insert_api_key(self, row: ApiKeyRow) -> None: ...
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """Raises Conflict when the key's id is taken."""
 
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
         """The key, revoked (at once, or already); raises NotFound for another org's key."""
@@ -201,7 +205,8 @@ class WriteTx(Protocol):
                                    at: int) -> list[ApiKeyRow]:
         """Revokes the live keys of org_id that user_id made; returns them, oldest first."""
 
-    def insert_session(self, token_hash: bytes, row: SessionRow) -> None: ...
+    def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
+        """Raises Conflict when the token or the session id is taken."""
 
     def revoke_session(self, token_hash: bytes, at: int) -> None: ...
 
@@ -215,7 +220,8 @@ class WriteTx(Protocol):
 
     def clear_login_failures(self, email: str) -> None: ...
 
-    def insert_export(self, row: ExportRow) -> None: ...
+    def insert_export(self, row: ExportRow) -> None:
+        """Raises Conflict when the export's id is taken."""
 
     def lock_export(self, org_id: str, export_id: str) -> ExportRow | None:
         """The org's export, locked until the transaction ends (PostgreSQL: SELECT … FOR
@@ -238,7 +244,7 @@ class Store(Protocol):
 
     def writing(self) -> AbstractContextManager[WriteTx]:
         """A write transaction: committed on normal exit, rolled back on an exception;
-        raises StorageFull when the disk is full.
+        raises StorageFull when the disk is full, Conflict for a write the database refuses.
 
         Raises RuntimeError when this thread already has one open: what must be stored in
         a caller's transaction (a change and its audit event) takes that transaction."""

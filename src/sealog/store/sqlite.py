@@ -88,6 +88,8 @@ _EXPORT_COLUMNS = (
 _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
                 "last_used_at, created_by")
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
+# The extended result codes of a write that a UNIQUE index or a PRIMARY KEY refused.
+_UNIQUE_VIOLATIONS = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 
 
 # The columns of an events row that search.field_tokens makes tokens of.
@@ -176,6 +178,17 @@ def path_from_url(url: str) -> Path:
         raise ValueError(f"{url!r} is not a SQLite URL; write sqlite:///path/to/sealog.db")
     # As in SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
     return Path(url[len(prefix) :])
+
+
+@contextmanager
+def _taken(message: str) -> Iterator[None]:
+    """Raises Conflict(message) when a write in the block finds its unique key taken."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode not in _UNIQUE_VIOLATIONS:
+            raise
+        raise Conflict(message) from None
 
 
 def _key_row(r: tuple) -> ApiKeyRow:
@@ -324,13 +337,11 @@ class _Tx:
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
         (num,) = self.conn.execute("SELECT coalesce(max(num), 0) + 1 FROM orgs").fetchone()
-        try:
+        with _taken(f"org {org_id!r} already exists"):
             self.conn.execute(
                 "INSERT INTO orgs (id, name, created_at, num) VALUES (?, ?, ?, ?)",
                 (org_id, name, created_at, num),
             )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"org {org_id!r} already exists") from None
         _create_fts_index(self.conn, fts_table(num))
         return Org(org_id, name, created_at, 0)
 
@@ -348,15 +359,12 @@ class _Tx:
         return UserRow(*r) if r else None
 
     def insert_user(self, row: UserRow) -> None:
-        try:
+        with _taken(f"a user with email {row.email!r} already exists in this org"):
             self.conn.execute(
                 f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.id, row.org_id, row.email, row.name, row.role, row.password_hash,
                  row.created_at, row.removed_at),
             )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"a user with email {row.email!r} already exists in this org"
-                           ) from None
 
     def _live_user(self, org_id: str, user_id: str) -> UserRow:
         r = self.conn.execute(
@@ -382,12 +390,13 @@ class _Tx:
         return user
 
     def insert_api_key(self, row: ApiKeyRow) -> None:
-        self.conn.execute(
-            "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
-            "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
-             row.created_at, row.created_by),
-        )
+        with _taken(f"an API key with id {row.id!r} already exists"):
+            self.conn.execute(
+                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
+                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
+                 row.created_at, row.created_by),
+            )
 
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
         self.conn.execute(
@@ -413,12 +422,13 @@ class _Tx:
         return sorted((_key_row(r) for r in rows), key=lambda k: (k.created_at, k.id))
 
     def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
-        self.conn.execute(
-            "INSERT INTO sessions (token_hash, id, user_id, csrf_token, created_at, "
-            "expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (token_hash, row.id, row.user_id, row.csrf_token, row.created_at,
-             row.expires_at, row.revoked_at),
-        )
+        with _taken(f"a session with this token or id ({row.id!r}) already exists"):
+            self.conn.execute(
+                "INSERT INTO sessions (token_hash, id, user_id, csrf_token, created_at, "
+                "expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, row.id, row.user_id, row.csrf_token, row.created_at,
+                 row.expires_at, row.revoked_at),
+            )
 
     def revoke_session(self, token_hash: bytes, at: int) -> None:
         self.conn.execute(
@@ -438,10 +448,11 @@ class _Tx:
         self.conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
 
     def insert_export(self, row: ExportRow) -> None:
-        self.conn.execute(
-            f"INSERT INTO exports ({_EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-            tuple(row.__dict__.values()),
-        )
+        with _taken(f"an export with id {row.id!r} already exists"):
+            self.conn.execute(
+                f"INSERT INTO exports ({_EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                tuple(row.__dict__.values()),
+            )
 
     def lock_export(self, org_id: str, export_id: str) -> ExportRow | None:
         r = self.conn.execute(
@@ -544,6 +555,8 @@ class SQLiteStore:
                     self._writer.execute("ROLLBACK")
                 if _is_disk_full(exc):
                     raise StorageFull(f"no room to write {self.path}: {exc}") from exc
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise Conflict(f"the database refused the write: {exc}") from exc
                 raise
             finally:
                 self._writing_thread = None
