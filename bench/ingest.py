@@ -113,7 +113,8 @@ def floor_and_library(batches: list[list[dict]], sealed: Sealed, prepared: list[
             started = time.perf_counter()
             if name == "ceiling":
                 for chunk in prepared[start : start + per_round]:
-                    append(lib_stores[name], "lib", iter([chunk]))
+                    with lib_stores[name].writing() as tx:
+                        append(tx, "lib", iter([chunk]))
             else:
                 for batch in batches[start : start + per_round]:
                     ingest(store=lib_stores[name], org_id="lib", raw_events=batch,

@@ -145,6 +145,15 @@ def create_api_key(
 ) -> NewApiKey:
     """A new API key for org_id, bounded by the role of user created_by (None: the
     operator's); raises ValueError for unknown scopes, NotFound for the org."""
+    new = _new_api_key(store=store, org_id=org_id, scopes=scopes, name=name,
+                       created_by=created_by)
+    store.insert_api_key(new.row)
+    return new
+
+
+def _new_api_key(*, store: Store, org_id: str, scopes: list[str] | tuple[str, ...],
+                 name: str, created_by: str | None) -> NewApiKey:
+    """The row and secret of a new key, checked as create_api_key says; not stored."""
     store.get_org(org_id)
     if not scopes:
         raise ValueError(f"an API key needs at least one scope: {', '.join(SCOPES)}")
@@ -166,7 +175,6 @@ def create_api_key(
         last_used_at=None,
         created_by=created_by,
     )
-    store.insert_api_key(row)
     return NewApiKey(row, secret)
 
 
@@ -343,12 +351,13 @@ def _check_owner_only(by: Principal, what: str) -> None:
         raise ScopeError(f"only an owner may {what}")
 
 
-def _check_owner_rules(store: Store, by: Principal, target: UserRow,
+def _check_owner_rules(members: list[UserRow], by: Principal, target: UserRow,
                        new_role: str | None) -> None:
+    """members: the org's live users, locked (WriteTx.lock_members) until the change commits."""
     if "owner" in (target.role, new_role):
         _check_owner_only(by, "grant, change or remove the owner role")
     if target.role == "owner" and new_role != "owner":
-        owners = [u for u in store.list_users(target.org_id) if u.role == "owner"]
+        owners = [u for u in members if u.role == "owner"]
         if len(owners) == 1:
             raise Conflict("the org's last owner cannot be demoted or removed")
 
@@ -362,9 +371,9 @@ def add_member(*, store: Store, redactor: Redactor, by: Principal, email: str, r
     generated = generate_password() if password is None else None
     user = _new_user(store=store, org_id=by.org_id, email=email, role=role,
                      password=password or generated or "", name=name)
-    with store.writing():  # the change and its audit event, together or not at all
-        store.insert_user(user)
-        record_action(store=store, redactor=redactor, org_id=by.org_id,
+    with store.writing() as tx:  # the change and its audit event, together or not at all
+        tx.insert_user(user)
+        record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                       action="member.invited", actor=by.actor, resource=_member_resource(user),
                       context=context, metadata={"role": role})
     return user, generated
@@ -375,11 +384,12 @@ def change_role(*, store: Store, redactor: Redactor, by: Principal, user_id: str
     """The user with the new role; NotFound for another org's user."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    with store.writing():  # checked and changed with no other write between, and audited
-        target = _user_of(store, by.org_id, user_id)
-        _check_owner_rules(store, by, target, role)
-        updated = store.set_user_role(org_id=by.org_id, user_id=user_id, role=role)
-        record_action(store=store, redactor=redactor, org_id=by.org_id,
+    with store.writing() as tx:  # checked on the members, locked, changed, and audited
+        members = tx.lock_members(by.org_id)
+        target = _user_of(members, by.org_id, user_id)
+        _check_owner_rules(members, by, target, role)
+        updated = tx.set_user_role(org_id=by.org_id, user_id=user_id, role=role)
+        record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                       action="member.role_changed", actor=by.actor,
                       resource=_member_resource(updated), context=context,
                       metadata={"from": target.role, "to": role})
@@ -392,29 +402,29 @@ def remove_member(*, store: Store, redactor: Redactor, by: Principal, user_id: s
     recorded as api_key.revoked); NotFound for another org's user."""
     if by.user is not None and by.user.id == user_id:
         raise Conflict("you cannot remove yourself; ask another admin")
-    with store.writing():
-        target = _user_of(store, by.org_id, user_id)
-        _check_owner_rules(store, by, target, None)
+    with store.writing() as tx:
+        members = tx.lock_members(by.org_id)
+        target = _user_of(members, by.org_id, user_id)
+        _check_owner_rules(members, by, target, None)
         now = times.now_us()
-        removed = store.remove_user(org_id=by.org_id, user_id=user_id, at=now)
-        record_action(store=store, redactor=redactor, org_id=by.org_id,
+        removed = tx.remove_user(org_id=by.org_id, user_id=user_id, at=now)
+        record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                       action="member.removed", actor=by.actor,
                       resource=_member_resource(removed), context=context,
                       metadata={"role": removed.role})
-        for key in store.revoke_api_keys_created_by(org_id=by.org_id, user_id=user_id,
-                                                    at=now):
-            record_action(store=store, redactor=redactor, org_id=by.org_id,
+        for key in tx.revoke_api_keys_created_by(org_id=by.org_id, user_id=user_id, at=now):
+            record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                           action="api_key.revoked", actor=by.actor, context=context,
                           resource=_key_resource(key),
                           metadata={"reason": "the user who made it was removed"})
     return removed
 
 
-def _user_of(store: Store, org_id: str, user_id: str) -> UserRow:
-    user = store.get_user(user_id)
-    if user is None or user.org_id != org_id or user.removed_at is not None:
-        raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
-    return user
+def _user_of(members: list[UserRow], org_id: str, user_id: str) -> UserRow:
+    for user in members:
+        if user.id == user_id:
+            return user
+    raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
 
 
 def _key_resource(row: ApiKeyRow) -> dict[str, Any]:
@@ -430,10 +440,11 @@ def issue_api_key(*, store: Store, redactor: Redactor, by: Principal, scopes: li
         who = f"the {by.user.role} role" if by.user is not None else "this API key"
         raise ScopeError(f"{who} may not give a key the {beyond[0]!r} scope")
     creator = by.user if by.user is not None else by.key_creator
-    with store.writing():
-        new = create_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name,
-                             created_by=creator.id if creator is not None else None)
-        record_action(store=store, redactor=redactor, org_id=by.org_id,
+    new = _new_api_key(store=store, org_id=by.org_id, scopes=scopes, name=name,
+                       created_by=creator.id if creator is not None else None)
+    with store.writing() as tx:
+        tx.insert_api_key(new.row)
+        record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                       action="api_key.created", actor=by.actor, context=context,
                       resource=_key_resource(new.row),
                       metadata={"scopes": list(new.row.scopes)})
@@ -444,14 +455,15 @@ def withdraw_api_key(*, store: Store, redactor: Redactor, by: Principal, key_id:
                      context: dict[str, Any] | None = None) -> ApiKeyRow:
     """revoke_api_key in by's org, recorded as api_key.revoked; a key an owner made may be
     revoked only by an owner, signed in."""
-    with store.writing():
-        key = store.get_api_key(key_id)
+    # A key's org and creator never change: only the creator's role is read in the transaction.
+    key = store.get_api_key(key_id)
+    with store.writing() as tx:
         if key is not None and key.org_id == by.org_id and key.created_by is not None:
-            creator = store.get_user(key.created_by)
+            creator = tx.get_user(key.created_by)
             if creator is not None and creator.role == "owner":
                 _check_owner_only(by, "revoke a key an owner made")
-        row = revoke_api_key(store=store, org_id=by.org_id, key_id=key_id)
-        record_action(store=store, redactor=redactor, org_id=by.org_id,
+        row = tx.revoke_api_key(org_id=by.org_id, key_id=key_id, at=times.now_us())
+        record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                       action="api_key.revoked", actor=by.actor, context=context,
                       resource=_key_resource(row))
     return row
@@ -525,9 +537,9 @@ def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email:
     def failed(result: str, reason: str) -> None:
         if not accounts:  # an email that belongs to no one has no org: only counted
             return
-        with store.writing():
+        with store.writing() as tx:
             for user in accounts:
-                record_action(store=store, redactor=redactor, org_id=user.org_id,
+                record_action(tx=tx, redactor=redactor, org_id=user.org_id,
                               action="auth.login_failed", result=result, context=context,
                               actor={"id": user.id, "email": user.email, "name": user.name,
                                      "type": "user"},
@@ -551,10 +563,10 @@ def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email:
     row = SessionRow(id=_random_id("ses_", 8), user_id=user.id,
                      csrf_token=secrets.token_urlsafe(24), created_at=now,
                      expires_at=now + SESSION_SECONDS * 10**6, revoked_at=None)
-    with store.writing():  # no session without its audit event
-        store.clear_login_failures(email)
-        store.insert_session(_token_hash(token), row)
-        record_action(store=store, redactor=redactor, org_id=user.org_id,
+    with store.writing() as tx:  # no session without its audit event
+        tx.clear_login_failures(email)
+        tx.insert_session(_token_hash(token), row)
+        record_action(tx=tx, redactor=redactor, org_id=user.org_id,
                       action="auth.login_succeeded",
                       context={**(context or {}), "session_id": row.id},
                       actor={"id": user.id, "email": user.email, "name": user.name,
@@ -589,9 +601,9 @@ def sign_out(*, store: Store, redactor: Redactor, principal: Principal, token: s
              context: dict[str, Any] | None = None) -> None:
     """Ends the session whose cookie holds token, which authenticated principal; recorded
     as auth.logout."""
-    with store.writing():
-        store.revoke_session(_token_hash(token), times.now_us())
-        record_action(store=store, redactor=redactor, org_id=principal.org_id,
+    with store.writing() as tx:
+        tx.revoke_session(_token_hash(token), times.now_us())
+        record_action(tx=tx, redactor=redactor, org_id=principal.org_id,
                       action="auth.logout", actor=principal.actor,
                       context={**(context or {}), "session_id": principal.session_id})
 

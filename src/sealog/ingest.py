@@ -12,7 +12,7 @@ from sealog.events import EventValidationError, FieldError, Redactor
 from sealog.ledger import tree
 from sealog.preparers import Preparers
 from sealog.sealing import Sealable, canonical, prepare_events, seal
-from sealog.store.base import EventRow, Store
+from sealog.store.base import EventRow, Store, WriteTx
 
 
 class Accepted(NamedTuple):
@@ -60,60 +60,61 @@ def ingest(
     received = times.now_us() if received_at_us is None else received_at_us
     if preparers is not None and preparers.takes(raw_events, redactor):
         with preparers.preparing(raw_events, org_id=org_id, received_at_us=received,
-                                 recorded_by=recorded_by) as chunks:
-            return append(store, org_id, chunks)
+                                 recorded_by=recorded_by) as chunks, store.writing() as tx:
+            return append(tx, org_id, chunks)
     prepared = prepare_events(raw_events, org_id=org_id, received_at_us=received,
                               recorded_by=recorded_by, redactor=redactor)
-    return append(store, org_id, iter([prepared]))
-
-
-def append(store: Store, org_id: str, chunks: Iterator[list[Sealable]]) -> list[Accepted]:
-    """Stores prepared events in one transaction, each chunk as it comes; a retried id
-    with the same content is a duplicate, with other content a conflict (nothing stored)."""
     with store.writing() as tx:
-        head = tx.lock_log(org_id)
-        size = head.size
-        accepted: list[Accepted] = []
-        leaves: list[bytes] = []
-        in_batch: dict[str, bytes] = {}
-        conflicts: list[FieldError] = []
-        position = -1  # of the event in the batch
-        for chunk in chunks:
-            supplied = [item.id for item in chunk if item.id_supplied]
-            stored = tx.existing_events(org_id, supplied) if supplied else {}
-            rows: list[EventRow] = []
-            for item in chunk:
-                position += 1
-                prior_doc = in_batch.get(item.id) or stored.get(item.id)
-                if prior_doc is not None:
-                    prior = orjson.loads(prior_doc)
-                    new = orjson.loads(canonical(item, prior["index"]))
-                    if events.same_content(prior, new, occurred_supplied=item.occurred_supplied):
-                        accepted.append(Accepted(item.id, prior["index"], True))
-                    else:
-                        conflicts.append(FieldError(
-                            position, "id",
-                            f"event {item.id} is already stored (index {prior['index']}) "
-                            "with different content",
-                        ))
-                    continue
-                row = seal(item, org_id=org_id, index=size)
-                size += 1
-                in_batch[item.id] = row.doc
-                rows.append(row)
-                leaves.append(row.leaf_hash)
-                accepted.append(Accepted(item.id, row.index, False))
-            if not conflicts:  # the batch will be refused: store no more of it
-                tx.insert_events(rows)
-        if conflicts:
-            raise IdConflict(conflicts)
-        new_head, nodes = tree.append_leaves(head, leaves)
-        tx.insert_tree_nodes(org_id, nodes)
-        tx.set_log_head(org_id, new_head)
+        return append(tx, org_id, iter([prepared]))
+
+
+def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]]) -> list[Accepted]:
+    """Stores prepared events in tx, each chunk as it comes, under tx's lock on the org's
+    log; a retried id with the same content is a duplicate, with other content an
+    IdConflict, after which tx must be rolled back (as leaving its block by it does)."""
+    head = tx.lock_log(org_id)
+    size = head.size
+    accepted: list[Accepted] = []
+    leaves: list[bytes] = []
+    in_batch: dict[str, bytes] = {}
+    conflicts: list[FieldError] = []
+    position = -1  # of the event in the batch
+    for chunk in chunks:
+        supplied = [item.id for item in chunk if item.id_supplied]
+        stored = tx.existing_events(org_id, supplied) if supplied else {}
+        rows: list[EventRow] = []
+        for item in chunk:
+            position += 1
+            prior_doc = in_batch.get(item.id) or stored.get(item.id)
+            if prior_doc is not None:
+                prior = orjson.loads(prior_doc)
+                new = orjson.loads(canonical(item, prior["index"]))
+                if events.same_content(prior, new, occurred_supplied=item.occurred_supplied):
+                    accepted.append(Accepted(item.id, prior["index"], True))
+                else:
+                    conflicts.append(FieldError(
+                        position, "id",
+                        f"event {item.id} is already stored (index {prior['index']}) "
+                        "with different content",
+                    ))
+                continue
+            row = seal(item, org_id=org_id, index=size)
+            size += 1
+            in_batch[item.id] = row.doc
+            rows.append(row)
+            leaves.append(row.leaf_hash)
+            accepted.append(Accepted(item.id, row.index, False))
+        if not conflicts:  # the batch will be refused: store no more of it
+            tx.insert_events(rows)
+    if conflicts:
+        raise IdConflict(conflicts)
+    new_head, nodes = tree.append_leaves(head, leaves)
+    tx.insert_tree_nodes(org_id, nodes)
+    tx.set_log_head(org_id, new_head)
     return accepted
 
 
-def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
+def record_action(*, tx: WriteTx, redactor: Redactor, org_id: str, action: str,
                   actor: dict[str, Any], result: str = "success",
                   category: str | None = None, event_type: str | None = None,
                   description: str | None = None,
@@ -121,13 +122,14 @@ def record_action(*, store: Store, redactor: Redactor, org_id: str, action: str,
                   metadata: dict[str, Any] | None = None,
                   context: dict[str, Any] | None = None) -> None:
     """Appends one event about an action taken through Sealog itself (a sign-in, a key or
-    member change, an export) to the org's own log."""
+    member change, an export) to the org's own log, in tx: the transaction of the change."""
     event: dict[str, Any] = {"action": action, "result": result, "actor": actor}
     optional = {"category": category, "event_type": event_type, "description": description,
                 "resource": resource, "metadata": metadata, "context": context}
     event.update((k, v) for k, v in optional.items() if v is not None)
-    ingest(store=store, org_id=org_id, raw_events=[event], redactor=redactor,
-           recorded_by=events.RECORDED_BY_SEALOG)
+    prepared = prepare_events([event], org_id=org_id, received_at_us=times.now_us(),
+                              redactor=redactor, recorded_by=events.RECORDED_BY_SEALOG)
+    append(tx, org_id, iter([prepared]))
 
 
 __all__ = ["Accepted", "EventValidationError", "IdConflict", "append", "ingest",

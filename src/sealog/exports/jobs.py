@@ -24,7 +24,7 @@ from sealog.exports import writers
 from sealog.ingest import record_action
 from sealog.ledger import checkpoint, export
 from sealog.ledger.note import Signer
-from sealog.store.base import Conflict, ExportRow, NotFound, StorageFull, Store
+from sealog.store.base import Conflict, ExportRow, NotFound, StorageFull, Store, WriteTx
 
 DAY_US = 86_400 * 10**6
 log = logging.getLogger("sealog.exports")
@@ -86,13 +86,13 @@ def file_name(row: ExportRow) -> str:
     return f"{safe}.{row.format}"
 
 
-def audit_export(store: Store, redactor: Redactor, org_id: str, actor: Actor, action: str,
+def audit_export(tx: WriteTx, redactor: Redactor, org_id: str, actor: Actor, action: str,
                  row: ExportRow, description: str) -> None:
-    """Records an export's creation, cancellation or download in the org's own log."""
+    """Records an export's creation, cancellation or download in the org's own log, in tx."""
     # Cancelling is not in the catalog: it names its category and badge itself.
     uncatalogued = action == "audit_log.export_cancelled"
     record_action(
-        store=store, redactor=redactor, org_id=org_id, action=action,
+        tx=tx, redactor=redactor, org_id=org_id, action=action,
         actor={"id": actor.id, "name": actor.name, "type": actor.type, "email": actor.email},
         category="user_actions" if uncatalogued else None,
         event_type="Audit Access" if uncatalogued else None, description=description,
@@ -133,9 +133,9 @@ def create_export(
         error=None, created_by=actor.id, created_at=now, started_at=None, finished_at=None,
         expires_at=None, lease_owner=None, lease_expires_at=None, attempts=0, file_path=None,
     )
-    with store.writing():  # no export without its audit event
-        store.insert_export(row)
-        audit_export(store, redactor, org_id, actor, "audit_log.exported", row,
+    with store.writing() as tx:  # no export without its audit event
+        tx.insert_export(row)
+        audit_export(tx, redactor, org_id, actor, "audit_log.exported", row,
                      f"Queued {format.upper()} export {row.name}")
     return row
 
@@ -150,9 +150,9 @@ def get_export(*, store: Store, org_id: str, export_id: str) -> ExportRow:
 def cancel_export(*, store: Store, redactor: Redactor, org_id: str, export_id: str,
                   actor: Actor) -> ExportRow:
     """Cancels a queued or running export (its worker stops at its next heartbeat)."""
-    with store.writing():
-        row = store.cancel_export(org_id=org_id, export_id=export_id, now=times.now_us())
-        audit_export(store, redactor, org_id, actor, "audit_log.export_cancelled", row,
+    with store.writing() as tx:
+        row = tx.cancel_export(org_id=org_id, export_id=export_id, now=times.now_us())
+        audit_export(tx, redactor, org_id, actor, "audit_log.export_cancelled", row,
                      f"Cancelled export {row.name}")
     return row
 
@@ -169,8 +169,9 @@ def open_download(*, store: Store, redactor: Redactor, org_id: str, export_id: s
     path = Path(row.file_path)
     if not path.exists():
         raise ExportGone(f"the file of export {row.id} is gone")
-    audit_export(store, redactor, org_id, actor, "audit_log.export_downloaded", row,
-           f"Downloaded export {row.name}")
+    with store.writing() as tx:
+        audit_export(tx, redactor, org_id, actor, "audit_log.export_downloaded", row,
+                     f"Downloaded export {row.name}")
     return row, path
 
 
@@ -304,17 +305,16 @@ class Worker:
             error = DISK_FULL_ERROR if _is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
             try:
                 self.store.finish_export(export_id=row.id, owner=self.owner, status="failed",
-                                         fields={"error": error, "finished_at": times.now_us()})
+                                         finished_at=times.now_us(), error=error)
             except StorageFull:  # its lease runs out and a worker runs it again
                 log.error("export %s: its failure could not be stored", row.id)
             return True
         now = times.now_us()
         try:
             done = self.store.finish_export(
-                export_id=row.id, owner=self.owner, status="completed",
-                fields={"progress": 1.0, "row_count": count, "size_bytes": size,
-                        "sha256": digest, "finished_at": now, "file_path": str(final),
-                        "expires_at": now + _params(row)["expires_us"]})
+                export_id=row.id, owner=self.owner, status="completed", finished_at=now,
+                progress=1.0, row_count=count, size_bytes=size, sha256=digest,
+                file_path=str(final), expires_at=now + _params(row)["expires_us"])
         except StorageFull:  # its lease runs out and a worker runs it again
             log.error("export %s: its completion could not be stored", row.id)
             done = False

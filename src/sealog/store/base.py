@@ -146,30 +146,90 @@ class ExportRow:
     file_path: str | None
 
 
-EXPORT_COLUMNS = (
-    "id, org_id, name, format, params, snapshot_size, status, progress, row_count, "
-    "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
-    "lease_owner, lease_expires_at, attempts, file_path"
-)
-
-
 class WriteTx(Protocol):
-    """One write transaction; on PostgreSQL the org row stays locked until commit."""
+    """One write transaction, for use inside its `with store.writing()` block: its writes,
+    and every read a write depends on, on one connection, each read with the lock it names.
+
+    A write the database refuses raises Conflict (naming what is taken, for a unique key);
+    no driver exception leaves the store."""
 
     def lock_log(self, org_id: str) -> LogHead:
-        """The org's log head, locked for this transaction; raises NotFound."""
+        """The org's log head, locked until the transaction ends (PostgreSQL: the org row,
+        SELECT … FOR UPDATE); raises NotFound."""
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
-        """Of ids, those already stored: id -> canonical document."""
+        """Of ids, those already stored: id -> canonical document (read under lock_log)."""
 
     def insert_events(self, rows: list[EventRow]) -> None:
-        """Stores rows and their full-text entries."""
+        """Stores rows of one org whose log this transaction locked, and their full-text
+        entries. Each row's key is one past the largest stored in its millisecond, read
+        here, so the keys read stay locked until commit: SQLite's writer lock does it; on
+        PostgreSQL, keys of each org's own (covered by lock_log) or a lock on the table."""
 
     def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
         """Stores tree nodes (level, index, hash): leaves and complete subtrees."""
 
     def set_log_head(self, org_id: str, head: LogHead) -> None:
         """Records the org's new log head."""
+
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        """A new org; raises Conflict if the id is taken. Its number (which names its
+        full-text index) is the largest stored plus one, read here: the orgs table must stay
+        locked against other new orgs until the transaction ends (SQLite: the writer lock)."""
+
+    def lock_members(self, org_id: str) -> list[UserRow]:
+        """The org's live users, oldest first, locked until the transaction ends
+        (PostgreSQL: SELECT … FOR UPDATE), so that a rule checked over them (the org keeps
+        an owner) still holds when the transaction commits."""
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        """The user (live or removed), locked against change until the transaction ends
+        (PostgreSQL: SELECT … FOR SHARE)."""
+
+    def insert_user(self, row: UserRow) -> None:
+        """Raises Conflict when a live user of the same org already has the email."""
+
+    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
+        """Raises NotFound for a user of another org or one removed."""
+
+    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
+        """Marks the user removed and revokes their sessions; NotFound as set_user_role."""
+
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """Raises Conflict when the key's id is taken."""
+
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        """The key, revoked (at once, or already); raises NotFound for another org's key."""
+
+    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
+                                   at: int) -> list[ApiKeyRow]:
+        """Revokes the live keys of org_id that user_id made; returns them, oldest first."""
+
+    def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
+        """Raises Conflict when the token or the session id is taken."""
+
+    def revoke_session(self, token_hash: bytes, at: int) -> None: ...
+
+    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+        """Counts a sign-in attempt for email as failed (until clear_login_failures) and
+        returns how many failures of email since `since` came before it; forgets older ones.
+
+        Concurrent attempts for the email wait on this transaction (SQLite: the writer
+        lock; PostgreSQL: a lock on a row of the email, taken before the count), so that
+        each attempt sees every attempt before it."""
+
+    def clear_login_failures(self, email: str) -> None: ...
+
+    def insert_export(self, row: ExportRow) -> None:
+        """Raises Conflict when the export's id is taken."""
+
+    def lock_export(self, org_id: str, export_id: str) -> ExportRow | None:
+        """The org's export, locked until the transaction ends (PostgreSQL: SELECT … FOR
+        UPDATE); None when there is none."""
+
+    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
+        """Cancels a queued or running job, its status read under lock_export; raises
+        NotFound, or Conflict for a job that has ended."""
 
 
 class Store(Protocol):
@@ -184,33 +244,32 @@ class Store(Protocol):
 
     def writing(self) -> AbstractContextManager[WriteTx]:
         """A write transaction: committed on normal exit, rolled back on an exception;
-        raises StorageFull when the disk is full.
+        raises StorageFull when the disk is full, Conflict for a write the database refuses.
 
-        One opened while the same thread already has one joins it, so a change and the
-        audit event about it can be stored together or not at all."""
+        Raises RuntimeError when this thread already has one open: what must be stored in
+        a caller's transaction (a change and its audit event) takes that transaction."""
 
-    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org: ...
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        """WriteTx.create_org in a transaction of its own."""
 
     def get_org(self, org_id: str) -> Org: ...
 
     def list_orgs(self) -> list[Org]: ...
 
-    def insert_api_key(self, row: ApiKeyRow) -> None: ...
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """WriteTx.insert_api_key in a transaction of its own."""
 
     def get_api_key(self, key_id: str) -> ApiKeyRow | None: ...
 
     def list_api_keys(self, org_id: str) -> list[ApiKeyRow]: ...
 
-    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow: ...
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        """WriteTx.revoke_api_key in a transaction of its own."""
 
     def touch_api_key(self, key_id: str, at: int) -> None: ...
 
-    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
-                                   at: int) -> list[ApiKeyRow]:
-        """Revokes the live keys of org_id that user_id made; returns them, oldest first."""
-
     def insert_user(self, row: UserRow) -> None:
-        """Raises Conflict when a live user of the same org already has the email."""
+        """WriteTx.insert_user in a transaction of its own."""
 
     def get_user(self, user_id: str) -> UserRow | None: ...
 
@@ -218,29 +277,16 @@ class Store(Protocol):
         """The live users with this (lowercased) email, at most one an org, oldest first."""
 
     def list_users(self, org_id: str) -> list[UserRow]:
-        """The org's live users, oldest first."""
-
-    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
-        """Raises NotFound for a user of another org or one removed."""
-
-    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
-        """Marks the user removed and revokes their sessions; NotFound as set_user_role."""
-
-    def insert_session(self, token_hash: bytes, row: SessionRow) -> None: ...
+        """The org's live users, oldest first (for display: a rule over them reads
+        WriteTx.lock_members)."""
 
     def get_session(self, token_hash: bytes) -> SessionRow | None: ...
 
-    def revoke_session(self, token_hash: bytes, at: int) -> None: ...
-
     def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
-        """Counts a sign-in attempt for email as failed (until clear_login_failures) and
-        returns how many failures of email since `since` came before it; forgets older ones.
+        """WriteTx.record_login_attempt in a transaction of its own."""
 
-        Counting and recording are one transaction that concurrent attempts for the email
-        wait on (SQLite: the write lock; PostgreSQL: a lock on a row of the email, taken
-        before the count), so that each attempt sees every attempt before it."""
-
-    def clear_login_failures(self, email: str) -> None: ...
+    def clear_login_failures(self, email: str) -> None:
+        """WriteTx.clear_login_failures in a transaction of its own."""
 
     def get_event(self, org_id: str, event_id: str) -> StoredDoc | None: ...
 
@@ -296,26 +342,28 @@ class Store(Protocol):
                                    ) -> Iterator[StoredDoc]:
         """Every event flt selects, in index order (the log's own), in pages."""
 
-    def insert_export(self, row: ExportRow) -> None: ...
-
     def get_export(self, org_id: str, export_id: str) -> ExportRow | None: ...
 
     def list_exports(self, org_id: str) -> list[ExportRow]:
         """The org's exports, newest first."""
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
-        """Atomically leases the oldest queued job, or one whose lease expired."""
+        """Atomically leases the oldest queued job, or one whose lease expired: one
+        statement, whose choice of job locks it against other workers (PostgreSQL: FOR
+        UPDATE SKIP LOCKED)."""
 
     def renew_export(self, *, export_id: str, owner: str, now: int, lease_us: int,
                      progress: float) -> bool:
-        """Extends owner's lease and records progress; False once the job is not owner's."""
+        """Extends owner's lease and records progress; False once the job is not owner's
+        (one conditional update, so a cancel or a takeover in between wins)."""
 
-    def finish_export(self, *, export_id: str, owner: str, status: str,
-                      fields: dict[str, object]) -> bool:
-        """Ends owner's job with status and fields; False when it was not owner's."""
-
-    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
-        """Cancels a queued or running job; raises NotFound or Conflict."""
+    def finish_export(self, *, export_id: str, owner: str, status: str, finished_at: int,
+                      progress: float | None = None, row_count: int | None = None,
+                      size_bytes: int | None = None, sha256: str | None = None,
+                      error: str | None = None, expires_at: int | None = None,
+                      file_path: str | None = None) -> bool:
+        """Ends owner's job with status and these values (progress None: as it was); False
+        when it was not owner's (one conditional update, as renew_export)."""
 
     def expire_exports(self, now: int) -> list[ExportRow]:
         """Marks completed exports past their expiry as expired; returns them."""

@@ -21,7 +21,6 @@ from sealog.search import (
     word_pairs,
 )
 from sealog.store.base import (
-    EXPORT_COLUMNS,
     ApiKeyRow,
     CheckpointRow,
     Conflict,
@@ -82,6 +81,16 @@ _EVENT_COLUMNS = (
     "seq, org_id, idx, id, occurred_at, category, result, action, actor_id, actor_email, "
     "actor_name, resource_type, resource_id, method, path, ip, leaf_hash, search_text"
 )
+_EXPORT_COLUMNS = (
+    "id, org_id, name, format, params, snapshot_size, status, progress, row_count, "
+    "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
+    "lease_owner, lease_expires_at, attempts, file_path"
+)
+_KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
+                "last_used_at, created_by")
+_USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
+# The extended result codes of a write that a UNIQUE index or a PRIMARY KEY refused.
+_UNIQUE_VIOLATIONS = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 
 
 # The columns of an events row that search.field_tokens makes tokens of.
@@ -140,7 +149,8 @@ def window_keys(flt: EventFilter, cursor: Cursor | None = None) -> tuple[int, in
 
 
 def _time_keys(conn: sqlite3.Connection, occurred: list[int]) -> list[int]:
-    """A free key for each of these occurred_at times, in order."""
+    """A free key for each of these occurred_at times, in order: read from the keys stored,
+    so only in the write transaction that inserts them (the writer lock keeps others out)."""
     (top,) = conn.execute("SELECT max(seq) FROM events").fetchone()
     next_free: dict[int, int] = {}
     keys = []
@@ -169,6 +179,21 @@ def path_from_url(url: str) -> Path:
         raise ValueError(f"{url!r} is not a SQLite URL; write sqlite:///path/to/sealog.db")
     # As in SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
     return Path(url[len(prefix) :])
+
+
+@contextmanager
+def _taken(message: str) -> Iterator[None]:
+    """Raises Conflict(message) when a write in the block finds its unique key taken."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode not in _UNIQUE_VIOLATIONS:
+            raise
+        raise Conflict(message) from None
+
+
+def _key_row(r: tuple) -> ApiKeyRow:
+    return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7], r[8])
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -309,6 +334,148 @@ class _Tx:
             (head.size, b"".join(head.compact_range), org_id),
         )
 
+    # The writer lock, held from BEGIN IMMEDIATE, is every lock the reads below name.
+
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        (num,) = self.conn.execute("SELECT coalesce(max(num), 0) + 1 FROM orgs").fetchone()
+        with _taken(f"org {org_id!r} already exists"):
+            self.conn.execute(
+                "INSERT INTO orgs (id, name, created_at, num) VALUES (?, ?, ?, ?)",
+                (org_id, name, created_at, num),
+            )
+        _create_fts_index(self.conn, fts_table(num))
+        return Org(org_id, name, created_at, 0)
+
+    def lock_members(self, org_id: str) -> list[UserRow]:
+        rows = self.conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE org_id = ? AND removed_at IS NULL "
+            "ORDER BY created_at, id", (org_id,),
+        )
+        return [UserRow(*r) for r in rows]
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        r = self.conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return UserRow(*r) if r else None
+
+    def insert_user(self, row: UserRow) -> None:
+        with _taken(f"a user with email {row.email!r} already exists in this org"):
+            self.conn.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.org_id, row.email, row.name, row.role, row.password_hash,
+                 row.created_at, row.removed_at),
+            )
+
+    def _live_user(self, org_id: str, user_id: str) -> UserRow:
+        r = self.conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users "
+            "WHERE id = ? AND org_id = ? AND removed_at IS NULL", (user_id, org_id),
+        ).fetchone()
+        if r is None:
+            raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
+        return UserRow(*r)
+
+    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
+        self._live_user(org_id, user_id)
+        self.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+        return self._live_user(org_id, user_id)
+
+    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
+        user = self._live_user(org_id, user_id)
+        self.conn.execute("UPDATE users SET removed_at = ? WHERE id = ?", (at, user_id))
+        self.conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            (at, user_id),
+        )
+        return user
+
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        with _taken(f"an API key with id {row.id!r} already exists"):
+            self.conn.execute(
+                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
+                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
+                 row.created_at, row.created_by),
+            )
+
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        self.conn.execute(
+            "UPDATE api_keys SET revoked_at = ? "
+            "WHERE id = ? AND org_id = ? AND revoked_at IS NULL",
+            (at, key_id, org_id),
+        )
+        r = self.conn.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ? AND org_id = ?",
+            (key_id, org_id),
+        ).fetchone()
+        if r is None:
+            raise NotFound(f"API key {key_id!r} does not exist in org {org_id!r}")
+        return _key_row(r)
+
+    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
+                                   at: int) -> list[ApiKeyRow]:
+        rows = self.conn.execute(
+            "UPDATE api_keys SET revoked_at = ? "
+            "WHERE created_by = ? AND org_id = ? AND revoked_at IS NULL "
+            f"RETURNING {_KEY_COLUMNS}", (at, user_id, org_id),
+        ).fetchall()
+        return sorted((_key_row(r) for r in rows), key=lambda k: (k.created_at, k.id))
+
+    def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
+        with _taken(f"a session with this token or id ({row.id!r}) already exists"):
+            self.conn.execute(
+                "INSERT INTO sessions (token_hash, id, user_id, csrf_token, created_at, "
+                "expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, row.id, row.user_id, row.csrf_token, row.created_at,
+                 row.expires_at, row.revoked_at),
+            )
+
+    def revoke_session(self, token_hash: bytes, at: int) -> None:
+        self.conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+            (at, token_hash),
+        )
+
+    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+        self.conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
+        (before,) = self.conn.execute(
+            "SELECT count(*) FROM login_failures WHERE email = ?", (email,)
+        ).fetchone()
+        self.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
+        return before
+
+    def clear_login_failures(self, email: str) -> None:
+        self.conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
+
+    def insert_export(self, row: ExportRow) -> None:
+        with _taken(f"an export with id {row.id!r} already exists"):
+            self.conn.execute(
+                f"INSERT INTO exports ({_EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                tuple(row.__dict__.values()),
+            )
+
+    def lock_export(self, org_id: str, export_id: str) -> ExportRow | None:
+        r = self.conn.execute(
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
+            (org_id, export_id),
+        ).fetchone()
+        return ExportRow(*r) if r else None
+
+    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
+        row = self.lock_export(org_id, export_id)
+        if row is None:
+            raise NotFound(f"export {export_id!r} does not exist")
+        if row.status not in ("queued", "running"):
+            raise Conflict(f"export {export_id} is {row.status}; only a queued or running "
+                           "export can be cancelled")
+        r = self.conn.execute(
+            "UPDATE exports SET status = 'cancelled', finished_at = ?, lease_owner = NULL, "
+            f"lease_expires_at = NULL WHERE id = ? RETURNING {_EXPORT_COLUMNS}",
+            (now, export_id),
+        ).fetchone()
+        return ExportRow(*r)
+
 
 def _head(size: int, packed: bytes) -> LogHead:
     return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
@@ -329,9 +496,8 @@ class SQLiteStore:
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._writer.execute(f"PRAGMA wal_autocheckpoint = {WAL_WRITER_CHECKPOINT_PAGES}")
         self._writer.execute(f"PRAGMA journal_size_limit = {WAL_REST_BYTES}")
-        # Reentrant, so that a transaction opened inside another (by the same thread) joins it.
-        self._write_lock = threading.RLock()
-        self._in_transaction = False
+        self._write_lock = threading.Lock()
+        self._writing_thread: int | None = None  # the thread whose transaction is open
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -374,12 +540,13 @@ class SQLiteStore:
     def writing(self) -> Iterator[_Tx]:
         if self._closed:
             raise RuntimeError("the store is closed")
+        thread = threading.get_ident()
+        if self._writing_thread == thread:  # else this thread would wait on itself
+            raise RuntimeError("this thread already has a write transaction open; pass that "
+                               "transaction to what must be stored in it")
         with self._write_lock:
-            if self._in_transaction:  # this thread's outer transaction commits or rolls back
-                yield _Tx(self._writer)
-                return
             self._writer.execute("BEGIN IMMEDIATE")
-            self._in_transaction = True
+            self._writing_thread = thread
             try:
                 yield _Tx(self._writer)
                 self._writer.execute("COMMIT")
@@ -389,9 +556,11 @@ class SQLiteStore:
                     self._writer.execute("ROLLBACK")
                 if _is_disk_full(exc):
                     raise StorageFull(f"no room to write {self.path}: {exc}") from exc
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise Conflict(f"the database refused the write: {exc}") from exc
                 raise
             finally:
-                self._in_transaction = False
+                self._writing_thread = None
 
     def _migrate(self) -> None:
         folder = resources.files("sealog.store") / "migrations" / "sqlite"
@@ -426,16 +595,7 @@ class SQLiteStore:
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
         with self.writing() as tx:
-            (num,) = tx.conn.execute("SELECT coalesce(max(num), 0) + 1 FROM orgs").fetchone()
-            try:
-                tx.conn.execute(
-                    "INSERT INTO orgs (id, name, created_at, num) VALUES (?, ?, ?, ?)",
-                    (org_id, name, created_at, num),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"org {org_id!r} already exists") from None
-            _create_fts_index(tx.conn, fts_table(num))
-        return Org(org_id, name, created_at, 0)
+            return tx.create_org(org_id=org_id, name=name, created_at=created_at)
 
     def get_org(self, org_id: str) -> Org:
         row = self._reader().execute(
@@ -453,131 +613,54 @@ class SQLiteStore:
 
     def insert_api_key(self, row: ApiKeyRow) -> None:
         with self.writing() as tx:
-            tx.conn.execute(
-                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
-                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
-                 row.created_at, row.created_by),
-            )
-
-    _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
-                    "last_used_at, created_by")
-
-    @staticmethod
-    def _key_row(r: tuple) -> ApiKeyRow:
-        return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7], r[8])
+            tx.insert_api_key(row)
 
     def get_api_key(self, key_id: str) -> ApiKeyRow | None:
         r = self._reader().execute(
-            f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
         ).fetchone()
-        return self._key_row(r) if r else None
+        return _key_row(r) if r else None
 
     def list_api_keys(self, org_id: str) -> list[ApiKeyRow]:
         rows = self._reader().execute(
-            f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY created_at, id",
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = ? ORDER BY created_at, id",
             (org_id,),
         )
-        return [self._key_row(r) for r in rows]
+        return [_key_row(r) for r in rows]
 
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
         with self.writing() as tx:
-            tx.conn.execute(
-                "UPDATE api_keys SET revoked_at = ? "
-                "WHERE id = ? AND org_id = ? AND revoked_at IS NULL",
-                (at, key_id, org_id),
-            )
-            r = tx.conn.execute(
-                f"SELECT {self._KEY_COLUMNS} FROM api_keys WHERE id = ? AND org_id = ?",
-                (key_id, org_id),
-            ).fetchone()
-        if r is None:
-            raise NotFound(f"API key {key_id!r} does not exist in org {org_id!r}")
-        return self._key_row(r)
+            return tx.revoke_api_key(org_id=org_id, key_id=key_id, at=at)
 
     def touch_api_key(self, key_id: str, at: int) -> None:
         with self.writing() as tx:
             tx.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
 
-    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
-                                   at: int) -> list[ApiKeyRow]:
-        with self.writing() as tx:
-            rows = tx.conn.execute(
-                "UPDATE api_keys SET revoked_at = ? "
-                "WHERE created_by = ? AND org_id = ? AND revoked_at IS NULL "
-                f"RETURNING {self._KEY_COLUMNS}", (at, user_id, org_id),
-            ).fetchall()
-        return sorted((self._key_row(r) for r in rows), key=lambda k: (k.created_at, k.id))
-
     # -- users and sessions ----------------------------------------------------------
-
-    _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
 
     def insert_user(self, row: UserRow) -> None:
         with self.writing() as tx:
-            try:
-                tx.conn.execute(
-                    f"INSERT INTO users ({self._USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row.id, row.org_id, row.email, row.name, row.role, row.password_hash,
-                     row.created_at, row.removed_at),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"a user with email {row.email!r} already exists in this org"
-                               ) from None
+            tx.insert_user(row)
 
     def get_user(self, user_id: str) -> UserRow | None:
         r = self._reader().execute(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE id = ?", (user_id,)
+            f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)
         ).fetchone()
         return UserRow(*r) if r else None
 
     def users_with_email(self, email: str) -> list[UserRow]:
         rows = self._reader().execute(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL "
+            f"SELECT {_USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL "
             "ORDER BY created_at, id", (email,),
         )
         return [UserRow(*r) for r in rows]
 
     def list_users(self, org_id: str) -> list[UserRow]:
         rows = self._reader().execute(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE org_id = ? AND removed_at IS NULL "
+            f"SELECT {_USER_COLUMNS} FROM users WHERE org_id = ? AND removed_at IS NULL "
             "ORDER BY created_at, id", (org_id,),
         )
         return [UserRow(*r) for r in rows]
-
-    def _live_user(self, conn: sqlite3.Connection, org_id: str, user_id: str) -> UserRow:
-        r = conn.execute(
-            f"SELECT {self._USER_COLUMNS} FROM users "
-            "WHERE id = ? AND org_id = ? AND removed_at IS NULL", (user_id, org_id),
-        ).fetchone()
-        if r is None:
-            raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
-        return UserRow(*r)
-
-    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
-        with self.writing() as tx:
-            self._live_user(tx.conn, org_id, user_id)
-            tx.conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
-            return self._live_user(tx.conn, org_id, user_id)
-
-    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
-        with self.writing() as tx:
-            user = self._live_user(tx.conn, org_id, user_id)
-            tx.conn.execute("UPDATE users SET removed_at = ? WHERE id = ?", (at, user_id))
-            tx.conn.execute(
-                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                (at, user_id),
-            )
-        return user
-
-    def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
-        with self.writing() as tx:
-            tx.conn.execute(
-                "INSERT INTO sessions (token_hash, id, user_id, csrf_token, created_at, "
-                "expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (token_hash, row.id, row.user_id, row.csrf_token, row.created_at,
-                 row.expires_at, row.revoked_at),
-            )
 
     def get_session(self, token_hash: bytes) -> SessionRow | None:
         r = self._reader().execute(
@@ -586,25 +669,13 @@ class SQLiteStore:
         ).fetchone()
         return SessionRow(*r) if r else None
 
-    def revoke_session(self, token_hash: bytes, at: int) -> None:
-        with self.writing() as tx:
-            tx.conn.execute(
-                "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
-                (at, token_hash),
-            )
-
     def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
-        with self.writing() as tx:  # BEGIN IMMEDIATE: no other attempt between count and insert
-            tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
-            (before,) = tx.conn.execute(
-                "SELECT count(*) FROM login_failures WHERE email = ?", (email,)
-            ).fetchone()
-            tx.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
-        return before
+        with self.writing() as tx:
+            return tx.record_login_attempt(email, at, since=since)
 
     def clear_login_failures(self, email: str) -> None:
         with self.writing() as tx:
-            tx.conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
+            tx.clear_login_failures(email)
 
     # -- events ----------------------------------------------------------------------
 
@@ -876,23 +947,16 @@ class SQLiteStore:
                 return
             low = rows[-1][4] + 1
 
-    def insert_export(self, row: ExportRow) -> None:
-        with self.writing() as tx:
-            tx.conn.execute(
-                f"INSERT INTO exports ({EXPORT_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-                tuple(row.__dict__.values()),
-            )
-
     def get_export(self, org_id: str, export_id: str) -> ExportRow | None:
         r = self._reader().execute(
-            f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
             (org_id, export_id),
         ).fetchone()
         return ExportRow(*r) if r else None
 
     def list_exports(self, org_id: str) -> list[ExportRow]:
         rows = self._reader().execute(
-            f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? "
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = ? "
             "ORDER BY created_at DESC, id DESC", (org_id,),
         )
         return [ExportRow(*r) for r in rows]
@@ -905,7 +969,7 @@ class SQLiteStore:
                 "started_at = coalesce(started_at, ?) WHERE id = ("
                 "SELECT id FROM exports WHERE status = 'queued' OR (status = 'running' "
                 "AND lease_expires_at < ?) ORDER BY created_at LIMIT 1) "
-                f"RETURNING {EXPORT_COLUMNS}",
+                f"RETURNING {_EXPORT_COLUMNS}",
                 (owner, now + lease_us, now, now),
             ).fetchone()
         return ExportRow(*r) if r else None
@@ -920,43 +984,27 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
-    def finish_export(self, *, export_id: str, owner: str, status: str,
-                      fields: dict[str, object]) -> bool:
-        sets = ", ".join(f"{k} = ?" for k in fields)
+    def finish_export(self, *, export_id: str, owner: str, status: str, finished_at: int,
+                      progress: float | None = None, row_count: int | None = None,
+                      size_bytes: int | None = None, sha256: str | None = None,
+                      error: str | None = None, expires_at: int | None = None,
+                      file_path: str | None = None) -> bool:
         with self.writing() as tx:
             cursor = tx.conn.execute(
-                f"UPDATE exports SET status = ?, lease_owner = NULL, lease_expires_at = NULL"
-                f"{', ' + sets if sets else ''} "
+                "UPDATE exports SET status = ?, finished_at = ?, progress = coalesce(?, "
+                "progress), row_count = ?, size_bytes = ?, sha256 = ?, error = ?, "
+                "expires_at = ?, file_path = ?, lease_owner = NULL, lease_expires_at = NULL "
                 "WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                (status, *fields.values(), export_id, owner),
+                (status, finished_at, progress, row_count, size_bytes, sha256, error,
+                 expires_at, file_path, export_id, owner),
             )
             return cursor.rowcount == 1
-
-    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
-        with self.writing() as tx:
-            r = tx.conn.execute(
-                f"SELECT {EXPORT_COLUMNS} FROM exports WHERE org_id = ? AND id = ?",
-                (org_id, export_id),
-            ).fetchone()
-            if r is None:
-                raise NotFound(f"export {export_id!r} does not exist")
-            if r[6] not in ("queued", "running"):
-                raise Conflict(f"export {export_id} is {r[6]}; only a queued or running "
-                               "export can be cancelled")
-            tx.conn.execute(
-                "UPDATE exports SET status = 'cancelled', finished_at = ?, lease_owner = NULL, "
-                "lease_expires_at = NULL WHERE id = ?", (now, export_id),
-            )
-            r = tx.conn.execute(
-                f"SELECT {EXPORT_COLUMNS} FROM exports WHERE id = ?", (export_id,)
-            ).fetchone()
-        return ExportRow(*r)
 
     def expire_exports(self, now: int) -> list[ExportRow]:
         with self.writing() as tx:
             rows = tx.conn.execute(
                 "UPDATE exports SET status = 'expired' WHERE status = 'completed' "
-                f"AND expires_at <= ? RETURNING {EXPORT_COLUMNS}", (now,),
+                f"AND expires_at <= ? RETURNING {_EXPORT_COLUMNS}", (now,),
             ).fetchall()
         return [ExportRow(*r) for r in rows]
 
