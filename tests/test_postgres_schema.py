@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -28,6 +29,7 @@ from sealog.store.postgres.migrations import (
 from conftest import event, wait_for
 
 ALL_MIGRATIONS = [name for name, _ in migration_scripts()]
+OPERATIONS_DOC = Path(__file__).parent.parent / "docs" / "operations.md"
 HOUR_US = 3600 * 10**6
 
 
@@ -281,6 +283,12 @@ def test_every_text_column_compares_byte_by_byte_as_on_sqlite(postgres_url):
             "AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN ('text'::regtype, "
             "'text[]'::regtype) AND a.attcollation <> '\"C\"'::regcollation"
         ).fetchall() == []
+
+
+def test_the_citus_statements_in_the_docs_are_the_schemas():
+    statements = schema.citus_statements()
+    assert "\n".join(statements) in OPERATIONS_DOC.read_text()
+    assert len(statements) == len(schema.DISTRIBUTED_TABLES) + len(schema.REFERENCE_TABLES)
 
 
 # -- partitions ----------------------------------------------------------------------------
