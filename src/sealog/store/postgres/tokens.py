@@ -1,0 +1,55 @@
+"""The search tokens of an event as PostgreSQL stores them: sealog.search's own, unsplit.
+
+Each of the SQLite full-text index's columns (search_text, word_pairs, field_tokens) is a
+tsvector column of events (words, pairs, fields) made with array_to_tsvector, which keeps
+each token whole: PostgreSQL's parser never sees them. A term is asked of a column as a
+tsquery lexeme, with `:*` for a word prefix.
+"""
+
+from __future__ import annotations
+
+from sealog.search import FIELD_SEPARATOR
+
+# PostgreSQL refuses a lexeme past 2,047 bytes; a word can be longer (a description of
+# 1,000 letters of a 4-byte script is one word). A longer token is stored as its first
+# KEPT_BYTES bytes (whole characters) and CUT_MARK, a character no token has (tokens are
+# letters, digits and search.PAIR_JOINER): a prefix of it still finds it, and no term
+# of KEPT_BYTES or fewer is taken for it. Field tokens are never this long.
+KEPT_BYTES = 1023
+CUT_MARK = "~"
+
+
+def _cut(token: str) -> str | None:
+    """token's first KEPT_BYTES bytes of whole characters; None when it fits whole."""
+    raw = token.encode()
+    if len(raw) <= KEPT_BYTES:
+        return None
+    return raw[:KEPT_BYTES].decode(errors="ignore")
+
+
+def lexeme(token: str) -> str:
+    """The stored form of one token."""
+    cut = _cut(token)
+    return token if cut is None else cut + CUT_MARK
+
+
+def lexemes(text: str) -> list[str]:
+    """The stored forms of a space-separated run of tokens (search_text, word_pairs or
+    field_tokens), without the field separators; array_to_tsvector takes them as they are."""
+    return [lexeme(t) for t in text.split() if t != FIELD_SEPARATOR]
+
+
+def event_lexemes(search_text: str, word_pairs: str, field_tokens: str
+                  ) -> tuple[list[str], list[str], list[str]]:
+    """The words, pairs and fields columns of an event's row, as array_to_tsvector input."""
+    return lexemes(search_text), lexemes(word_pairs), lexemes(field_tokens)
+
+
+def query_lexeme(token: str, *, prefix: bool) -> tuple[str, bool]:
+    """The tsquery operand that finds token (every stored token starting with it when
+    prefix), and whether it finds exactly those: a token past KEPT_BYTES is asked by its cut
+    as a prefix, which also finds other long tokens that share it (their rows decide)."""
+    cut = _cut(token)
+    value, prefix, exact = (token, prefix, True) if cut is None else (cut, True, False)
+    quoted = "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    return quoted + (":*" if prefix else ""), exact
