@@ -214,8 +214,8 @@ class Store(Protocol):
 
     def get_user(self, user_id: str) -> UserRow | None: ...
 
-    def users_with_email(self, email: str) -> list[UserRow]:
-        """The live users with this (lowercased) email, at most one an org, oldest first."""
+    def user_with_email(self, org_id: str, email: str) -> UserRow | None:
+        """The org's live user with this (lowercased) email; None when there is none."""
 
     def list_users(self, org_id: str) -> list[UserRow]:
         """The org's live users, oldest first."""
@@ -232,15 +232,17 @@ class Store(Protocol):
 
     def revoke_session(self, token_hash: bytes, at: int) -> None: ...
 
-    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
-        """Counts a sign-in attempt for email as failed (until clear_login_failures) and
-        returns how many failures of email since `since` came before it; forgets older ones.
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
+        """Counts a sign-in attempt for email in org_id as failed (until
+        clear_login_failures) and returns how many failures of that org's email since
+        `since` came before it; forgets older ones of every org.
 
-        Counting and recording are one transaction that concurrent attempts for the email
-        wait on (SQLite: the write lock; PostgreSQL: a lock on a row of the email, taken
-        before the count), so that each attempt sees every attempt before it."""
+        Counting and recording are one transaction that concurrent attempts for the org's
+        email wait on (SQLite: the write lock; PostgreSQL: a lock on a row of the org and
+        email, taken before the count), so that each attempt sees every attempt before it."""
 
-    def clear_login_failures(self, email: str) -> None: ...
+    def clear_login_failures(self, org_id: str, email: str) -> None:
+        """Forgets the failed sign-ins of email in org_id, and of no other org."""
 
     def get_event(self, org_id: str, event_id: str) -> StoredDoc | None: ...
 

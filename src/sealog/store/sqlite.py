@@ -531,12 +531,12 @@ class SQLiteStore:
         ).fetchone()
         return UserRow(*r) if r else None
 
-    def users_with_email(self, email: str) -> list[UserRow]:
-        rows = self._reader().execute(
-            f"SELECT {self._USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL "
-            "ORDER BY created_at, id", (email,),
-        )
-        return [UserRow(*r) for r in rows]
+    def user_with_email(self, org_id: str, email: str) -> UserRow | None:
+        r = self._reader().execute(
+            f"SELECT {self._USER_COLUMNS} FROM users "
+            "WHERE org_id = ? AND email = ? AND removed_at IS NULL", (org_id, email),
+        ).fetchone()
+        return UserRow(*r) if r else None
 
     def list_users(self, org_id: str) -> list[UserRow]:
         rows = self._reader().execute(
@@ -593,18 +593,21 @@ class SQLiteStore:
                 (at, token_hash),
             )
 
-    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         with self.writing() as tx:  # BEGIN IMMEDIATE: no other attempt between count and insert
             tx.conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
             (before,) = tx.conn.execute(
-                "SELECT count(*) FROM login_failures WHERE email = ?", (email,)
+                "SELECT count(*) FROM login_failures WHERE org_id = ? AND email = ?",
+                (org_id, email),
             ).fetchone()
-            tx.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
+            tx.conn.execute("INSERT INTO login_failures (org_id, email, at) VALUES (?, ?, ?)",
+                            (org_id, email, at))
         return before
 
-    def clear_login_failures(self, email: str) -> None:
+    def clear_login_failures(self, org_id: str, email: str) -> None:
         with self.writing() as tx:
-            tx.conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
+            tx.conn.execute("DELETE FROM login_failures WHERE org_id = ? AND email = ?",
+                            (org_id, email))
 
     # -- events ----------------------------------------------------------------------
 
