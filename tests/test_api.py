@@ -69,7 +69,7 @@ def test_each_event_seals_the_credential_that_wrote_it(tenant, tenant_factory, s
     auth.create_user(store=store, org_id="acme", email="owner@acme.com", role="owner",
                      password="a long password")
     signed_in = tenant.client.post("/api/v1/session", json={
-        "email": "owner@acme.com", "password": "a long password"})
+        "org_id": "acme", "email": "owner@acme.com", "password": "a long password"})
     assert signed_in.status_code == 200, signed_in.text
     listed = tenant.client.get("/api/v1/events", params={"q": "action:auth.login_succeeded"})
     by_id = {e["id"]: e for e in listed.json()["data"]}

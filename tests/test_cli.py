@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 
 import orjson
 import pytest
@@ -92,6 +93,10 @@ def test_demo_seeds_realistic_events(capsys, tmp_path):
     code, out, _ = run(capsys, "demo", "--data-dir", str(folder), "--no-serve",
                        "--events", "3000")
     assert code == 0 and "3,000 events" in out and "slg_key_" in out
+    # The sign-in block has all the form asks for, and a link that fills in the org.
+    assert "/?org=acme and sign in" in out
+    assert re.search(r"^    org       acme\n    email     admin@acme\.example\n"
+                     r"    password  \S{10,}$", out, re.M), out
     from sealog.search import build_filter
     from sealog.store import open_store
 

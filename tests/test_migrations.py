@@ -151,10 +151,37 @@ def test_after_the_upgrade_an_email_may_belong_to_a_user_of_each_org(tmp_path):
         for org_id in ("acme", "globex"):
             auth.create_user(store=store, org_id=org_id, email="pat@example.com",
                              role="auditor", password=f"the {org_id} password")
-        assert [u.org_id for u in store.users_with_email("pat@example.com")] == [
-            "acme", "globex"]
+        accounts = [store.user_with_email(org_id, "pat@example.com") for org_id in (
+            "acme", "globex")]
+        assert [u.org_id for u in accounts] == ["acme", "globex"]
+        assert accounts[0].password_hash != accounts[1].password_hash
         with pytest.raises(Conflict, match="already exists in this org"):
             auth.create_user(store=store, org_id="acme", email="pat@example.com",
                              role="member", password="another password")
+    finally:
+        store.close()
+
+
+def test_failed_sign_ins_before_the_upgrade_go_on_counting_in_the_org_of_their_email(
+        tmp_path):
+    """Counted per email before migration 0008, per org and email after it: an email's
+    recent failures still count for its account, and for no other org's."""
+    path = _old_copy(tmp_path)
+    now = times.now_us()
+    with sqlite3.connect(path) as conn:  # the schema of 0003, where an email had one account
+        conn.execute("INSERT INTO users (id, org_id, email, name, role, password_hash, "
+                     "created_at) VALUES ('usr_pat', 'acme', 'pat@example.com', 'Pat', "
+                     "'auditor', ?, 1)", (auth._HASHER.hash("the old password"),))
+        conn.executemany("INSERT INTO login_failures (email, at) VALUES (?, ?)",
+                         [("pat@example.com", now - n) for n in range(4)]
+                         + [("nobody@example.com", now)])
+    store = open_store(f"sqlite:///{path}")
+    try:
+        since = now - 3600 * 10**6
+        assert store.record_login_attempt("acme", "pat@example.com", now, since=since) == 4
+        assert store.record_login_attempt("globex", "pat@example.com", now, since=since) == 0
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM login_failures WHERE email = ?",
+                                ("nobody@example.com",)).fetchone() == (0,)
     finally:
         store.close()

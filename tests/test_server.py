@@ -79,13 +79,12 @@ def test_behind_a_tls_proxy_the_session_cookie_is_secure(server):
                            headers={"Authorization": f"Bearer {secret}"}).json()
         https_origin = base.replace("http://", "https://")
         proxied = {"X-Forwarded-Proto": "https", "Origin": https_origin}
-        r = client.post("/api/v1/session", headers=proxied,
-                        json={"email": "ana@acme.com", "password": made["password"]})
+        ana = {"org_id": "acme", "email": "ana@acme.com", "password": made["password"]}
+        r = client.post("/api/v1/session", headers=proxied, json=ana)
         assert r.status_code == 200, r.text
         assert "Secure" in r.headers["set-cookie"]
         # Without the proxy's word the same Origin is another site.
-        r = client.post("/api/v1/session", headers={"Origin": https_origin},
-                        json={"email": "ana@acme.com", "password": made["password"]})
+        r = client.post("/api/v1/session", headers={"Origin": https_origin}, json=ana)
         assert r.status_code == 403
 
 
@@ -173,7 +172,7 @@ def test_a_full_disk_refuses_writes_with_507_serves_reads_and_recovers(small_dis
             writes = {
                 "ingest": lambda: client.post("/api/v1/events", json=batch),
                 "sign-in": lambda: client.post("/api/v1/session", json={
-                    "email": "ana@acme.com", "password": ana["password"]}),
+                    "org_id": "acme", "email": "ana@acme.com", "password": ana["password"]}),
                 "members": lambda: client.post("/api/v1/members", json={
                     "email": "bo@acme.com", "role": "member"}),
                 "keys": lambda: client.post("/api/v1/keys", json={"scopes": ["events:read"]}),

@@ -102,8 +102,9 @@ def page(chromium, site):
     assert not errors, errors
 
 
-def sign_in(page, site, email: str = ADMIN) -> None:
+def sign_in(page, site, email: str = ADMIN, org_id: str = "acme") -> None:
     page.goto(site["base"] + "/")
+    page.get_by_test_id("sign-in-org").fill(org_id)
     page.get_by_test_id("email").fill(email)
     page.get_by_test_id("password").fill(PASSWORD)
     page.get_by_test_id("sign-in").click()
@@ -368,34 +369,48 @@ def test_an_auditor_sees_the_log_but_not_the_admin_tabs(page, site):
 
 def test_a_wrong_password_says_so(page, site):
     page.goto(site["base"] + "/")
+    page.get_by_test_id("sign-in-org").fill("acme")
     page.get_by_test_id("email").fill(ADMIN)
     page.get_by_test_id("password").fill("not the password")
     page.get_by_test_id("sign-in").click()
-    expect(page.get_by_test_id("sign-in-error")).to_have_text("the email or password is wrong")
+    expect(page.get_by_test_id("sign-in-error")).to_have_text(
+        "the organization, email or password is wrong")
     assert_accessible(page)
 
 
-def test_one_password_for_two_orgs_asks_which_org(page, site):
-    page.goto(site["base"] + "/")
+def test_the_sign_in_names_its_org_from_a_link_or_the_last_sign_in(page, site):
+    """One email and password with an account in acme and in globex: the org field, filled
+    from ?org= or from this browser's last sign-in, says which one is signed in to."""
+    page.goto(site["base"] + "/?org=globex")
+    org = page.get_by_test_id("sign-in-org")
+    expect(org).to_have_value("globex")
+    expect(page.get_by_test_id("email")).to_be_focused()
+    expect(page.get_by_label("Organization")).to_have_attribute("data-testid", "sign-in-org")
+    assert_accessible(page)
     page.get_by_test_id("email").fill(IN_TWO_ORGS)
     page.get_by_test_id("password").fill(PASSWORD)
     page.get_by_test_id("sign-in").click()
-    choice = page.get_by_test_id("sign-in-org")
-    expect(choice).to_be_focused()
-    expect(choice.locator("option")).to_have_text(["Acme Robotics (acme)",
-                                                   "Globex Labs (globex)"])
-    expect(page.get_by_test_id("sign-in-error")).to_contain_text("choose one")
-    assert_accessible(page)
-    choice.select_option("globex")
-    page.get_by_test_id("sign-in").click()
     expect(page.get_by_test_id("org-name")).to_have_text("Globex Labs")
     expect(page.get_by_test_id("who")).to_have_text(f"{IN_TWO_ORGS} · auditor")
+    assert "org=" not in page.url
     session = page.request.get(site["base"] + "/api/v1/session").json()
     assert session["org"] == {"id": "globex", "name": "Globex Labs"}
     # Globex's log, which has little more than this sign-in, not acme's thousands.
     count = page.request.get(site["base"] + "/api/v1/events/count").json()["count"]
     assert 1 <= count < 10
     wait_for_rows(page, count)
+
+    page.get_by_test_id("sign-out").click()
+    page.goto(site["base"] + "/")
+    expect(org).to_have_value("globex")  # remembered from the last sign-in
+    expect(page.get_by_test_id("email")).to_be_focused()
+    org.fill("acme")
+    page.get_by_test_id("email").fill(IN_TWO_ORGS)
+    page.get_by_test_id("password").fill(PASSWORD)
+    page.get_by_test_id("sign-in").click()
+    expect(page.get_by_test_id("org-name")).to_have_text("Acme Robotics")
+    session = page.request.get(site["base"] + "/api/v1/session").json()
+    assert session["org"] == {"id": "acme", "name": "Acme Robotics"}
 
 
 def test_a_key_made_in_the_ui_shows_up_in_the_audit_log(page, site):
@@ -448,7 +463,10 @@ def test_the_page_fits_a_phone_screen(chromium, site):
 
 def test_the_log_works_from_the_keyboard_alone(page, site):
     page.goto(site["base"] + "/")
-    page.get_by_test_id("email").type(ADMIN)  # the form starts focused on the email
+    expect(page.get_by_test_id("sign-in-org")).to_be_focused()  # no org known yet: it first
+    page.keyboard.type("acme")
+    page.keyboard.press("Tab")
+    page.keyboard.type(ADMIN)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")

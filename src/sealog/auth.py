@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from argon2 import Parameters, PasswordHasher, extract_parameters
-from argon2.exceptions import InvalidHashError
-from argon2.low_level import hash_secret_raw
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from sealog import times
 from sealog.events import EMAIL_PATTERN, Redactor
@@ -231,72 +230,19 @@ class KeyAuthenticator:
 # -- users and passwords -----------------------------------------------------------------
 
 _HASHER = PasswordHasher()  # Argon2id, the library's (RFC 9106) default parameters
+# Checked when the org has no account of the email, so that answer takes as long as a wrong
+# password.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
-@dataclass(frozen=True)
-class _Argon2Hash:
-    """An encoded Argon2 hash taken apart: `settings` is all before the salt."""
-
-    settings: str
-    parameters: Parameters
-    salt: bytes
-    tag: bytes
-
-
-def _parse_hash(encoded: str) -> _Argon2Hash | None:
-    """The parts of an encoded Argon2 hash ($argon2id$v=19$m=…,t=…,p=…$salt$tag); None when
-    it is not one."""
+def _password_matches(user: UserRow | None, password: str) -> bool:
+    """Whether password is user's; one Argon2 computation either way, on a dummy hash when
+    there is no such user."""
     try:
-        parameters = extract_parameters(encoded)
-        settings, salt, tag = encoded.rsplit("$", 2)
-        return _Argon2Hash(settings, parameters, _unpadded_b64(salt), _unpadded_b64(tag))
-    except (InvalidHashError, ValueError):
-        return None
-
-
-def _unpadded_b64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-# Computed when no account has the email, so that answer takes as long as a wrong password.
-_DUMMY_HASH = _parse_hash(_HASHER.hash(secrets.token_urlsafe(16)))
-
-
-def _argon2_tag(password: str, parameters: Parameters, salt: bytes) -> bytes:
-    return hash_secret_raw(password.encode(), salt, time_cost=parameters.time_cost,
-                           memory_cost=parameters.memory_cost,
-                           parallelism=parameters.parallelism, hash_len=parameters.hash_len,
-                           type=parameters.type, version=parameters.version)
-
-
-def hash_password(password: str, *, like: str | None = None) -> str:
-    """An encoded Argon2id hash of password; given like (another such hash), with like's
-    salt and parameters, so that one computation checks a password against both."""
-    template = None if like is None else _parse_hash(like)
-    if template is None:
-        return _HASHER.hash(password)
-    hasher = PasswordHasher.from_parameters(template.parameters)
-    return hasher.hash(password, salt=template.salt)
-
-
-def _accounts_of_password(accounts: list[UserRow], password: str) -> list[UserRow]:
-    """Of accounts, those whose password this is. Each salt among them costs one Argon2
-    computation (the accounts of one email share one salt); no account costs one too."""
-    by_salt: dict[tuple[str, bytes], list[tuple[UserRow, _Argon2Hash]]] = {}
-    for account in accounts:
-        parsed = _parse_hash(account.password_hash)
-        if parsed is not None:
-            by_salt.setdefault((parsed.settings, parsed.salt), []).append((account, parsed))
-    if not by_salt:
-        assert _DUMMY_HASH is not None
-        _argon2_tag(password, _DUMMY_HASH.parameters, _DUMMY_HASH.salt)
-        return []
-    found = []
-    for group in by_salt.values():
-        first = group[0][1]
-        tag = _argon2_tag(password, first.parameters, first.salt)
-        found += [account for account, parsed in group if hmac.compare_digest(tag, parsed.tag)]
-    return found
+        _HASHER.verify(_DUMMY_HASH if user is None else user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return user is not None
 
 
 def generate_password() -> str:
@@ -320,13 +266,10 @@ def _new_user(*, store: Store, org_id: str, email: str, role: str, password: str
     email = email.strip().lower()
     _check_user_fields(email, role, password, name)
     store.get_org(org_id)
-    # The email's accounts in other orgs lend their salt: a sign-in then costs one Argon2
-    # computation however many orgs the email is in, and its time tells nothing of them.
-    others = store.users_with_email(email)
-    password_hash = hash_password(password, like=others[0].password_hash if others else None)
     return UserRow(id=_random_id("usr_", 8), org_id=org_id, email=email,
                    name=name.strip() or email.split("@")[0], role=role,
-                   password_hash=password_hash, created_at=times.now_us(), removed_at=None)
+                   password_hash=_HASHER.hash(password), created_at=times.now_us(),
+                   removed_at=None)
 
 
 def create_user(*, store: Store, org_id: str, email: str, role: str, password: str,
@@ -472,21 +415,11 @@ def withdraw_api_key(*, store: Store, redactor: Redactor, by: Principal, key_id:
 # -- sign-in and sessions ----------------------------------------------------------------
 
 class SignInError(AuthError):
-    """Raised for a wrong email or password (HTTP 401); it never says which."""
-
-
-class OrgChoiceNeeded(Exception):
-    """Raised when a password is right for the email's accounts in several orgs and the
-    sign-in named none of them (HTTP 409); `orgs` are those orgs."""
-
-    def __init__(self, orgs: list[Org]):
-        self.orgs = orgs
-        super().__init__("this email and password open accounts in several orgs; sign in "
-                         "again with org_id set to one of them")
+    """Raised for a wrong org, email or password (HTTP 401); it never says which."""
 
 
 class SignInLocked(Exception):
-    """Raised while an email is locked after too many failed sign-ins (HTTP 429)."""
+    """Raised while an org's email is locked after too many failed sign-ins (HTTP 429)."""
 
     def __init__(self, retry_after: int):
         self.retry_after = retry_after
@@ -496,8 +429,9 @@ class SignInLocked(Exception):
 
 @dataclass
 class LoginThrottle:
-    """Failed sign-ins per email within window_seconds: from slow_after on, each attempt
-    waits delay_seconds; from lock_after on, attempts are refused until the window passes."""
+    """Failed sign-ins per org and email within window_seconds: from slow_after on, each
+    attempt waits delay_seconds; from lock_after on, attempts are refused until the window
+    passes."""
 
     window_seconds: int = 15 * 60
     slow_after: int = 3
@@ -519,52 +453,47 @@ def _token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, email: str,
-            password: str, org_id: str | None = None,
-            context: dict[str, Any] | None = None) -> NewSession:
-    """A new session for the account of email (in org_id, if given) whose password this is;
-    raises SignInError, SignInLocked or OrgChoiceNeeded. A success is recorded in the log of
-    the account's org (auth.login_succeeded), a failure in that of each account tried."""
+def sign_in(*, store: Store, redactor: Redactor, throttle: LoginThrottle, org_id: str,
+            email: str, password: str, context: dict[str, Any] | None = None) -> NewSession:
+    """A new session for org_id's account of email, if this is its password; raises
+    SignInError (an unknown org or email too) or SignInLocked. Recorded in org_id's log:
+    auth.login_succeeded, or auth.login_failed when the org has an account of the email."""
+    org_id = org_id.strip().lower()
     email = email.strip().lower()
     now = times.now_us()
     # The attempt counts as failed before its password is checked, in the same step that
     # reads the count: concurrent attempts then cannot check more passwords than the limit.
-    # The count is per email, whatever org is named, or guesses would multiply by orgs.
-    failures = store.record_login_attempt(email, now,
+    # The count is the org's account's alone: what happens in another org neither adds to
+    # it nor clears it.
+    failures = store.record_login_attempt(org_id, email, now,
                                           since=now - throttle.window_seconds * 10**6)
-    accounts = [u for u in store.users_with_email(email) if org_id in (None, u.org_id)]
+    user = store.user_with_email(org_id, email)
 
     def failed(result: str, reason: str) -> None:
-        if not accounts:  # an email that belongs to no one has no org: only counted
+        if user is None:  # no such account (or org) has a log to tell: only counted
             return
         with store.writing() as tx:
-            for user in accounts:
-                record_action(tx=tx, redactor=redactor, org_id=user.org_id,
-                              action="auth.login_failed", result=result, context=context,
-                              actor={"id": user.id, "email": user.email, "name": user.name,
-                                     "type": "user"},
-                              metadata={"reason": reason, "recent_failures": failures + 1})
+            record_action(tx=tx, redactor=redactor, org_id=org_id,
+                          action="auth.login_failed", result=result, context=context,
+                          actor={"id": user.id, "email": user.email, "name": user.name,
+                                 "type": "user"},
+                          metadata={"reason": reason, "recent_failures": failures + 1})
 
     if failures >= throttle.lock_after:
         failed("denied", "locked: too many failed sign-ins")
         raise SignInLocked(throttle.window_seconds)
     if failures >= throttle.slow_after:
         throttle.sleep(throttle.delay_seconds)
-    matching = _accounts_of_password(accounts, password)
-    if not matching:
+    matches = _password_matches(user, password)  # one Argon2 computation, account or not
+    if user is None or not matches:
         failed("failed", "wrong password")
-        raise SignInError("the email or password is wrong")
-    if len(matching) > 1:
-        store.clear_login_failures(email)  # the password was right, only the org is unsaid
-        raise OrgChoiceNeeded(sorted((store.get_org(u.org_id) for u in matching),
-                                     key=lambda org: org.id))
-    user = matching[0]
+        raise SignInError("the organization, email or password is wrong")
     token = secrets.token_urlsafe(32)
     row = SessionRow(id=_random_id("ses_", 8), user_id=user.id,
                      csrf_token=secrets.token_urlsafe(24), created_at=now,
                      expires_at=now + SESSION_SECONDS * 10**6, revoked_at=None)
     with store.writing() as tx:  # no session without its audit event
-        tx.clear_login_failures(email)
+        tx.clear_login_failures(org_id, email)
         tx.insert_session(_token_hash(token), row)
         record_action(tx=tx, redactor=redactor, org_id=user.org_id,
                       action="auth.login_succeeded",
@@ -610,7 +539,7 @@ def sign_out(*, store: Store, redactor: Redactor, principal: Principal, token: s
 
 __all__ = [
     "DELEGABLE_SCOPES", "ROLES", "SCOPES", "AuthError", "KeyAuthenticator", "LoginThrottle",
-    "NewApiKey", "NotFound", "OrgChoiceNeeded", "Principal", "ScopeError", "SignInError",
+    "NewApiKey", "NotFound", "Principal", "ScopeError", "SignInError",
     "SignInLocked",
     "add_member", "authenticate_session", "change_role", "create_api_key", "create_org",
     "create_user", "issue_api_key", "remove_member", "revoke_api_key", "sign_in", "sign_out",

@@ -198,7 +198,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"""
 Sealog demo: org {org.name} ({org.id}) with {org.log_size:,} events in {data_dir}/
 
-  Open {base}/ and sign in (admin, shown once):
+  Open {base}/?org={org.id} and sign in (admin, shown once):
+    org       {org.id}
     email     {DEMO_ADMIN_EMAIL}
     password  {password}
 

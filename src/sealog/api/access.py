@@ -28,11 +28,11 @@ Scope = Literal["events:write", "events:read", "exports", "admin"]
 
 class SignInIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    org_id: Annotated[str, Field(
+        min_length=1, max_length=63, description="the id of the org to sign in to, e.g. "
+        "`acme`; an org that does not exist is answered as a wrong password (401)")]
     email: Annotated[str, Field(max_length=320)]
     password: Annotated[str, Field(max_length=1024)]
-    org_id: Annotated[str | None, Field(
-        max_length=63, description="the org to sign in to; needed only when the email and "
-        "password open accounts in several orgs (a 409 lists them)")] = None
 
 
 class UserOut(BaseModel):
@@ -74,15 +74,14 @@ def _value_error(exc: ValueError) -> Problem:
 
 
 @router.post("/session", response_model=SessionOut,
-             responses={**PROBLEM_RESPONSES, 409: PROBLEM_RESPONSES[422],
-                        429: PROBLEM_RESPONSES[422]},
+             responses={**PROBLEM_RESPONSES, 429: PROBLEM_RESPONSES[422]},
              summary="Sign in: sets the session cookie")
 def sign_in(body: SignInIn, request: Request, response: Response, store: StoreDep,
             redactor: RedactorDep, context: ContextDep) -> dict[str, Any]:
     check_same_origin(request)
     new = auth.sign_in(store=store, redactor=redactor,
-                       throttle=request.app.state.login_throttle, email=body.email,
-                       password=body.password, org_id=body.org_id, context=context)
+                       throttle=request.app.state.login_throttle, org_id=body.org_id,
+                       email=body.email, password=body.password, context=context)
     response.set_cookie(auth.SESSION_COOKIE, new.token, max_age=auth.SESSION_SECONDS,
                         httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from sealog.auth import AuthError, OrgChoiceNeeded, ScopeError, SignInLocked
+from sealog.auth import AuthError, ScopeError, SignInLocked
 from sealog.events import EventValidationError, FieldError
 from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
@@ -105,9 +105,6 @@ def as_problem(exc: Exception) -> Problem:
     if isinstance(exc, SignInLocked):
         return Problem(429, str(exc), kind="sign-in-locked",
                        headers={"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, OrgChoiceNeeded):
-        return Problem(409, str(exc), kind="org-choice-needed",
-                       extra={"orgs": [{"id": o.id, "name": o.name} for o in exc.orgs]})
     if isinstance(exc, ScopeError):
         return Problem(403, str(exc), kind="forbidden")
     if isinstance(exc, NotFound):
@@ -134,8 +131,7 @@ def install(app: FastAPI) -> None:
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
                 TimeError, FilterError, CursorError, ExportError, AuthError, ScopeError,
-                NotFound, Conflict, SignInLocked, OrgChoiceNeeded, PreparerFailed,
-                StorageFull):
+                NotFound, Conflict, SignInLocked, PreparerFailed, StorageFull):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -210,15 +210,17 @@ class WriteTx(Protocol):
 
     def revoke_session(self, token_hash: bytes, at: int) -> None: ...
 
-    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
-        """Counts a sign-in attempt for email as failed (until clear_login_failures) and
-        returns how many failures of email since `since` came before it; forgets older ones.
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
+        """Counts a sign-in attempt for email in org_id as failed (until
+        clear_login_failures) and returns how many failures of that org's email since
+        `since` came before it; forgets older ones of every org.
 
-        Concurrent attempts for the email wait on this transaction (SQLite: the writer
-        lock; PostgreSQL: a lock on a row of the email, taken before the count), so that
-        each attempt sees every attempt before it."""
+        Concurrent attempts for the org's email wait on this transaction (SQLite: the writer
+        lock; PostgreSQL: a lock on a row of the org and email, taken before the count), so
+        that each attempt sees every attempt before it."""
 
-    def clear_login_failures(self, email: str) -> None: ...
+    def clear_login_failures(self, org_id: str, email: str) -> None:
+        """Forgets the failed sign-ins of email in org_id, and of no other org."""
 
     def insert_export(self, row: ExportRow) -> None:
         """Raises Conflict when the export's id is taken."""
@@ -273,8 +275,8 @@ class Store(Protocol):
 
     def get_user(self, user_id: str) -> UserRow | None: ...
 
-    def users_with_email(self, email: str) -> list[UserRow]:
-        """The live users with this (lowercased) email, at most one an org, oldest first."""
+    def user_with_email(self, org_id: str, email: str) -> UserRow | None:
+        """The org's live user with this (lowercased) email; None when there is none."""
 
     def list_users(self, org_id: str) -> list[UserRow]:
         """The org's live users, oldest first (for display: a rule over them reads
@@ -282,10 +284,10 @@ class Store(Protocol):
 
     def get_session(self, token_hash: bytes) -> SessionRow | None: ...
 
-    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         """WriteTx.record_login_attempt in a transaction of its own."""
 
-    def clear_login_failures(self, email: str) -> None:
+    def clear_login_failures(self, org_id: str, email: str) -> None:
         """WriteTx.clear_login_failures in a transaction of its own."""
 
     def get_event(self, org_id: str, event_id: str) -> StoredDoc | None: ...

@@ -437,16 +437,19 @@ class _Tx:
             (at, token_hash),
         )
 
-    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         self.conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
         (before,) = self.conn.execute(
-            "SELECT count(*) FROM login_failures WHERE email = ?", (email,)
+            "SELECT count(*) FROM login_failures WHERE org_id = ? AND email = ?",
+            (org_id, email),
         ).fetchone()
-        self.conn.execute("INSERT INTO login_failures (email, at) VALUES (?, ?)", (email, at))
+        self.conn.execute("INSERT INTO login_failures (org_id, email, at) VALUES (?, ?, ?)",
+                          (org_id, email, at))
         return before
 
-    def clear_login_failures(self, email: str) -> None:
-        self.conn.execute("DELETE FROM login_failures WHERE email = ?", (email,))
+    def clear_login_failures(self, org_id: str, email: str) -> None:
+        self.conn.execute("DELETE FROM login_failures WHERE org_id = ? AND email = ?",
+                          (org_id, email))
 
     def insert_export(self, row: ExportRow) -> None:
         with _taken(f"an export with id {row.id!r} already exists"):
@@ -648,12 +651,12 @@ class SQLiteStore:
         ).fetchone()
         return UserRow(*r) if r else None
 
-    def users_with_email(self, email: str) -> list[UserRow]:
-        rows = self._reader().execute(
-            f"SELECT {_USER_COLUMNS} FROM users WHERE email = ? AND removed_at IS NULL "
-            "ORDER BY created_at, id", (email,),
-        )
-        return [UserRow(*r) for r in rows]
+    def user_with_email(self, org_id: str, email: str) -> UserRow | None:
+        r = self._reader().execute(
+            f"SELECT {_USER_COLUMNS} FROM users "
+            "WHERE org_id = ? AND email = ? AND removed_at IS NULL", (org_id, email),
+        ).fetchone()
+        return UserRow(*r) if r else None
 
     def list_users(self, org_id: str) -> list[UserRow]:
         rows = self._reader().execute(
@@ -669,13 +672,13 @@ class SQLiteStore:
         ).fetchone()
         return SessionRow(*r) if r else None
 
-    def record_login_attempt(self, email: str, at: int, *, since: int) -> int:
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         with self.writing() as tx:
-            return tx.record_login_attempt(email, at, since=since)
+            return tx.record_login_attempt(org_id, email, at, since=since)
 
-    def clear_login_failures(self, email: str) -> None:
+    def clear_login_failures(self, org_id: str, email: str) -> None:
         with self.writing() as tx:
-            tx.clear_login_failures(email)
+            tx.clear_login_failures(org_id, email)
 
     # -- events ----------------------------------------------------------------------
 

@@ -113,60 +113,67 @@ function renderShell(tab, isAdmin) {
       h('section', { id: 'tab-panel', role: 'tabpanel', 'aria-labelledby': `tab-${tab}`, class: 'panel' })));
 }
 
+// The org of the last sign-in on this browser, so the form need not ask for it again.
+const ORG_STORAGE_KEY = 'sealog.org';
+
+function rememberedOrg() {
+  try { return localStorage.getItem(ORG_STORAGE_KEY) || ''; } catch { return ''; }
+}
+
+function rememberOrg(orgId) {
+  try { localStorage.setItem(ORG_STORAGE_KEY, orgId); } catch { /* storage off: ask next time */ }
+}
+
 function renderSignIn() {
+  // Accounts are per org: a sign-in names its org (a link may give it as ?org=).
+  const org = h('input', { id: 'org', type: 'text', name: 'org', required: true, autocapitalize: 'none',
+                           spellcheck: 'false', 'aria-describedby': 'org-hint', dataset: { testid: 'sign-in-org' } });
+  org.value = urlState().get('org') || rememberedOrg();
   const email = h('input', { id: 'email', type: 'email', name: 'email', autocomplete: 'username', required: true,
                              dataset: { testid: 'email' } });
   const password = h('input', { id: 'password', type: 'password', name: 'password', autocomplete: 'current-password',
                                 required: true, dataset: { testid: 'password' } });
   const error = h('p', { class: 'form-error', role: 'alert', dataset: { testid: 'sign-in-error' } });
   const submit = h('button', { class: 'button primary wide', type: 'submit', dataset: { testid: 'sign-in' } }, 'Sign in');
-  // Shown only when the email and password open accounts in several orgs (a 409 lists them).
-  const orgChoice = h('div', { class: 'org-choice' });
-  let org = null;
-  function forgetOrgChoice() {
-    org = null;
-    clear(orgChoice);
-  }
-  email.addEventListener('input', forgetOrgChoice);
   const form = h('form', { class: 'signin-card', novalidate: true },
     h('div', { class: 'brand big' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '◆'), 'Sealog'),
     h('h1', {}, 'Sign in'),
     h('p', { class: 'muted' }, 'The audit log of your organization’s agents and users.'),
+    h('label', { for: 'org' }, 'Organization'),
+    h('p', { id: 'org-hint', class: 'muted field-hint' }, 'Your organization’s id, such as acme.'), org,
     h('label', { for: 'email' }, 'Email'), email,
     h('label', { for: 'password' }, 'Password'), password,
-    orgChoice, error, submit);
+    error, submit);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (!email.value || !password.value) {
-      error.textContent = 'Enter your email and password.';
+    if (!org.value.trim() || !email.value || !password.value) {
+      error.textContent = 'Enter your organization, email and password.';
       return;
     }
     submit.disabled = true;
     submit.textContent = 'Signing in…';
     try {
-      const body = { email: email.value, password: password.value };
-      if (org) body.org_id = org.value;
-      session = await api('POST', '/session', { body });
+      session = await api('POST', '/session',
+                          { body: { org_id: org.value.trim(), email: email.value, password: password.value } });
       setCsrfToken(session.csrf_token);
+      rememberOrg(session.org.id);
       currentView = null;
-      route();
+      const params = urlState();
+      if (params.has('org')) {  // it named whom to sign in as; the view that follows has no use for it
+        params.delete('org');
+        navigate(params, { push: false });
+      } else {
+        route();
+      }
     } catch (err) {
       submit.disabled = false;
       submit.textContent = 'Sign in';
-      if (err instanceof ApiError && err.status === 409 && Array.isArray(err.problem.orgs)) {
-        org = h('select', { id: 'org', name: 'org', dataset: { testid: 'sign-in-org' } },
-          err.problem.orgs.map((o) => h('option', { value: o.id }, `${o.name} (${o.id})`)));
-        clear(orgChoice, h('label', { for: 'org' }, 'Organization'), org);
-        error.textContent = 'This email and password open accounts in several organizations: choose one.';
-        org.focus();
-        return;
-      }
       clear(error, err.message);
       password.select();
     }
   });
   clear(root, h('main', { id: 'main', class: 'signin-page' }, form));
-  email.focus();
+  (org.value ? email : org).focus();
 }
 
 function renderNoAccess() {

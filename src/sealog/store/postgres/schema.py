@@ -18,11 +18,11 @@ DISTRIBUTED_TABLES: dict[str, str] = {
     "tree_nodes": "org_id",
     "checkpoints": "org_id",
     "exports": "org_id",
+    "login_failures": "org_id",
 }
 
-# Small tables of no org, copied to every node: the log's verifier keys, and failed
-# sign-ins (by email, which may belong to several orgs).
-REFERENCE_TABLES: tuple[str, ...] = ("log_keys", "login_failures")
+# Small tables of no org, copied to every node: the log's verifier keys.
+REFERENCE_TABLES: tuple[str, ...] = ("log_keys",)
 
 # Kept on the coordinator alone: the migration runner's record.
 LOCAL_TABLES: tuple[str, ...] = ("schema_migrations",)
@@ -30,7 +30,6 @@ LOCAL_TABLES: tuple[str, ...] = ("schema_migrations",)
 # Indexes of distributed tables that do not start with org_id, because they find a row
 # before its org is known. On Citus a lookup by them asks every node.
 CROSS_ORG_INDEXES: dict[str, str] = {
-    "users_email": "signing in finds a person's accounts by email",
     "users_id": "a session or an API key names its user by id",
     "api_keys_id": "a request's API key is found by the id in its secret",
     "sessions_token": "a request's session is found by its token",

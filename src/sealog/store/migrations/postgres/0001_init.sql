@@ -42,8 +42,7 @@ CREATE TABLE users (
 );
 CREATE UNIQUE INDEX users_live_org_email ON users (org_id, email) WHERE removed_at IS NULL;
 CREATE INDEX users_org ON users (org_id, created_at);
--- Signing in looks accounts up by email alone, and a session or key names its user by id.
-CREATE INDEX users_email ON users (email) WHERE removed_at IS NULL;
+-- A session or key names its user by id alone (signing in names the org: the index above).
 CREATE INDEX users_id ON users (id);
 
 -- created_by: the user whose current role bounds the key; NULL for the operator's keys.
@@ -84,16 +83,19 @@ CREATE INDEX sessions_user ON sessions (org_id, user_id);
 -- A request's session is found by its token alone.
 CREATE INDEX sessions_token ON sessions (token_hash);
 
--- Recent failed sign-ins, one row an email (the failure times, oldest first): an attempt
--- upserts the row (INSERT ... ON CONFLICT (email) DO UPDATE), whose lock makes concurrent
--- attempts for one email count one after another, each seeing those before it.
--- last_failed_at lets old rows be forgotten without reading the arrays.
+-- Recent failed sign-ins, one row an org's email (the failure times, oldest first): an
+-- attempt upserts the row (INSERT ... ON CONFLICT (org_id, email) DO UPDATE), whose lock
+-- makes concurrent attempts for one account count one after another, each seeing those
+-- before it. The org need not exist (a sign-in to an unknown org counts as any other), so
+-- there is no foreign key. last_failed_at lets old rows be forgotten without reading them.
 CREATE TABLE login_failures (
-    email           TEXT COLLATE "C" PRIMARY KEY,
+    org_id          TEXT COLLATE "C" NOT NULL,
+    email           TEXT COLLATE "C" NOT NULL,
     failed_at       BIGINT[] NOT NULL,
-    last_failed_at  BIGINT NOT NULL
+    last_failed_at  BIGINT NOT NULL,
+    PRIMARY KEY (org_id, email)
 );
-CREATE INDEX login_failures_last ON login_failures (last_failed_at);
+CREATE INDEX login_failures_last ON login_failures (org_id, last_failed_at);
 
 -- Events are partitioned by received_at, a month a partition (docs/operations.md says
 -- why): received_at rises with the index within an org, so retention, which removes a
