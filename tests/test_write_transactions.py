@@ -137,7 +137,7 @@ def test_a_write_transaction_opened_inside_another_on_one_thread_is_refused(two_
                              password=PASSWORD)
         tx.create_org(org_id="globex", name="Globex", created_at=times.now_us())
     assert [o.id for o in store.list_orgs()] == ["acme", "globex"]
-    assert store.users_with_email("in@acme.com") == []
+    assert store.user_with_email("acme", "in@acme.com") is None
     auth.create_user(store=store, org_id="acme", email="in@acme.com", role="auditor",
                      password=PASSWORD)  # the thread may open one again
 
