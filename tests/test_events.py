@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import time
 import uuid
 
 import orjson
@@ -194,6 +195,67 @@ def test_json_held_in_a_string_changes_only_where_it_held_a_secret():
     assert doc["metadata"]["plain"] == plain
     assert json.loads(doc["metadata"]["arguments"]) == {
         "order_id": "1234567890123456789012", "api_key": "[REDACTED]"}
+
+
+# Each about 1 MB: a name at every other word, each match undone by a word far away.
+LONG_KEYS = ["token_" * 170_000 + "type", "max_" + "tokens_" * 145_000 + "x",
+             "Token" * 200_000 + "Type"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["key", "pair", "named", "parameter", "json_text"])
+@pytest.mark.parametrize("key", LONG_KEYS, ids=["describing", "counting", "camel"])
+def test_a_long_key_is_judged_in_time_linear_in_its_length(where, key):
+    body = {"key": {key: "v"}, "pair": [[key, "v"]], "named": {"name": key, "value": "v"},
+            "parameter": f"{key}=v", "json_text": orjson.dumps({key: "v"}).decode()}[where]
+    start = time.perf_counter()
+    one(event(request={"method": "POST", "path": "/x", "body": body}))
+    assert time.perf_counter() - start < 2
+    redactor = Redactor()
+    assert redactor.redact(body) == body  # each name is described or counted: all kept
+    assert key not in redactor._cache  # long keys are judged again, not kept in memory
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_of_long_keys_is_validated_in_time_linear_in_its_size():
+    keys = [f"{i}_" + "token_" * 85_000 + "type" for i in range(9)]  # 9 MB of keys
+    batch = [event(request={"method": "POST", "path": "/x", "body": {key: "v"},
+                            "response": [[key, "v"]]}) for key in keys]
+    start = time.perf_counter()
+    events = validate_events(batch, received_at_us=NOW, redactor=Redactor())
+    assert time.perf_counter() - start < 2 * len(batch)
+    assert len(events) == 9
+
+
+def _json_in_json(levels: int) -> str:
+    text = '{"password": "hunter2"}'
+    for _ in range(levels):
+        text = json.dumps([text, "x"])
+    return text
+
+
+# About 1 MB each, shaped against each regular expression and parse a string goes through.
+ADVERSARIAL_STRINGS = {
+    "schemes": "a://" * 250_000 + "@", "userinfo": "a://b:" + "@" * 1_000_000,
+    "passwords": "x://u:p@" * 125_000, "parameters": "?" + "a=1&" * 250_000,
+    "escaped_names": "token%20" * 125_000 + "=x", "equals": "&=" * 500_000,
+    "json_in_json": _json_in_json(17), "unclosed_json": '["a",' * 200_000,
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", ADVERSARIAL_STRINGS.values(), ids=ADVERSARIAL_STRINGS.keys())
+def test_each_string_is_redacted_in_time_linear_in_its_length(text):
+    start = time.perf_counter()
+    one(event(request={"method": "POST", "path": "/x", "body": {"text": text}}))
+    assert time.perf_counter() - start < 2
+
+
+def test_a_name_deep_inside_a_long_key_is_still_found():
+    redactor = Redactor()
+    key = "x_" * 200_000 + "password" + "_y" * 200_000
+    assert redactor.redact({key: "hunter2", "k": [[key, "v"]]}) == {key: REDACTED,
+                                                                      "k": [[key, REDACTED]]}
 
 
 @pytest.mark.parametrize("pad", ["", "x" * 400])

@@ -276,7 +276,8 @@ class Redactor:
     names: tuple[str, ...] = DEFAULT_SECRET_KEYS
     _patterns: list[tuple[str, ...]] = field(init=False, repr=False)
     _compounds: dict[str, tuple[str, ...]] = field(init=False, repr=False)
-    _suffixes: list[str] = field(init=False, repr=False)
+    _suffixes: tuple[str, ...] = field(init=False, repr=False)
+    _starting: dict[str, list[tuple[str, ...]]] = field(init=False, repr=False)
     _cache: dict[str, int] = field(init=False, repr=False, default_factory=dict)
     _suspect_words: list[bytes] = field(init=False, repr=False)
 
@@ -287,9 +288,12 @@ class Redactor:
         self._compounds = {}
         for pattern in sorted(singular, key=len):  # "api_key" wins over "apikey"
             self._compounds["".join(pattern)] = pattern
-        self._suffixes = sorted((j for j in self._compounds if len(j) >= _MIN_SUFFIX),
-                                key=len, reverse=True)
+        self._suffixes = tuple(sorted((j for j in self._compounds if len(j) >= _MIN_SUFFIX),
+                                      key=len, reverse=True))
         self._patterns = sorted({tuple(x for w in p for x in self._split(w)) for p in singular})
+        self._starting = {}
+        for pattern in self._patterns:
+            self._starting.setdefault(pattern[0], []).append(pattern)
         # Serialised JSON with none of these words or bytes holds no secret key, no
         # fractional number, no escaped quote and no key that orjson and RFC 8785 sort
         # apart, so it needs no walk: the common case, and the fast one. Each word of a
@@ -300,9 +304,10 @@ class Redactor:
         exact = self._compounds.get(word)
         if exact is not None:
             return exact
-        for joined in self._suffixes:
-            if word.endswith(joined):
-                return (word[: -len(joined)], *self._compounds[joined])
+        if word.endswith(self._suffixes):  # one call for the common word that ends in none
+            for joined in self._suffixes:
+                if word.endswith(joined):
+                    return (word[: -len(joined)], *self._compounds[joined])
         return (word,)
 
     def secrecy(self, key: str) -> int:
@@ -311,7 +316,8 @@ class Redactor:
         verdict = self._cache.get(key)
         if verdict is None:
             verdict = self._judge(key)
-            if len(self._cache) < 10000:
+            # Long keys are judged each time: a cache of them would hold megabytes.
+            if len(key) <= _CACHED_KEY_CHARS and len(self._cache) < 10000:
                 self._cache[key] = verdict
         return verdict
 
@@ -329,14 +335,24 @@ class Redactor:
             words.extend(pieces)
             plural.extend([False] * (len(pieces) - 1))
             plural.append(stem != raw)
-        for pattern in self._patterns:
-            n = len(pattern)
-            for i in range(len(words) - n + 1):
-                if tuple(words[i : i + n]) != pattern:
+        # Where the last describing and the first counting word are, found once: each match
+        # is then judged at once, so a key costs time linear in its length, however long.
+        last_describing = -1
+        first_counting = len(words)
+        for i, word in enumerate(words):
+            if word in _DESCRIBING:
+                last_describing = i
+            if word in _COUNTING and first_counting > i:
+                first_counting = i
+        starting = self._starting
+        for i, word in enumerate(words):
+            for pattern in starting.get(word, ()):
+                end = i + len(pattern)
+                if tuple(words[i:end]) != pattern:
                     continue
-                if any(w in _DESCRIBING for w in words[i + n :]):
+                if last_describing >= end:
                     continue  # token_type, secret_name, token_count, password_changed_at
-                if plural[i + n - 1] and any(w in _COUNTING for w in words[:i]):
+                if plural[end - 1] and first_counting < i:
                     continue  # max_tokens, prompt_tokens, num_tokens
                 return SECRET_UNLESS_NUMBER if plural[-1] else SECRET
         return PLAIN
@@ -361,7 +377,8 @@ class Redactor:
 
     def _redact_parameter(self, match: re.Match[str]) -> str:
         name, value = match[1], match[2]
-        if value and self.is_secret(_PERCENT_ESCAPE.sub(" ", name), value):
+        if value and self.is_secret(_PERCENT_ESCAPE.sub(" ", name) if "%" in name else name,
+                                    value):
             return f"{name}={REDACTED}"
         return match[0]
 
@@ -385,6 +402,8 @@ class Redactor:
 
 PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
 _NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# Keys this long or shorter are judged once; longer ones (rare, or an attack) each time.
+_CACHED_KEY_CHARS = 256
 # Joined words this long or longer are found at the end of a word ("accesstoken"); shorter
 # ones ("pwd", "auth") only as whole words, so that "oauth" is not "o auth".
 _MIN_SUFFIX = 5
