@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from sealog import times
 from sealog.config import Settings, SettingsError
 from sealog.events import (
+    _COUNTING,
+    _DESCRIBING,
     MAX_BATCH_EVENTS,
     MAX_JSON_DEPTH,
     REDACTED,
@@ -24,6 +26,7 @@ from sealog.events import (
     Redactor,
     _is_stored_form,
     _nests_at_most,
+    _singular,
     catalog_entry,
     loads_json,
     validate_events,
@@ -160,7 +163,8 @@ PLAIN_KEYS = ["max_tokens", "max_completion_tokens", "prompt_tokens", "completio
               "token_count", "num_tokens", "tokens_used", "token_usage", "promptTokenCount",
               "tokenizer", "token_type", "token_endpoint", "secret_name", "secretKeyRef",
               "api_key_id", "private_key_id", "password_changed_at", "auth_method", "oauth",
-              "author", "keys_url", "idempotency_key"]
+              "author", "keys_url", "idempotency_key", "token_status", "auth_status",
+              "password_status"]
 
 
 @pytest.mark.parametrize("key", SECRET_KEYS)
@@ -185,6 +189,13 @@ def test_a_number_under_a_plural_key_is_a_count_and_kept():
                                "access_tokens": REDACTED, "token": REDACTED, "auth": REDACTED,
                                "headers": [["x-ratelimit-reset-tokens", "149984"],
                                            ["x-ratelimit-reset-tokens", REDACTED]]}
+
+
+def test_words_that_end_in_s_but_are_no_plural_keep_their_s():
+    assert [_singular(w) for w in ("status", "analysis", "pass", "tokens", "keys", "ids")] == [
+        "status", "analysis", "pass", "token", "key", "ids"]
+    # Every word that describes or counts is one a key's words can be.
+    assert [w for w in sorted(_DESCRIBING | _COUNTING) if _singular(w) != w] == []
 
 
 def test_json_held_in_a_string_changes_only_where_it_held_a_secret():

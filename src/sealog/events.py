@@ -460,7 +460,8 @@ def _redact_password(match: re.Match[str]) -> str:
 
 
 def _singular(word: str) -> str:
-    if len(word) > 3 and word[-1] == "s" and word[-2] != "s":
+    """word without a plural's s; words in -ss, -us and -is (pass, status, analysis) are kept."""
+    if len(word) > 3 and word[-1] == "s" and word[-2] not in "sui":
         return word[:-1]
     return word
 
