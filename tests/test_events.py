@@ -157,14 +157,15 @@ SECRET_KEYS = ["tokens", "refresh_tokens", "access_token", "id_token", "api-keys
                "credentials", "aws_secret_access_key", "client_secret", "private_key",
                "session_cookie", "cookies", "auth", "basic_auth", "password2",
                "password_confirmation", "password_reset_url", "X-Amz-Security-Token",
-               "Proxy-Authorization"]
+               "Proxy-Authorization", "secret_id", "secretId", "secret_ids", "client_secret_id",
+               "approle_secret_id"]
 PLAIN_KEYS = ["max_tokens", "max_completion_tokens", "prompt_tokens", "completion_tokens",
               "total_tokens", "input_tokens", "cache_read_input_tokens", "reasoning_tokens",
               "token_count", "num_tokens", "tokens_used", "token_usage", "promptTokenCount",
               "tokenizer", "token_type", "token_endpoint", "secret_name", "secretKeyRef",
               "api_key_id", "private_key_id", "password_changed_at", "auth_method", "oauth",
-              "author", "keys_url", "idempotency_key", "token_status", "auth_status",
-              "password_status"]
+              "author", "keys_url", "idempotency_key", "token_id", "key_id", "token_ids",
+              "secret_id_ttl", "secret_key_id", "token_status", "auth_status", "password_status"]
 
 
 @pytest.mark.parametrize("key", SECRET_KEYS)

@@ -265,9 +265,10 @@ class Redactor:
     joined without a break, as in `accesstoken`, are split before a name's words), each
     taken in its singular. It is secret when its words contain one of the configured
     names' words consecutively, unless a word after them says what the value describes
-    (`token_type`, `secret_name`, `token_count`) or, for a plural, a word before them
-    counts (`max_tokens`, `prompt_tokens`). A number under a key ending in a plural is a
-    count and kept (`tokens: 1523`). The value of a `[name, value]` pair in a list, and of
+    (`token_type`, `secret_name`, `token_count`; but `secret_id` is a credential) or, for a
+    plural, a word before them counts (`max_tokens`, `prompt_tokens`). A number under a key
+    ending in a plural is a count and kept (`tokens: 1523`). The value of a `[name, value]`
+    pair in a list, and of
     a `{"name": …, "value": …}` object, is redacted when the name is secret; in strings,
     a URL's password, the values of secret `name=value` parameters and secrets inside
     JSON text are.
@@ -350,7 +351,8 @@ class Redactor:
                 end = i + len(pattern)
                 if tuple(words[i:end]) != pattern:
                     continue
-                if last_describing >= end:
+                if last_describing > end or (last_describing == end
+                                             and (pattern[-1], words[end]) not in _CREDENTIALS):
                     continue  # token_type, secret_name, token_count, password_changed_at
                 if plural[end - 1] and first_counting < i:
                     continue  # max_tokens, prompt_tokens, num_tokens
@@ -417,6 +419,9 @@ _DESCRIBING = frozenset((
     "provider", "scheme", "status", "error", "version", "format", "alg", "algorithm",
     "scope", "strength", "created", "changed", "updated", "rotated",
 ))
+# A name's last word and a describing word right after it that together name a credential,
+# not describe one: Vault AppRole's secret_id is the secret, where token_id names a token.
+_CREDENTIALS = frozenset((("secret", "id"), ("secret", "ids")))
 # Words before a plural name that make the key a count ("prompt_tokens: 12").
 _COUNTING = frozenset((
     "count", "num", "number", "n", "total", "max", "min", "limit", "used", "remaining",
