@@ -184,12 +184,37 @@ def test_keys_that_count_or_describe_a_secret_are_kept(key):
 def test_a_number_under_a_plural_key_is_a_count_and_kept():
     doc = one(event(metadata={"tokens": 1523, "api_keys": 2, "tokens_list": ["t1"],
                               "access_tokens": ["t1", "t2"], "token": 123456, "auth": True,
-                              "headers": [["x-ratelimit-reset-tokens", "149984"],
+                              "headers": [["x-ratelimit-reset-tokens", 149984],
+                                          ["x-ratelimit-remaining-tokens", "149984"],
                                           ["x-ratelimit-reset-tokens", "6m0s"]]}))
     assert doc["metadata"] == {"tokens": 1523, "api_keys": 2, "tokens_list": REDACTED,
                                "access_tokens": REDACTED, "token": REDACTED, "auth": REDACTED,
-                               "headers": [["x-ratelimit-reset-tokens", "149984"],
+                               "headers": [["x-ratelimit-reset-tokens", 149984],
+                                           ["x-ratelimit-remaining-tokens", "149984"],
                                            ["x-ratelimit-reset-tokens", REDACTED]]}
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_digits_as_text_under_a_plural_name_are_redacted(pad):
+    # A PIN, an OTP or a numeric token is text of digits; only a JSON number is a count.
+    doc = one(event(metadata={"credentials": "12345678", "tokens": "483920",
+                              "passwords": "123456", "headers": [["X-Tokens", "12"]],
+                              "named": {"name": "tokens", "value": "-7.5"},
+                              "query": "/x?tokens=5&page=2", "pad": pad}))
+    assert doc["metadata"] == {"credentials": REDACTED, "tokens": REDACTED,
+                               "passwords": REDACTED, "headers": [["X-Tokens", REDACTED]],
+                               "named": {"name": "tokens", "value": REDACTED},
+                               "query": "/x?tokens=[REDACTED]&page=2", "pad": pad}
+
+
+def test_a_name_given_in_the_plural_is_no_count():
+    # credentials is a configured name: its plural is the name itself, not a count of it.
+    doc = one(event(metadata={"credentials": 5, "max_credentials": 2, "tokens": 5,
+                              "credentials_count": 1}))
+    assert doc["metadata"] == {"credentials": REDACTED, "max_credentials": REDACTED,
+                               "tokens": 5, "credentials_count": 1}
+    doc = one(event(metadata={"ssns": 3, "ssn_list": 4, "max_ssns": 1}), Redactor(("ssns",)))
+    assert doc["metadata"] == {"ssns": REDACTED, "ssn_list": REDACTED, "max_ssns": REDACTED}
 
 
 def test_words_that_end_in_s_but_are_no_plural_keep_their_s():
@@ -472,7 +497,7 @@ _SUSPECT_KEYS = st.sampled_from([
 _SUSPECT_TEXT = st.sampled_from([
     "https://bob:pw@host/x?token=abc&page=2", "ftp://u:p@h", "https://u@h/?a=1",
     "a=1&api_key=k", "tokens=5", "ssn=1", "x?%70assword=1", '{"pwd": "p", "n": 1}', "[1, 2]",
-    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x"])
+    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x", "12345"])
 _free_json = st.recursive(
     st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=10)
     | _SUSPECT_TEXT,

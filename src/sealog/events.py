@@ -266,9 +266,9 @@ class Redactor:
     taken in its singular. It is secret when its words contain one of the configured
     names' words consecutively, unless a word after them says what the value describes
     (`token_type`, `secret_name`, `token_count`; but `secret_id` is a credential) or, for a
-    plural, a word before them counts (`max_tokens`, `prompt_tokens`). A number under a key
-    ending in a plural is a count and kept (`tokens: 1523`). The value of a `[name, value]`
-    pair in a list, and of
+    plural, a word before them counts (`max_tokens`, `prompt_tokens`). A JSON number under
+    a key ending in a plural is a count and kept (`tokens: 1523`; not digits as text, nor
+    under a name configured in the plural). The value of a `[name, value]` pair in a list, and of
     a `{"name": …, "value": …}` object, is redacted when the name is secret; in strings,
     a URL's password, the values of secret `name=value` parameters and secrets inside
     JSON text are.
@@ -279,6 +279,7 @@ class Redactor:
     _compounds: dict[str, tuple[str, ...]] = field(init=False, repr=False)
     _suffixes: tuple[str, ...] = field(init=False, repr=False)
     _starting: dict[str, list[tuple[str, ...]]] = field(init=False, repr=False)
+    _plural_names: frozenset[str] = field(init=False, repr=False)
     _cache: dict[str, int] = field(init=False, repr=False, default_factory=dict)
     _suspect_words: list[bytes] = field(init=False, repr=False)
 
@@ -295,6 +296,11 @@ class Redactor:
         self._starting = {}
         for pattern in self._patterns:
             self._starting.setdefault(pattern[0], []).append(pattern)
+        # The last words of names given in the plural ("credentials"): in a key, such a word
+        # is the name itself, not a plural of it.
+        self._plural_names = frozenset(
+            self._split(_singular(words[-1]))[-1] for words in map(_key_words, self.names)
+            if words and _singular(words[-1]) != words[-1])
         # Serialised JSON with none of these words or bytes holds no secret key, no
         # fractional number, no escaped quote and no key that orjson and RFC 8785 sort
         # apart, so it needs no walk: the common case, and the fast one. Each word of a
@@ -325,7 +331,7 @@ class Redactor:
     def is_secret(self, key: str, value: Any = None) -> bool:
         """Whether the value of key (or of a pair or parameter so named) is redacted."""
         verdict = self.secrecy(key)
-        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_number(value))
+        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_count(value))
 
     def _judge(self, key: str) -> int:
         words: list[str] = []
@@ -335,7 +341,7 @@ class Redactor:
             pieces = self._split(stem)
             words.extend(pieces)
             plural.extend([False] * (len(pieces) - 1))
-            plural.append(stem != raw)
+            plural.append(stem != raw and pieces[-1] not in self._plural_names)
         # Where the last describing and the first counting word are, found once: each match
         # is then judged at once, so a key costs time linear in its length, however long.
         last_describing = -1
@@ -403,7 +409,6 @@ class Redactor:
 
 
 PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
-_NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 # Keys this long or shorter are judged once; longer ones (rare, or an attack) each time.
 _CACHED_KEY_CHARS = 256
 # Joined words this long or longer are found at the end of a word ("accesstoken"); shorter
@@ -453,11 +458,10 @@ def _suspects(patterns: list[tuple[str, ...]]) -> list[str]:
     return sorted(w for w in words if not any(o != w and o in w for o in words))
 
 
-def _is_number(value: Any) -> bool:
-    """Whether value is a number, or text of one (a header's or a parameter's value)."""
+def _is_count(value: Any) -> bool:
+    """Whether value is a JSON number; digits as text (a PIN, a one-time code) are not."""
     kind = type(value)
-    return kind is int or kind is float or (kind is str
-                                            and _NUMBER_TEXT.fullmatch(value) is not None)
+    return kind is int or kind is float
 
 
 def _redact_password(match: re.Match[str]) -> str:
@@ -583,7 +587,7 @@ class _JsonWalk:
                     # orjson sorts keys by code point, RFC 8785 by UTF-16 unit.
                     self.needs_exact_jcs = True
                 verdict = secrecy(key)
-                if key == named or (verdict and (verdict == SECRET or not _is_number(item))):
+                if key == named or (verdict and (verdict == SECRET or not _is_count(item))):
                     out[key] = REDACTED
                     self.redacted = True
                 else:
