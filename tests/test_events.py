@@ -234,6 +234,42 @@ def test_json_held_in_a_string_changes_only_where_it_held_a_secret():
         "order_id": "1234567890123456789012", "api_key": "[REDACTED]"}
 
 
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_json_in_a_string_that_cannot_be_read_whole_is_redacted_whole_if_it_may_hold_one(pad):
+    # Too deep to walk (past 64 levels) or to parse (past orjson's 1024), or holding a number
+    # beyond a double: its secrets cannot be found one by one, so none of it is kept.
+    unreadable = [
+        '{"password": "hunter2", "x": ' + _deep(70) + "}",
+        '{"password": "hunter2", "x": ' + _deep(1100) + "}",
+        '{"password": "hunter2", "n": 1e400}',
+        '[["Authorization", "Bearer x"], ' + _deep(70) + "]",
+        '{"p\\u0061ssword": "hunter2", "x": ' + _deep(70) + "}",  # an escape spells the name
+        '{"url": "https://bob:hunter2@host/", "x": ' + _deep(70) + "}",
+    ]
+    harmless = ['{"note": "kept", "x": ' + _deep(70) + "}", _deep(1100), "[1e400]"]
+    doc = one(event(metadata={"unreadable": unreadable, "harmless": harmless, "pad": pad}))
+    assert doc["metadata"] == {"unreadable": [REDACTED] * len(unreadable),
+                               "harmless": harmless, "pad": pad}
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_json_in_a_string_is_read_after_leading_white_space_and_inside_a_json_string(pad):
+    doc = one(event(metadata={
+        "spaced": ' {"password": "hunter2", "n": 1}',
+        "lines": '\n\t[["Authorization", "Bearer x"]]',
+        "twice": json.dumps(json.dumps({"api_key": "sk-1", "n": 1})),
+        "plain": '  {"note": "kept"}', "pad": pad}))
+    stored = doc["metadata"]
+    assert stored["spaced"] == '{"password":"[REDACTED]","n":1}'
+    assert stored["lines"] == '[["Authorization","[REDACTED]"]]'
+    assert json.loads(json.loads(stored["twice"])) == {"api_key": REDACTED, "n": 1}
+    assert stored["plain"] == '  {"note": "kept"}'
+
+
 # Each about 1 MB: a name at every other word, each match undone by a word far away.
 LONG_KEYS = ["token_" * 170_000 + "type", "max_" + "tokens_" * 145_000 + "x",
              "Token" * 200_000 + "Type"]
@@ -497,7 +533,8 @@ _SUSPECT_KEYS = st.sampled_from([
 _SUSPECT_TEXT = st.sampled_from([
     "https://bob:pw@host/x?token=abc&page=2", "ftp://u:p@h", "https://u@h/?a=1",
     "a=1&api_key=k", "tokens=5", "ssn=1", "x?%70assword=1", '{"pwd": "p", "n": 1}', "[1, 2]",
-    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x", "12345"])
+    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x", "12345", ' {"pwd": "p"}',
+    '"{\\"token\\": 1}"', '{"pwd": 1, "x": ' + _deep(70) + "}", _deep(70), '\n[1e400]'])
 _free_json = st.recursive(
     st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=10)
     | _SUSPECT_TEXT,

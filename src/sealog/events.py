@@ -398,14 +398,19 @@ class Redactor:
             return True
         if not encoded.isascii() and _PAST_U_E000.search(encoded) is not None:
             return True
+        if self.mentions_secret(encoded):
+            return True
+        return not _nests_at_most(encoded, levels)
+
+    def mentions_secret(self, encoded: bytes) -> bool:
+        """False only when JSON text without escapes surely holds no key, pair, parameter
+        or URL that is redacted: none of the names' words (in any case), no URL password."""
         lowered = encoded.lower()
         for word in self._suspect_words:  # a plain loop: a generator costs 1.3 µs more
             if word in lowered:
                 return True
         # A URL's password is redacted whatever the names: any scheme://user:pass@.
-        if b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None:
-            return True
-        return not _nests_at_most(encoded, levels)
+        return b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None
 
 
 PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
@@ -524,6 +529,13 @@ _PLAIN_JSON = (orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
 # Values whose JSON is this short are walked at once: the walk costs less than the checks
 # that would spare it (measured: 0.6 against 2.5 µs for a 60-byte body).
 SMALL_JSON = 256
+# What JSON text held in a string starts with, after any white space (RFC 8259): an object,
+# an array, or a string (JSON encoded twice).
+_JSON_TEXT_STARTS = ("{", "[", '"')
+_JSON_SPACES = " \t\n\r"
+_JSON_SPACE = tuple(_JSON_SPACES)
+# orjson's messages for JSON it reads but will not hold (other errors mean it is not JSON).
+_UNREADABLE_JSON = ("depth limit exceeded", "number is infinity")
 # Keys naming the value of a {"name": …, "value": …} object (HAR, Postman, AWS tags).
 _NAMED_VALUE_KEYS = (("name", "value"), ("key", "value"), ("Name", "Value"), ("Key", "Value"))
 
@@ -567,7 +579,9 @@ class _JsonWalk:
     def copy(self, value: Any, depth: int = 0) -> Any:
         kind = type(value)
         if kind is str:
-            if value.startswith(("{", "[")):
+            if value.startswith(_JSON_TEXT_STARTS) or (
+                    value.startswith(_JSON_SPACE) and value.lstrip(_JSON_SPACES).startswith(
+                        _JSON_TEXT_STARTS)):
                 value = self._json_text(value)
             if "=" in value or "@" in value:
                 redacted = self.redactor.redact_text(value)
@@ -642,19 +656,34 @@ class _JsonWalk:
 
     def _json_text(self, text: str) -> str:
         """JSON text held in a string (a tool call's arguments, a HAR body) with its
-        secrets redacted, rewritten only when it had some."""
+        secrets redacted, rewritten only when it had some; "[REDACTED]" whole when it is
+        JSON that cannot be walked (too deep, a number past a double) and may hold one."""
         try:
             parsed = loads_json(text.encode())
-        except ValueError:
-            return text
+        except ValueError as exc:
+            if isinstance(exc, orjson.JSONDecodeError) and not exc.msg.startswith(
+                    _UNREADABLE_JSON):
+                return text  # not JSON: free text
+            return self._unreadable(text)
         # Its own walk: numbers inside a string do not make the event need exact JCS, and
-        # a string is no nesting of the event's (too deep to walk, it is kept as text).
+        # a string is no nesting of the event's.
         walk = _JsonWalk(self.redactor)
         copied = walk.copy(parsed)
-        if walk.problem or not walk.redacted:
+        if walk.problem:
+            return self._unreadable(text)
+        if not walk.redacted:
             return text  # nothing else in it changes, numbers included
         self.redacted = True
         return orjson.dumps(copied).decode()
+
+    def _unreadable(self, text: str) -> str:
+        """JSON text whose secrets cannot be found one by one: "[REDACTED]" unless it surely
+        holds none (no string at all, or no escape, name's word or URL password)."""
+        if '"' in text and ("\\" in text or self.redactor.mentions_secret(
+                text.encode("utf-8", "surrogatepass"))):
+            self.redacted = True
+            return REDACTED
+        return text
 
     def _too_deep(self, value: Any) -> Any:
         self.problem = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"
