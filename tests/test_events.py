@@ -583,6 +583,16 @@ def test_large_body_is_replaced_by_a_visible_marker():
     assert doc["request"]["response"] == {"ok": 1}
 
 
+@pytest.mark.parametrize("secret", [{"password": "hunter2"}, {"args": '{"token": "hunter2"}'},
+                                    {"headers": [["Cookie", "hunter2"]]}])
+def test_the_preview_of_a_large_body_is_cut_from_its_redacted_json(secret):
+    big = {**secret, "blob": "x" * 70_000}
+    preview = one(event(request={"method": "PUT", "path": "/x", "body": big}))[
+        "request"]["body"]["preview"]
+    assert "hunter2" not in preview
+    assert preview.startswith(orjson.dumps(Redactor().redact(secret)).decode()[:-1])
+
+
 def test_metadata_over_16_kib_is_refused():
     [(_, field, message)] = errors_of([event(metadata={"x": "y" * 17_000})])
     assert field == "metadata" and "16 KiB" in message
