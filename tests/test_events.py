@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import time
 import uuid
 
 import orjson
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 from sealog import times
 from sealog.config import Settings, SettingsError
 from sealog.events import (
+    _COUNTING,
+    _DESCRIBING,
     MAX_BATCH_EVENTS,
     MAX_JSON_DEPTH,
     REDACTED,
@@ -23,6 +26,7 @@ from sealog.events import (
     Redactor,
     _is_stored_form,
     _nests_at_most,
+    _singular,
     catalog_entry,
     loads_json,
     validate_events,
@@ -153,13 +157,15 @@ SECRET_KEYS = ["tokens", "refresh_tokens", "access_token", "id_token", "api-keys
                "credentials", "aws_secret_access_key", "client_secret", "private_key",
                "session_cookie", "cookies", "auth", "basic_auth", "password2",
                "password_confirmation", "password_reset_url", "X-Amz-Security-Token",
-               "Proxy-Authorization"]
+               "Proxy-Authorization", "secret_id", "secretId", "secret_ids", "client_secret_id",
+               "approle_secret_id"]
 PLAIN_KEYS = ["max_tokens", "max_completion_tokens", "prompt_tokens", "completion_tokens",
               "total_tokens", "input_tokens", "cache_read_input_tokens", "reasoning_tokens",
               "token_count", "num_tokens", "tokens_used", "token_usage", "promptTokenCount",
               "tokenizer", "token_type", "token_endpoint", "secret_name", "secretKeyRef",
               "api_key_id", "private_key_id", "password_changed_at", "auth_method", "oauth",
-              "author", "keys_url", "idempotency_key"]
+              "author", "keys_url", "idempotency_key", "token_id", "key_id", "token_ids",
+              "secret_id_ttl", "secret_key_id", "token_status", "auth_status", "password_status"]
 
 
 @pytest.mark.parametrize("key", SECRET_KEYS)
@@ -178,12 +184,44 @@ def test_keys_that_count_or_describe_a_secret_are_kept(key):
 def test_a_number_under_a_plural_key_is_a_count_and_kept():
     doc = one(event(metadata={"tokens": 1523, "api_keys": 2, "tokens_list": ["t1"],
                               "access_tokens": ["t1", "t2"], "token": 123456, "auth": True,
-                              "headers": [["x-ratelimit-reset-tokens", "149984"],
+                              "headers": [["x-ratelimit-reset-tokens", 149984],
+                                          ["x-ratelimit-remaining-tokens", "149984"],
                                           ["x-ratelimit-reset-tokens", "6m0s"]]}))
     assert doc["metadata"] == {"tokens": 1523, "api_keys": 2, "tokens_list": REDACTED,
                                "access_tokens": REDACTED, "token": REDACTED, "auth": REDACTED,
-                               "headers": [["x-ratelimit-reset-tokens", "149984"],
+                               "headers": [["x-ratelimit-reset-tokens", 149984],
+                                           ["x-ratelimit-remaining-tokens", "149984"],
                                            ["x-ratelimit-reset-tokens", REDACTED]]}
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_digits_as_text_under_a_plural_name_are_redacted(pad):
+    # A PIN, an OTP or a numeric token is text of digits; only a JSON number is a count.
+    doc = one(event(metadata={"credentials": "12345678", "tokens": "483920",
+                              "passwords": "123456", "headers": [["X-Tokens", "12"]],
+                              "named": {"name": "tokens", "value": "-7.5"},
+                              "query": "/x?tokens=5&page=2", "pad": pad}))
+    assert doc["metadata"] == {"credentials": REDACTED, "tokens": REDACTED,
+                               "passwords": REDACTED, "headers": [["X-Tokens", REDACTED]],
+                               "named": {"name": "tokens", "value": REDACTED},
+                               "query": "/x?tokens=[REDACTED]&page=2", "pad": pad}
+
+
+def test_a_name_given_in_the_plural_is_no_count():
+    # credentials is a configured name: its plural is the name itself, not a count of it.
+    doc = one(event(metadata={"credentials": 5, "max_credentials": 2, "tokens": 5,
+                              "credentials_count": 1}))
+    assert doc["metadata"] == {"credentials": REDACTED, "max_credentials": REDACTED,
+                               "tokens": 5, "credentials_count": 1}
+    doc = one(event(metadata={"ssns": 3, "ssn_list": 4, "max_ssns": 1}), Redactor(("ssns",)))
+    assert doc["metadata"] == {"ssns": REDACTED, "ssn_list": REDACTED, "max_ssns": REDACTED}
+
+
+def test_words_that_end_in_s_but_are_no_plural_keep_their_s():
+    assert [_singular(w) for w in ("status", "analysis", "pass", "tokens", "keys", "ids")] == [
+        "status", "analysis", "pass", "token", "key", "ids"]
+    # Every word that describes or counts is one a key's words can be.
+    assert [w for w in sorted(_DESCRIBING | _COUNTING) if _singular(w) != w] == []
 
 
 def test_json_held_in_a_string_changes_only_where_it_held_a_secret():
@@ -194,6 +232,103 @@ def test_json_held_in_a_string_changes_only_where_it_held_a_secret():
     assert doc["metadata"]["plain"] == plain
     assert json.loads(doc["metadata"]["arguments"]) == {
         "order_id": "1234567890123456789012", "api_key": "[REDACTED]"}
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_json_in_a_string_that_cannot_be_read_whole_is_redacted_whole_if_it_may_hold_one(pad):
+    # Too deep to walk (past 64 levels) or to parse (past orjson's 1024), or holding a number
+    # beyond a double: its secrets cannot be found one by one, so none of it is kept.
+    unreadable = [
+        '{"password": "hunter2", "x": ' + _deep(70) + "}",
+        '{"password": "hunter2", "x": ' + _deep(1100) + "}",
+        '{"password": "hunter2", "n": 1e400}',
+        '[["Authorization", "Bearer x"], ' + _deep(70) + "]",
+        '{"p\\u0061ssword": "hunter2", "x": ' + _deep(70) + "}",  # an escape spells the name
+        '{"url": "https://bob:hunter2@host/", "x": ' + _deep(70) + "}",
+    ]
+    harmless = ['{"note": "kept", "x": ' + _deep(70) + "}", _deep(1100), "[1e400]"]
+    doc = one(event(metadata={"unreadable": unreadable, "harmless": harmless, "pad": pad}))
+    assert doc["metadata"] == {"unreadable": [REDACTED] * len(unreadable),
+                               "harmless": harmless, "pad": pad}
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 400])
+def test_json_in_a_string_is_read_after_leading_white_space_and_inside_a_json_string(pad):
+    doc = one(event(metadata={
+        "spaced": ' {"password": "hunter2", "n": 1}',
+        "lines": '\n\t[["Authorization", "Bearer x"]]',
+        "twice": json.dumps(json.dumps({"api_key": "sk-1", "n": 1})),
+        "plain": '  {"note": "kept"}', "pad": pad}))
+    stored = doc["metadata"]
+    assert stored["spaced"] == '{"password":"[REDACTED]","n":1}'
+    assert stored["lines"] == '[["Authorization","[REDACTED]"]]'
+    assert json.loads(json.loads(stored["twice"])) == {"api_key": REDACTED, "n": 1}
+    assert stored["plain"] == '  {"note": "kept"}'
+
+
+# Each about 1 MB: a name at every other word, each match undone by a word far away.
+LONG_KEYS = ["token_" * 170_000 + "type", "max_" + "tokens_" * 145_000 + "x",
+             "Token" * 200_000 + "Type"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["key", "pair", "named", "parameter", "json_text"])
+@pytest.mark.parametrize("key", LONG_KEYS, ids=["describing", "counting", "camel"])
+def test_a_long_key_is_judged_in_time_linear_in_its_length(where, key):
+    body = {"key": {key: "v"}, "pair": [[key, "v"]], "named": {"name": key, "value": "v"},
+            "parameter": f"{key}=v", "json_text": orjson.dumps({key: "v"}).decode()}[where]
+    start = time.perf_counter()
+    one(event(request={"method": "POST", "path": "/x", "body": body}))
+    assert time.perf_counter() - start < 2
+    redactor = Redactor()
+    assert redactor.redact(body) == body  # each name is described or counted: all kept
+    assert key not in redactor._cache  # long keys are judged again, not kept in memory
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_of_long_keys_is_validated_in_time_linear_in_its_size():
+    keys = [f"{i}_" + "token_" * 85_000 + "type" for i in range(9)]  # 9 MB of keys
+    batch = [event(request={"method": "POST", "path": "/x", "body": {key: "v"},
+                            "response": [[key, "v"]]}) for key in keys]
+    start = time.perf_counter()
+    events = validate_events(batch, received_at_us=NOW, redactor=Redactor())
+    assert time.perf_counter() - start < 2 * len(batch)
+    assert len(events) == 9
+
+
+def _json_in_json(levels: int) -> str:
+    text = '{"password": "hunter2"}'
+    for _ in range(levels):
+        text = json.dumps([text, "x"])
+    return text
+
+
+# About 1 MB each, shaped against each regular expression and parse a string goes through.
+ADVERSARIAL_STRINGS = {
+    "schemes": "a://" * 250_000 + "@", "userinfo": "a://b:" + "@" * 1_000_000,
+    "passwords": "x://u:p@" * 125_000, "parameters": "?" + "a=1&" * 250_000,
+    "escaped_names": "token%20" * 125_000 + "=x", "equals": "&=" * 500_000,
+    "json_in_json": _json_in_json(17), "unclosed_json": '["a",' * 200_000,
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", ADVERSARIAL_STRINGS.values(), ids=ADVERSARIAL_STRINGS.keys())
+def test_each_string_is_redacted_in_time_linear_in_its_length(text):
+    start = time.perf_counter()
+    one(event(request={"method": "POST", "path": "/x", "body": {"text": text}}))
+    assert time.perf_counter() - start < 2
+
+
+def test_a_name_deep_inside_a_long_key_is_still_found():
+    redactor = Redactor()
+    key = "x_" * 200_000 + "password" + "_y" * 200_000
+    assert redactor.redact({key: "hunter2", "k": [[key, "v"]]}) == {key: REDACTED,
+                                                                      "k": [[key, REDACTED]]}
 
 
 @pytest.mark.parametrize("pad", ["", "x" * 400])
@@ -398,7 +533,8 @@ _SUSPECT_KEYS = st.sampled_from([
 _SUSPECT_TEXT = st.sampled_from([
     "https://bob:pw@host/x?token=abc&page=2", "ftp://u:p@h", "https://u@h/?a=1",
     "a=1&api_key=k", "tokens=5", "ssn=1", "x?%70assword=1", '{"pwd": "p", "n": 1}', "[1, 2]",
-    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x"])
+    "[REDACTED]", "Authorization", "SSN", "user%5Bpassword%5D=x", "12345", ' {"pwd": "p"}',
+    '"{\\"token\\": 1}"', '{"pwd": 1, "x": ' + _deep(70) + "}", _deep(70), '\n[1e400]'])
 _free_json = st.recursive(
     st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=10)
     | _SUSPECT_TEXT,
@@ -445,6 +581,16 @@ def test_large_body_is_replaced_by_a_visible_marker():
     assert len(marker["preview"]) == 1024
     assert "hunter2" not in marker["preview"]
     assert doc["request"]["response"] == {"ok": 1}
+
+
+@pytest.mark.parametrize("secret", [{"password": "hunter2"}, {"args": '{"token": "hunter2"}'},
+                                    {"headers": [["Cookie", "hunter2"]]}])
+def test_the_preview_of_a_large_body_is_cut_from_its_redacted_json(secret):
+    big = {**secret, "blob": "x" * 70_000}
+    preview = one(event(request={"method": "PUT", "path": "/x", "body": big}))[
+        "request"]["body"]["preview"]
+    assert "hunter2" not in preview
+    assert preview.startswith(orjson.dumps(Redactor().redact(secret)).decode()[:-1])
 
 
 def test_metadata_over_16_kib_is_refused():

@@ -233,25 +233,28 @@ def test_a_full_buffer_never_breaks_the_app(caplog):
         client.close(timeout=0.1)
 
 
-def test_a_large_body_is_cut_with_the_visible_marker(down_client):
+def test_a_large_body_is_cut_with_the_visible_marker_and_no_unredacted_preview(down_client):
     app = AuditMiddleware(_raw_app(), client=down_client, actor=lambda scope: None,
                           max_body_bytes=100)
-    body = b'{"text": "' + b"x" * 500 + b'"}'
+    # Cut JSON cannot be read for secrets: none of its text is sent.
+    body = b'{"password": "hunter2", "text": "' + b"x" * 500 + b'"}'
     asyncio.run(_asgi_messages(app, "PUT", "/items/1", body))
-    sent = down_client._queue.peek(1)[0][1]
-    assert b'"_truncated":true,"size":512' in sent
+    sent = orjson.loads(down_client._queue.peek(1)[0][1])
+    assert sent["request"]["body"] == {"_truncated": True, "size": len(body), "preview": ""}
+    # The app's response echoes the body: cut alike.
+    assert sent["request"]["response"]["preview"] == ""
 
 
 def test_a_body_nested_too_deep_is_still_recorded_and_big_numbers_keep_their_digits(
         down_client):
     app = AuditMiddleware(_raw_app(), client=down_client, actor=lambda scope: None)
-    deep = b'{"a": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}"
+    deep = b'{"password": "hunter2", "a": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}"
     asyncio.run(_asgi_messages(app, "PUT", "/items/1", deep))
     asyncio.run(_asgi_messages(app, "PUT", "/items/2", b'{"n": 123456789012345678901234567890}'))
     first, second = (orjson.loads(body) for _, body in down_client._queue.peek(2))
-    # Recorded as the server shows a body too large for it, the request still audited.
-    assert first["request"]["body"] == {"_truncated": True, "size": len(deep),
-                                        "preview": deep[:1024].decode()}
+    # Recorded as the server shows a body too large for it, the request still audited; too
+    # deep to redact, none of its text is sent.
+    assert first["request"]["body"] == {"_truncated": True, "size": len(deep), "preview": ""}
     assert second["request"]["body"] == {"n": "123456789012345678901234567890"}
 
 

@@ -265,9 +265,10 @@ class Redactor:
     joined without a break, as in `accesstoken`, are split before a name's words), each
     taken in its singular. It is secret when its words contain one of the configured
     names' words consecutively, unless a word after them says what the value describes
-    (`token_type`, `secret_name`, `token_count`) or, for a plural, a word before them
-    counts (`max_tokens`, `prompt_tokens`). A number under a key ending in a plural is a
-    count and kept (`tokens: 1523`). The value of a `[name, value]` pair in a list, and of
+    (`token_type`, `secret_name`, `token_count`; but `secret_id` is a credential) or, for a
+    plural, a word before them counts (`max_tokens`, `prompt_tokens`). A JSON number under
+    a key ending in a plural is a count and kept (`tokens: 1523`; not digits as text, nor
+    under a name configured in the plural). The value of a `[name, value]` pair in a list, and of
     a `{"name": …, "value": …}` object, is redacted when the name is secret; in strings,
     a URL's password, the values of secret `name=value` parameters and secrets inside
     JSON text are.
@@ -276,7 +277,9 @@ class Redactor:
     names: tuple[str, ...] = DEFAULT_SECRET_KEYS
     _patterns: list[tuple[str, ...]] = field(init=False, repr=False)
     _compounds: dict[str, tuple[str, ...]] = field(init=False, repr=False)
-    _suffixes: list[str] = field(init=False, repr=False)
+    _suffixes: tuple[str, ...] = field(init=False, repr=False)
+    _starting: dict[str, list[tuple[str, ...]]] = field(init=False, repr=False)
+    _plural_names: frozenset[str] = field(init=False, repr=False)
     _cache: dict[str, int] = field(init=False, repr=False, default_factory=dict)
     _suspect_words: list[bytes] = field(init=False, repr=False)
 
@@ -287,9 +290,17 @@ class Redactor:
         self._compounds = {}
         for pattern in sorted(singular, key=len):  # "api_key" wins over "apikey"
             self._compounds["".join(pattern)] = pattern
-        self._suffixes = sorted((j for j in self._compounds if len(j) >= _MIN_SUFFIX),
-                                key=len, reverse=True)
+        self._suffixes = tuple(sorted((j for j in self._compounds if len(j) >= _MIN_SUFFIX),
+                                      key=len, reverse=True))
         self._patterns = sorted({tuple(x for w in p for x in self._split(w)) for p in singular})
+        self._starting = {}
+        for pattern in self._patterns:
+            self._starting.setdefault(pattern[0], []).append(pattern)
+        # The last words of names given in the plural ("credentials"): in a key, such a word
+        # is the name itself, not a plural of it.
+        self._plural_names = frozenset(
+            self._split(_singular(words[-1]))[-1] for words in map(_key_words, self.names)
+            if words and _singular(words[-1]) != words[-1])
         # Serialised JSON with none of these words or bytes holds no secret key, no
         # fractional number, no escaped quote and no key that orjson and RFC 8785 sort
         # apart, so it needs no walk: the common case, and the fast one. Each word of a
@@ -300,9 +311,10 @@ class Redactor:
         exact = self._compounds.get(word)
         if exact is not None:
             return exact
-        for joined in self._suffixes:
-            if word.endswith(joined):
-                return (word[: -len(joined)], *self._compounds[joined])
+        if word.endswith(self._suffixes):  # one call for the common word that ends in none
+            for joined in self._suffixes:
+                if word.endswith(joined):
+                    return (word[: -len(joined)], *self._compounds[joined])
         return (word,)
 
     def secrecy(self, key: str) -> int:
@@ -311,14 +323,15 @@ class Redactor:
         verdict = self._cache.get(key)
         if verdict is None:
             verdict = self._judge(key)
-            if len(self._cache) < 10000:
+            # Long keys are judged each time: a cache of them would hold megabytes.
+            if len(key) <= _CACHED_KEY_CHARS and len(self._cache) < 10000:
                 self._cache[key] = verdict
         return verdict
 
     def is_secret(self, key: str, value: Any = None) -> bool:
         """Whether the value of key (or of a pair or parameter so named) is redacted."""
         verdict = self.secrecy(key)
-        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_number(value))
+        return verdict == SECRET or (verdict == SECRET_UNLESS_NUMBER and not _is_count(value))
 
     def _judge(self, key: str) -> int:
         words: list[str] = []
@@ -328,15 +341,26 @@ class Redactor:
             pieces = self._split(stem)
             words.extend(pieces)
             plural.extend([False] * (len(pieces) - 1))
-            plural.append(stem != raw)
-        for pattern in self._patterns:
-            n = len(pattern)
-            for i in range(len(words) - n + 1):
-                if tuple(words[i : i + n]) != pattern:
+            plural.append(stem != raw and pieces[-1] not in self._plural_names)
+        # Where the last describing and the first counting word are, found once: each match
+        # is then judged at once, so a key costs time linear in its length, however long.
+        last_describing = -1
+        first_counting = len(words)
+        for i, word in enumerate(words):
+            if word in _DESCRIBING:
+                last_describing = i
+            if word in _COUNTING and first_counting > i:
+                first_counting = i
+        starting = self._starting
+        for i, word in enumerate(words):
+            for pattern in starting.get(word, ()):
+                end = i + len(pattern)
+                if tuple(words[i:end]) != pattern:
                     continue
-                if any(w in _DESCRIBING for w in words[i + n :]):
+                if last_describing > end or (last_describing == end
+                                             and (pattern[-1], words[end]) not in _CREDENTIALS):
                     continue  # token_type, secret_name, token_count, password_changed_at
-                if plural[i + n - 1] and any(w in _COUNTING for w in words[:i]):
+                if plural[end - 1] and first_counting < i:
                     continue  # max_tokens, prompt_tokens, num_tokens
                 return SECRET_UNLESS_NUMBER if plural[-1] else SECRET
         return PLAIN
@@ -361,7 +385,8 @@ class Redactor:
 
     def _redact_parameter(self, match: re.Match[str]) -> str:
         name, value = match[1], match[2]
-        if value and self.is_secret(_PERCENT_ESCAPE.sub(" ", name), value):
+        if value and self.is_secret(_PERCENT_ESCAPE.sub(" ", name) if "%" in name else name,
+                                    value):
             return f"{name}={REDACTED}"
         return match[0]
 
@@ -373,18 +398,24 @@ class Redactor:
             return True
         if not encoded.isascii() and _PAST_U_E000.search(encoded) is not None:
             return True
+        if self.mentions_secret(encoded):
+            return True
+        return not _nests_at_most(encoded, levels)
+
+    def mentions_secret(self, encoded: bytes) -> bool:
+        """False only when JSON text without escapes surely holds no key, pair, parameter
+        or URL that is redacted: none of the names' words (in any case), no URL password."""
         lowered = encoded.lower()
         for word in self._suspect_words:  # a plain loop: a generator costs 1.3 µs more
             if word in lowered:
                 return True
         # A URL's password is redacted whatever the names: any scheme://user:pass@.
-        if b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None:
-            return True
-        return not _nests_at_most(encoded, levels)
+        return b"://" in encoded and _USERINFO_BYTES.search(encoded) is not None
 
 
 PLAIN, SECRET, SECRET_UNLESS_NUMBER = 0, 1, 2
-_NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# Keys this long or shorter are judged once; longer ones (rare, or an attack) each time.
+_CACHED_KEY_CHARS = 256
 # Joined words this long or longer are found at the end of a word ("accesstoken"); shorter
 # ones ("pwd", "auth") only as whole words, so that "oauth" is not "o auth".
 _MIN_SUFFIX = 5
@@ -398,6 +429,9 @@ _DESCRIBING = frozenset((
     "provider", "scheme", "status", "error", "version", "format", "alg", "algorithm",
     "scope", "strength", "created", "changed", "updated", "rotated",
 ))
+# A name's last word and a describing word right after it that together name a credential,
+# not describe one: Vault AppRole's secret_id is the secret, where token_id names a token.
+_CREDENTIALS = frozenset((("secret", "id"), ("secret", "ids")))
 # Words before a plural name that make the key a count ("prompt_tokens: 12").
 _COUNTING = frozenset((
     "count", "num", "number", "n", "total", "max", "min", "limit", "used", "remaining",
@@ -429,11 +463,10 @@ def _suspects(patterns: list[tuple[str, ...]]) -> list[str]:
     return sorted(w for w in words if not any(o != w and o in w for o in words))
 
 
-def _is_number(value: Any) -> bool:
-    """Whether value is a number, or text of one (a header's or a parameter's value)."""
+def _is_count(value: Any) -> bool:
+    """Whether value is a JSON number; digits as text (a PIN, a one-time code) are not."""
     kind = type(value)
-    return kind is int or kind is float or (kind is str
-                                            and _NUMBER_TEXT.fullmatch(value) is not None)
+    return kind is int or kind is float
 
 
 def _redact_password(match: re.Match[str]) -> str:
@@ -441,7 +474,8 @@ def _redact_password(match: re.Match[str]) -> str:
 
 
 def _singular(word: str) -> str:
-    if len(word) > 3 and word[-1] == "s" and word[-2] != "s":
+    """word without a plural's s; words in -ss, -us and -is (pass, status, analysis) are kept."""
+    if len(word) > 3 and word[-1] == "s" and word[-2] not in "sui":
         return word[:-1]
     return word
 
@@ -495,6 +529,13 @@ _PLAIN_JSON = (orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME
 # Values whose JSON is this short are walked at once: the walk costs less than the checks
 # that would spare it (measured: 0.6 against 2.5 µs for a 60-byte body).
 SMALL_JSON = 256
+# What JSON text held in a string starts with, after any white space (RFC 8259): an object,
+# an array, or a string (JSON encoded twice).
+_JSON_TEXT_STARTS = ("{", "[", '"')
+_JSON_SPACES = " \t\n\r"
+_JSON_SPACE = tuple(_JSON_SPACES)
+# orjson's messages for JSON it reads but will not hold (other errors mean it is not JSON).
+_UNREADABLE_JSON = ("depth limit exceeded", "number is infinity")
 # Keys naming the value of a {"name": …, "value": …} object (HAR, Postman, AWS tags).
 _NAMED_VALUE_KEYS = (("name", "value"), ("key", "value"), ("Name", "Value"), ("Key", "Value"))
 
@@ -538,7 +579,9 @@ class _JsonWalk:
     def copy(self, value: Any, depth: int = 0) -> Any:
         kind = type(value)
         if kind is str:
-            if value.startswith(("{", "[")):
+            if value.startswith(_JSON_TEXT_STARTS) or (
+                    value.startswith(_JSON_SPACE) and value.lstrip(_JSON_SPACES).startswith(
+                        _JSON_TEXT_STARTS)):
                 value = self._json_text(value)
             if "=" in value or "@" in value:
                 redacted = self.redactor.redact_text(value)
@@ -558,7 +601,7 @@ class _JsonWalk:
                     # orjson sorts keys by code point, RFC 8785 by UTF-16 unit.
                     self.needs_exact_jcs = True
                 verdict = secrecy(key)
-                if key == named or (verdict and (verdict == SECRET or not _is_number(item))):
+                if key == named or (verdict and (verdict == SECRET or not _is_count(item))):
                     out[key] = REDACTED
                     self.redacted = True
                 else:
@@ -613,19 +656,34 @@ class _JsonWalk:
 
     def _json_text(self, text: str) -> str:
         """JSON text held in a string (a tool call's arguments, a HAR body) with its
-        secrets redacted, rewritten only when it had some."""
+        secrets redacted, rewritten only when it had some; "[REDACTED]" whole when it is
+        JSON that cannot be walked (too deep, a number past a double) and may hold one."""
         try:
             parsed = loads_json(text.encode())
-        except ValueError:
-            return text
+        except ValueError as exc:
+            if isinstance(exc, orjson.JSONDecodeError) and not exc.msg.startswith(
+                    _UNREADABLE_JSON):
+                return text  # not JSON: free text
+            return self._unreadable(text)
         # Its own walk: numbers inside a string do not make the event need exact JCS, and
-        # a string is no nesting of the event's (too deep to walk, it is kept as text).
+        # a string is no nesting of the event's.
         walk = _JsonWalk(self.redactor)
         copied = walk.copy(parsed)
-        if walk.problem or not walk.redacted:
+        if walk.problem:
+            return self._unreadable(text)
+        if not walk.redacted:
             return text  # nothing else in it changes, numbers included
         self.redacted = True
         return orjson.dumps(copied).decode()
+
+    def _unreadable(self, text: str) -> str:
+        """JSON text whose secrets cannot be found one by one: "[REDACTED]" unless it surely
+        holds none (no string at all, or no escape, name's word or URL password)."""
+        if '"' in text and ("\\" in text or self.redactor.mentions_secret(
+                text.encode("utf-8", "surrogatepass"))):
+            self.redacted = True
+            return REDACTED
+        return text
 
     def _too_deep(self, value: Any) -> Any:
         self.problem = f"is nested more than {MAX_JSON_DEPTH} levels deep (arrays and objects)"

@@ -18,7 +18,6 @@ import uuid_utils
 
 from sealog.client import BufferFull, SealogClient
 from sealog.events import (
-    BODY_PREVIEW_CHARS,
     CATEGORIES,
     DEFAULT_SECRET_KEYS,
     MAX_BODY_BYTES,
@@ -120,9 +119,9 @@ class _BoundedBody:
             return None
 
     def marker(self) -> dict[str, Any]:
-        """The server's truncation marker for this body."""
-        return {"_truncated": True, "size": self.size,
-                "preview": b"".join(self.chunks)[:BODY_PREVIEW_CHARS].decode("utf-8", "replace")}
+        """The server's truncation marker for this body, with no preview: JSON cut short or
+        nested too deep cannot be redacted, so none of its text is sent."""
+        return {"_truncated": True, "size": self.size, "preview": ""}
 
 
 class AuditMiddleware:
