@@ -23,7 +23,7 @@ from sealog import auth, times
 from sealog.api.app import create_app
 from sealog.config import Settings, SettingsError
 from sealog.events import MAX_BATCH_BYTES, MAX_JSON_DEPTH
-from sealog.store import sqlite as sqlite_store
+from sealog.store.sqlite import store as sqlite_store
 
 from conftest import event
 

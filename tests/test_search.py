@@ -13,7 +13,7 @@ from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
 from sealog.search import QueryTooCostly, SearchSyntaxError, build_filter, parse_query, words
-from sealog.store import sqlite as sqlite_store
+from sealog.store.sqlite import store as sqlite_store
 
 from conftest import event
 

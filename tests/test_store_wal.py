@@ -18,7 +18,7 @@ from sealog.ingest import ingest
 from sealog.ledger import checkpoint, merkle, tree
 from sealog.ledger.note import Signer
 from sealog.store import StorageFull, open_store
-from sealog.store import sqlite as sqlite_store
+from sealog.store.sqlite import store as sqlite_store
 
 from conftest import empty_wal, fill_disk, wait_for
 

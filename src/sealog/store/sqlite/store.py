@@ -34,8 +34,8 @@ from sealog.store.base import (
     StoredDoc,
     UserRow,
 )
-from sealog.store.fts5 import Fts5Query, fts5_query
 from sealog.store.sqlfilter import Dialect, base_where, match_where
+from sealog.store.sqlite.fts5 import Fts5Query, fts5_query
 from sealog.times import TimeRange
 
 DIALECT = Dialect(param="?", contains="instr({column}, {param}) > 0")
