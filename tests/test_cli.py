@@ -192,3 +192,17 @@ def test_demo_shows_its_login_at_once_when_its_output_is_a_pipe(tmp_path):
         proc.wait(timeout=30)
         reader.join(timeout=10)
         proc.stdout.close()
+
+
+def test_migrate_applies_what_is_pending_once(capsys, tmp_path, postgres_url):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code, out, _ = run(capsys, "migrate", "--database-url", url, "--json")
+    assert code == 0 and "0001_init.sql" in json.loads(out)["applied"]
+    code, out, _ = run(capsys, "migrate", "--database-url", url)
+    assert code == 0 and out.strip() == "Nothing to apply: up to date"
+    code, out, _ = run(capsys, "migrate", "--database-url", postgres_url)
+    assert code == 0 and out.startswith("Applied 0001_init.sql")
+    assert run(capsys, "migrate", "--database-url", postgres_url)[1].strip() == (
+        "Nothing to apply: up to date")
+    code, _, err = run(capsys, "migrate", "--database-url", "mysql://db/sealog")
+    assert code == 2 and "sqlite:///" in err

@@ -185,3 +185,28 @@ def test_failed_sign_ins_before_the_upgrade_go_on_counting_in_the_org_of_their_e
                                 ("nobody@example.com",)).fetchone() == (0,)
     finally:
         store.close()
+
+
+_OPENER = """
+import sys
+from sealog.store import open_store
+open_store(sys.argv[1]).close()
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_database_at_once_apply_each_migration_once(tmp_path):
+    import subprocess
+    import sys
+
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
+        openers = [subprocess.Popen([sys.executable, "-c", _OPENER, url],
+                                    stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        failures = [p.stderr.read() for p in openers if p.wait(timeout=120) != 0]
+        for p in openers:
+            p.stderr.close()
+        assert not failures, failures[0]
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+        assert len(versions) == len(set(versions)) >= 8

@@ -19,7 +19,7 @@ from sealog.config import Settings, SettingsError
 from sealog.events import Redactor, recorded_by_api_key
 from sealog.ingest import ingest
 from sealog.ledger import checkpoint
-from sealog.store import Store, open_store
+from sealog.store import Store, migrate, open_store
 from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org
 
 
@@ -425,6 +425,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = migrate(_settings(args).resolved_database_url)
+    _print(args, {"applied": applied},
+           "\n".join(f"Applied {name}" for name in applied) or "Nothing to apply: up to date")
+    return 0
+
+
 def cmd_log_key(args: argparse.Namespace) -> int:
     settings = _settings(args)
     path = settings.resolved_signing_key_file
@@ -595,6 +602,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", action="append", help="repeatable")
     p.add_argument("--q", help="search, as in the API")
     p.add_argument("-o", "--output", required=True, help="the file to write")
+
+    p = _command(sub, "migrate", "Apply the database's pending schema migrations now (serve "
+                 "and the other commands apply them on open too; on PostgreSQL one process at "
+                 "a time).", "sealog migrate --database-url sqlite:////var/lib/sealog/sealog.db",
+                 cmd_migrate)
+    _add_db(p)
+    _add_json(p)
 
     p = _command(sub, "log-key", "Print the log's verifier key (made on first use); --rotate "
                  "starts a new signing key and keeps the old one as a verifier.",

@@ -18,4 +18,18 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: in
     raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db")
 
 
-__all__ = ["Conflict", "NotFound", "StorageFull", "Store", "open_store"]
+def migrate(url: str) -> list[str]:
+    """Applies the migrations the database a URL names lacks; returns their names, in
+    order. Safe beside other processes opening it: each migration is applied once."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from sealog.store.postgres.migrations import migrate as migrate_postgres
+
+        return migrate_postgres(url)
+    from sealog.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(url)  # refuses a URL that is not SQLite's, naming both forms
+    store.close()
+    return store.applied_migrations
+
+
+__all__ = ["Conflict", "NotFound", "StorageFull", "Store", "migrate", "open_store"]

@@ -505,6 +505,7 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self.applied_migrations: list[str] = []  # by this opening, in order
         self._migrate()
         self._wal_checkpointer = _WalCheckpointer(self.path, self._synchronous)
 
@@ -581,6 +582,12 @@ class SQLiteStore:
                 if name in done:
                     continue
                 conn.execute("BEGIN IMMEDIATE")
+                # Another process opening the file at the same time may have applied it
+                # while this one waited for the lock: read again under it.
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                (name,)).fetchone():
+                    conn.execute("COMMIT")
+                    continue
                 try:
                     for statement in _statements(sql):
                         conn.execute(statement)
@@ -593,6 +600,7 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+                self.applied_migrations.append(name)
 
     # -- orgs and keys ---------------------------------------------------------------
 
