@@ -4,18 +4,23 @@ writers do at once (claiming jobs, counting attempts, the owner rule) stays righ
 
 from __future__ import annotations
 
+import os
+import pwd
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from sealog import auth, times
-from sealog.store import Conflict, NotFound, Store
+from sealog.store import Conflict, NotFound, StorageFull, Store
 from sealog.store.base import ExportRow, SessionRow, UserRow
 from sealog.store.postgres.store import DEFAULT_POOL_SIZE, split_url
 
-from conftest import open_test_store
+from conftest import fill_disk, open_test_store
 
 PASSWORD = "correct horse battery"
 BACKENDS = ["sqlite", "postgresql"]
@@ -347,3 +352,68 @@ def test_a_store_of_one_connection_serves_reads_and_writes(postgres_url):
         store.close()
     with pytest.raises(RuntimeError, match="closed"):
         store.get_user(user.id)
+
+
+@pytest.fixture
+def postgres_small_tablespace(postgres_url: str) -> Iterator[tuple[str, Path]]:
+    """A tablespace (its name and folder) on an 8 MiB filesystem of its own (tmpfs, root to
+    mount); skips unless the server runs here as the OS user postgres."""
+    import psycopg
+
+    try:
+        server_user = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no OS user postgres: the server does not run on this machine")
+    folder = Path(tempfile.mkdtemp(prefix="sealog-pg-disk-"))
+    name = f"sealog_small_{os.getpid()}"  # tablespaces are the server's, not the database's
+    folder.chmod(0o755)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o",
+         f"size=8m,uid={server_user.pw_uid},gid={server_user.pw_gid},mode=0700",
+         "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        folder.rmdir()
+        pytest.skip(f"cannot mount a small filesystem: {mounted.stderr.strip()}")
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            try:
+                conn.execute(f"CREATE TABLESPACE {name} LOCATION '{folder}'")
+            except psycopg.Error as exc:
+                pytest.skip(f"the server cannot make a tablespace in {folder}: {exc}")
+        try:
+            yield name, folder
+        finally:
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                for (table,) in conn.execute(
+                        "SELECT relname FROM pg_class WHERE reltablespace = "
+                        "(SELECT oid FROM pg_tablespace WHERE spcname = %s) "
+                        "AND relkind = 'r'", (name,)).fetchall():
+                    conn.execute(f"ALTER TABLE {table} SET TABLESPACE pg_default")
+                conn.execute(f"DROP TABLESPACE {name}")
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+        folder.rmdir()
+
+
+def test_a_full_disk_is_storage_full_and_the_write_succeeds_once_space_is_freed(
+        postgres_url, postgres_small_tablespace):
+    import psycopg
+
+    tablespace, folder = postgres_small_tablespace
+    store = open_test_store(postgres_url)
+    try:
+        auth.create_org(store=store, name="Acme", org_id="acme")
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE exports SET TABLESPACE {tablespace}")
+        ballast = fill_disk(folder)
+        big = replace(_export("exp_big"), params=os.urandom(64 * 1024).hex())
+        with pytest.raises(StorageFull, match="no room to write"):
+            with store.writing() as tx:
+                tx.insert_export(big)
+        assert store.get_export("acme", "exp_big") is None
+        ballast.unlink()
+        with store.writing() as tx:
+            tx.insert_export(big)
+        assert store.get_export("acme", "exp_big") == big
+    finally:
+        store.close()
