@@ -205,20 +205,21 @@ class _Tx:
     def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         # The upsert locks the org's email row first (a new row: the unique key), so that a
         # concurrent attempt waits and then sees this one.
-        (before,) = self._one(
+        counted = self._one(
             "INSERT INTO login_failures AS f (org_id, email, failed_at, last_failed_at) "
             "VALUES (%(org)s, %(email)s, ARRAY[%(at)s::bigint], %(at)s) "
             "ON CONFLICT (org_id, email) DO UPDATE SET failed_at = ARRAY(SELECT t FROM "
             "unnest(f.failed_at) AS t WHERE t >= %(since)s) || %(at)s::bigint, "
             "last_failed_at = greatest(f.last_failed_at, %(at)s) "
             "RETURNING cardinality(f.failed_at) - 1",
-            {"org": org_id, "email": email, "at": at, "since": since}) or (0,)
+            {"org": org_id, "email": email, "at": at, "since": since})
+        assert counted is not None  # an upsert returns its row
         # Other accounts' old rows: those another attempt holds are left for a later one,
         # since waiting on them could deadlock with it.
         self.conn.execute(
             "DELETE FROM login_failures WHERE (org_id, email) IN (SELECT org_id, email "
             "FROM login_failures WHERE last_failed_at < %s FOR UPDATE SKIP LOCKED)", (since,))
-        return before
+        return counted[0]
 
     def clear_login_failures(self, org_id: str, email: str) -> None:
         self.conn.execute("DELETE FROM login_failures WHERE org_id = %s AND email = %s",
