@@ -234,6 +234,16 @@ def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> Iterat
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def open_test_store(url: str) -> Store:
+    """The store a sqlite:/// or postgresql:// URL names, PostgreSQL's opened directly while
+    open_store still refuses it (the PostgreSQL store lacks events and search)."""
+    if url.startswith("postgresql://"):
+        from sealog.store.postgres.store import PostgresStore
+
+        return PostgresStore(url)  # type: ignore[return-value]  # not yet a whole Store
+    return open_store(url)
+
+
 def fill_disk(folder: Path, *, leave: int = 0) -> Path:
     """A ballast file in folder that fills its filesystem, up to about `leave` bytes."""
     ballast = folder / "ballast"

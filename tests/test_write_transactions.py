@@ -12,12 +12,16 @@ import pytest
 
 from sealog import auth, times
 from sealog.events import Redactor
-from sealog.store import Conflict, Store, open_store
+from sealog.store import Conflict, Store
 from sealog.store.base import ExportRow, SessionRow, UserRow
+
+from conftest import open_test_store
 
 PASSWORD = "correct horse battery"
 ROUNDS = 10
-# "postgresql" joins once open_store opens a PostgreSQL URL (the postgres_url fixture).
+TOKEN_HASH = bytes(range(32))  # a session token's hash: 32 bytes
+# "postgresql" (the postgres_url fixture, opened by open_test_store) joins once the
+# PostgreSQL store stores events: every change here records its audit event.
 BACKENDS = ["sqlite"]
 
 
@@ -32,7 +36,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
 @pytest.fixture
 def two_stores(store_url: str) -> Iterator[tuple[Store, Store]]:
     """Two stores open on one database, as two server processes would be."""
-    first, second = open_store(store_url), open_store(store_url)
+    first, second = open_test_store(store_url), open_test_store(store_url)
     try:
         yield first, second
     finally:
@@ -168,10 +172,10 @@ def test_a_duplicate_insert_is_the_stores_conflict_naming_what_is_taken(two_stor
                          created_at=times.now_us(), expires_at=times.now_us() + 10**9,
                          revoked_at=None)
     with store.writing() as tx:
-        tx.insert_session(b"token", session)
+        tx.insert_session(TOKEN_HASH, session)
     with pytest.raises(Conflict, match="session with this token or id .'ses_1'. already"):
         with store.writing() as tx:
-            tx.insert_session(b"token", session)
+            tx.insert_session(TOKEN_HASH, session)
     with store.writing() as tx:
         tx.insert_export(_export_row("exp_1"))
     # A refused write rolls back its whole transaction.

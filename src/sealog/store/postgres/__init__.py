@@ -1,3 +1,3 @@
-"""The PostgreSQL store's parts: schema migrations, partition upkeep, search tokens and the
-tables' roles on a sharded PostgreSQL. The store itself is in progress: open_store still
-refuses postgresql:// URLs."""
+"""The PostgreSQL store's parts: schema migrations, partition upkeep, search tokens, the
+tables' roles on a sharded PostgreSQL, and the store (store.py), in progress: it has no
+events yet, so open_store still refuses postgresql:// URLs."""

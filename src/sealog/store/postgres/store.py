@@ -1,0 +1,469 @@
+"""The PostgreSQL store: a pool of connections, many writers at once, each write transaction
+READ COMMITTED with the row locks its reads name (base.WriteTx).
+
+Not yet here: events, search, the Merkle tree and checkpoints; open_store does not return
+this store until they are."""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from sealog.store.base import (
+    ApiKeyRow,
+    Conflict,
+    ExportRow,
+    LogHead,
+    NotFound,
+    Org,
+    SessionRow,
+    StorageFull,
+    UserRow,
+)
+from sealog.store.postgres.migrations import migrate
+
+# Connections a store keeps at most (the URL's ?pool_size= sets it): each thread that reads
+# or writes holds one while it does, and waits for one when all are taken.
+DEFAULT_POOL_SIZE = 8
+# How long a read or a write waits for a free connection before it fails (seconds).
+POOL_TIMEOUT = 30.0
+
+_EXPORT_COLUMNS = (
+    "id, org_id, name, format, params, snapshot_size, status, progress, row_count, "
+    "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
+    "lease_owner, lease_expires_at, attempts, file_path"
+)
+_KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
+                "last_used_at, created_by")
+_USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
+_SESSION_COLUMNS = "id, user_id, csrf_token, created_at, expires_at, revoked_at"
+
+
+def _columns(columns: str, table: str) -> str:
+    """columns, each prefixed with a table's alias."""
+    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
+
+
+def split_url(url: str) -> tuple[str, int]:
+    """The connection string a postgresql:// URL names, without its pool_size parameter,
+    and the pool size (DEFAULT_POOL_SIZE when absent); refuses other URLs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{url!r} is not a PostgreSQL URL; write postgresql://host/dbname")
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    sizes = [v for k, v in query if k == "pool_size"]
+    size = DEFAULT_POOL_SIZE
+    if sizes:
+        if len(sizes) > 1 or not sizes[0].isdigit() or int(sizes[0]) < 1:
+            raise ValueError(f"pool_size in the database URL must be one whole number of "
+                             f"connections, 1 or more, not {', '.join(sizes)!r}")
+        size = int(sizes[0])
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k != "pool_size"])
+    return parts._replace(query=rest).geturl(), size
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The store's exceptions for a write the database refused: Conflict, or StorageFull
+    when its disk is full."""
+    try:
+        yield
+    except psycopg.errors.DiskFull as exc:
+        raise StorageFull(f"no room to write the PostgreSQL database: {exc}") from exc
+    except psycopg.IntegrityError as exc:
+        raise Conflict(f"the database refused the write: {exc}") from exc
+
+
+def _key_row(r: tuple) -> ApiKeyRow:
+    return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7], r[8])
+
+
+def _head(size: int, packed: bytes) -> LogHead:
+    return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
+
+
+class _Tx:
+    """A write transaction on one pooled connection (base.WriteTx, less the events)."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def _one(self, sql: str, params: tuple | dict = ()) -> tuple | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    # An insert whose key is taken inserts nothing (ON CONFLICT DO NOTHING): a failed
+    # statement would abort the whole transaction, where SQLite's lets it go on. Ids that
+    # SQLite keys alone are keyed by org here, so the insert also looks the id up across orgs.
+
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        cursor = self.conn.execute(
+            "INSERT INTO orgs (id, name, created_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING", (org_id, name, created_at))
+        if cursor.rowcount != 1:
+            raise Conflict(f"org {org_id!r} already exists")
+        return Org(org_id, name, created_at, 0)
+
+    def lock_members(self, org_id: str) -> list[UserRow]:
+        rows = self.conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE org_id = %s AND removed_at IS NULL "
+            "ORDER BY created_at, id FOR UPDATE", (org_id,))
+        return [UserRow(*r) for r in rows]
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        r = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s FOR SHARE", (user_id,))
+        return UserRow(*r) if r else None
+
+    def insert_user(self, row: UserRow) -> None:
+        cursor = self.conn.execute(
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (row.id, row.org_id, row.email, row.name, row.role, row.password_hash,
+             row.created_at, row.removed_at))
+        if cursor.rowcount != 1:
+            raise Conflict(f"a user with email {row.email!r} already exists in this org")
+
+    def _lock_live_user(self, org_id: str, user_id: str) -> UserRow:
+        r = self._one(
+            f"SELECT {_USER_COLUMNS} FROM users "
+            "WHERE org_id = %s AND id = %s AND removed_at IS NULL FOR UPDATE",
+            (org_id, user_id))
+        if r is None:
+            raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
+        return UserRow(*r)
+
+    def set_user_role(self, *, org_id: str, user_id: str, role: str) -> UserRow:
+        r = self._one(
+            f"UPDATE users SET role = %s WHERE org_id = %s AND id = %s AND removed_at IS NULL "
+            f"RETURNING {_USER_COLUMNS}", (role, org_id, user_id))
+        if r is None:
+            raise NotFound(f"user {user_id!r} does not exist in org {org_id!r}")
+        return UserRow(*r)
+
+    def remove_user(self, *, org_id: str, user_id: str, at: int) -> UserRow:
+        user = self._lock_live_user(org_id, user_id)  # returned as it was, as on SQLite
+        self.conn.execute("UPDATE users SET removed_at = %s WHERE org_id = %s AND id = %s",
+                          (at, org_id, user_id))
+        self.conn.execute(
+            "UPDATE sessions SET revoked_at = %s "
+            "WHERE org_id = %s AND user_id = %s AND revoked_at IS NULL", (at, org_id, user_id))
+        return user
+
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        cursor = self.conn.execute(
+            "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
+            "created_by) SELECT %(id)s, %(org)s, %(name)s, %(hash)s, %(scopes)s, %(at)s, "
+            "%(by)s WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE id = %(id)s) "
+            "ON CONFLICT DO NOTHING",
+            {"id": row.id, "org": row.org_id, "name": row.name, "hash": row.secret_hash,
+             "scopes": " ".join(row.scopes), "at": row.created_at, "by": row.created_by})
+        if cursor.rowcount != 1:
+            raise Conflict(f"an API key with id {row.id!r} already exists")
+
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        self.conn.execute(
+            "UPDATE api_keys SET revoked_at = %s "
+            "WHERE org_id = %s AND id = %s AND revoked_at IS NULL", (at, org_id, key_id))
+        r = self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = %s AND id = %s",
+                      (org_id, key_id))
+        if r is None:
+            raise NotFound(f"API key {key_id!r} does not exist in org {org_id!r}")
+        return _key_row(r)
+
+    def revoke_api_keys_created_by(self, *, org_id: str, user_id: str,
+                                   at: int) -> list[ApiKeyRow]:
+        rows = self.conn.execute(
+            "UPDATE api_keys SET revoked_at = %s "
+            "WHERE org_id = %s AND created_by = %s AND revoked_at IS NULL "
+            f"RETURNING {_KEY_COLUMNS}", (at, org_id, user_id)).fetchall()
+        return sorted((_key_row(r) for r in rows), key=lambda k: (k.created_at, k.id))
+
+    def insert_session(self, token_hash: bytes, row: SessionRow) -> None:
+        # The session's org is its user's; no such user leaves org_id NULL, which the
+        # database refuses (a Conflict, as SQLite's foreign key).
+        cursor = self.conn.execute(
+            "INSERT INTO sessions (org_id, token_hash, id, user_id, csrf_token, created_at, "
+            "expires_at, revoked_at) SELECT (SELECT org_id FROM users WHERE id = %(user)s), "
+            "%(token)s, %(id)s, %(user)s, %(csrf)s, %(created)s, %(expires)s, %(revoked)s "
+            "WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE token_hash = %(token)s) "
+            "ON CONFLICT DO NOTHING",
+            {"user": row.user_id, "token": token_hash, "id": row.id, "csrf": row.csrf_token,
+             "created": row.created_at, "expires": row.expires_at, "revoked": row.revoked_at})
+        if cursor.rowcount != 1:
+            raise Conflict(f"a session with this token or id ({row.id!r}) already exists")
+
+    def revoke_session(self, token_hash: bytes, at: int) -> None:
+        self.conn.execute(
+            "UPDATE sessions SET revoked_at = %s WHERE token_hash = %s AND revoked_at IS NULL",
+            (at, token_hash))
+
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
+        # The upsert locks the org's email row first (a new row: the unique key), so that a
+        # concurrent attempt waits and then sees this one.
+        counted = self._one(
+            "INSERT INTO login_failures AS f (org_id, email, failed_at, last_failed_at) "
+            "VALUES (%(org)s, %(email)s, ARRAY[%(at)s::bigint], %(at)s) "
+            "ON CONFLICT (org_id, email) DO UPDATE SET failed_at = ARRAY(SELECT t FROM "
+            "unnest(f.failed_at) AS t WHERE t >= %(since)s) || %(at)s::bigint, "
+            "last_failed_at = greatest(f.last_failed_at, %(at)s) "
+            "RETURNING cardinality(f.failed_at) - 1",
+            {"org": org_id, "email": email, "at": at, "since": since})
+        assert counted is not None  # an upsert returns its row
+        # Other accounts' old rows: those another attempt holds are left for a later one,
+        # since waiting on them could deadlock with it.
+        self.conn.execute(
+            "DELETE FROM login_failures WHERE (org_id, email) IN (SELECT org_id, email "
+            "FROM login_failures WHERE last_failed_at < %s FOR UPDATE SKIP LOCKED)", (since,))
+        return counted[0]
+
+    def clear_login_failures(self, org_id: str, email: str) -> None:
+        self.conn.execute("DELETE FROM login_failures WHERE org_id = %s AND email = %s",
+                          (org_id, email))
+
+    def insert_export(self, row: ExportRow) -> None:
+        values = dict(row.__dict__)
+        marks = ", ".join(f"%({name})s" for name in values)
+        cursor = self.conn.execute(
+            f"INSERT INTO exports ({_EXPORT_COLUMNS}) SELECT {marks} WHERE NOT EXISTS "
+            "(SELECT 1 FROM exports WHERE id = %(id)s) ON CONFLICT DO NOTHING", values)
+        if cursor.rowcount != 1:
+            raise Conflict(f"an export with id {row.id!r} already exists")
+
+    def lock_export(self, org_id: str, export_id: str) -> ExportRow | None:
+        r = self._one(
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = %s AND id = %s FOR UPDATE",
+            (org_id, export_id))
+        return ExportRow(*r) if r else None
+
+    def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
+        row = self.lock_export(org_id, export_id)
+        if row is None:
+            raise NotFound(f"export {export_id!r} does not exist")
+        if row.status not in ("queued", "running"):
+            raise Conflict(f"export {export_id} is {row.status}; only a queued or running "
+                           "export can be cancelled")
+        r = self._one(
+            "UPDATE exports SET status = 'cancelled', finished_at = %s, lease_owner = NULL, "
+            "lease_expires_at = NULL WHERE org_id = %s AND id = %s "
+            f"RETURNING {_EXPORT_COLUMNS}", (now, org_id, export_id))
+        assert r is not None  # locked above
+        return ExportRow(*r)
+
+
+class PostgresStore:
+    """A Sealog database on PostgreSQL (postgresql://…[?pool_size=N]); safe to share
+    between threads. Migrations run on open."""
+
+    def __init__(self, url: str):
+        self.url = url
+        conninfo, size = split_url(url)
+        migrate(conninfo)
+        self._pool = ConnectionPool(
+            conninfo, min_size=1, max_size=size, timeout=POOL_TIMEOUT, open=True,
+            kwargs={"autocommit": True}, configure=self._configure, name="sealog")
+        self._local = threading.local()
+        self._closed = False
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection) -> None:
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+
+    def close(self) -> None:
+        """Closes every connection; the store cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit: each statement sees what was committed."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def ping(self) -> None:
+        self._one("SELECT 1")
+
+    @contextmanager
+    def writing(self) -> Iterator[_Tx]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        if getattr(self._local, "writing", False):  # else a second connection of this
+            # thread would wait on the rows the first locked
+            raise RuntimeError("this thread already has a write transaction open; pass that "
+                               "transaction to what must be stored in it")
+        self._local.writing = True
+        try:
+            with _refusals(), self._pool.connection() as conn, conn.transaction():
+                yield _Tx(conn)
+        finally:
+            self._local.writing = False
+
+    # -- orgs and log keys -----------------------------------------------------------
+
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        with self.writing() as tx:
+            return tx.create_org(org_id=org_id, name=name, created_at=created_at)
+
+    def get_org(self, org_id: str) -> Org:
+        row = self._one("SELECT id, name, created_at, log_size FROM orgs WHERE id = %s",
+                        (org_id,))
+        if row is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        return Org(*row)
+
+    def list_orgs(self) -> list[Org]:
+        rows = self._all("SELECT id, name, created_at, log_size FROM orgs ORDER BY created_at, id")
+        return [Org(*r) for r in rows]
+
+    def log_head(self, org_id: str) -> LogHead:
+        row = self._one("SELECT log_size, compact_range FROM orgs WHERE id = %s", (org_id,))
+        if row is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        return _head(*row)
+
+    def add_log_key(self, vkey: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute("INSERT INTO log_keys (vkey, created_at) VALUES (%s, %s) "
+                            "ON CONFLICT DO NOTHING", (vkey, at))
+
+    def retire_log_key(self, vkey: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute(
+                "UPDATE log_keys SET retired_at = %s WHERE vkey = %s AND retired_at IS NULL",
+                (at, vkey))
+
+    def log_keys(self) -> list[tuple[str, int, int | None]]:
+        return [(r[0], r[1], r[2]) for r in self._all(
+            "SELECT vkey, created_at, retired_at FROM log_keys ORDER BY created_at, vkey")]
+
+    # -- API keys --------------------------------------------------------------------
+
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        with self.writing() as tx:
+            tx.insert_api_key(row)
+
+    def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        r = self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+        return _key_row(r) if r else None
+
+    def list_api_keys(self, org_id: str) -> list[ApiKeyRow]:
+        rows = self._all(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE org_id = %s ORDER BY created_at, id",
+            (org_id,))
+        return [_key_row(r) for r in rows]
+
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        with self.writing() as tx:
+            return tx.revoke_api_key(org_id=org_id, key_id=key_id, at=at)
+
+    def touch_api_key(self, key_id: str, at: int) -> None:
+        with self.writing() as tx:
+            tx.conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (at, key_id))
+
+    # -- users, sessions and sign-in attempts ----------------------------------------
+
+    def insert_user(self, row: UserRow) -> None:
+        with self.writing() as tx:
+            tx.insert_user(row)
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        r = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (user_id,))
+        return UserRow(*r) if r else None
+
+    def user_with_email(self, org_id: str, email: str) -> UserRow | None:
+        r = self._one(
+            f"SELECT {_USER_COLUMNS} FROM users "
+            "WHERE org_id = %s AND email = %s AND removed_at IS NULL", (org_id, email))
+        return UserRow(*r) if r else None
+
+    def list_users(self, org_id: str) -> list[UserRow]:
+        rows = self._all(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE org_id = %s AND removed_at IS NULL "
+            "ORDER BY created_at, id", (org_id,))
+        return [UserRow(*r) for r in rows]
+
+    def get_session(self, token_hash: bytes) -> SessionRow | None:
+        r = self._one(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = %s",
+                      (token_hash,))
+        return SessionRow(*r) if r else None
+
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
+        with self.writing() as tx:
+            return tx.record_login_attempt(org_id, email, at, since=since)
+
+    def clear_login_failures(self, org_id: str, email: str) -> None:
+        with self.writing() as tx:
+            tx.clear_login_failures(org_id, email)
+
+    # -- exports ---------------------------------------------------------------------
+
+    def get_export(self, org_id: str, export_id: str) -> ExportRow | None:
+        r = self._one(f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = %s AND id = %s",
+                      (org_id, export_id))
+        return ExportRow(*r) if r else None
+
+    def list_exports(self, org_id: str) -> list[ExportRow]:
+        rows = self._all(
+            f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = %s "
+            "ORDER BY created_at DESC, id DESC", (org_id,))
+        return [ExportRow(*r) for r in rows]
+
+    def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
+        with self.writing() as tx:
+            r = tx.conn.execute(
+                "UPDATE exports e SET status = 'running', lease_owner = %(owner)s, "
+                "lease_expires_at = %(until)s, attempts = e.attempts + 1, progress = 0, "
+                "started_at = coalesce(e.started_at, %(now)s) FROM (SELECT org_id, id "
+                "FROM exports WHERE status = 'queued' OR (status = 'running' "
+                "AND lease_expires_at < %(now)s) ORDER BY created_at LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED) AS job WHERE e.org_id = job.org_id AND e.id = job.id "
+                f"RETURNING {_columns(_EXPORT_COLUMNS, 'e')}",
+                {"owner": owner, "until": now + lease_us, "now": now}).fetchone()
+        return ExportRow(*r) if r else None
+
+    def renew_export(self, *, export_id: str, owner: str, now: int, lease_us: int,
+                     progress: float) -> bool:
+        with self.writing() as tx:
+            cursor = tx.conn.execute(
+                "UPDATE exports SET lease_expires_at = %s, progress = %s "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (now + lease_us, progress, export_id, owner))
+            return cursor.rowcount == 1
+
+    def finish_export(self, *, export_id: str, owner: str, status: str, finished_at: int,
+                      progress: float | None = None, row_count: int | None = None,
+                      size_bytes: int | None = None, sha256: str | None = None,
+                      error: str | None = None, expires_at: int | None = None,
+                      file_path: str | None = None) -> bool:
+        with self.writing() as tx:
+            cursor = tx.conn.execute(
+                "UPDATE exports SET status = %s, finished_at = %s, progress = coalesce("
+                "%s::double precision, progress), row_count = %s, size_bytes = %s, "
+                "sha256 = %s, error = %s, expires_at = %s, file_path = %s, lease_owner = NULL, "
+                "lease_expires_at = NULL WHERE id = %s AND lease_owner = %s "
+                "AND status = 'running'",
+                (status, finished_at, progress, row_count, size_bytes, sha256, error,
+                 expires_at, file_path, export_id, owner))
+            return cursor.rowcount == 1
+
+    def expire_exports(self, now: int) -> list[ExportRow]:
+        with self.writing() as tx:
+            rows = tx.conn.execute(
+                "UPDATE exports SET status = 'expired' WHERE status = 'completed' "
+                f"AND expires_at <= %s RETURNING {_EXPORT_COLUMNS}", (now,)).fetchall()
+        return [ExportRow(*r) for r in rows]
