@@ -244,6 +244,22 @@ def open_test_store(url: str) -> Store:
     return open_store(url)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes store_url runs once on each backend its module's BACKENDS names."""
+    if "store_url" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "BACKENDS", ["sqlite"])
+        metafunc.parametrize("store_url", backends, indirect=True)
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database on one backend (see pytest_generate_tests)."""
+    backend = request.param
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'sealog.db'}"
+
+
 def fill_disk(folder: Path, *, leave: int = 0) -> Path:
     """A ballast file in folder that fills its filesystem, up to about `leave` bytes."""
     ballast = folder / "ballast"

@@ -27,14 +27,6 @@ BACKENDS = ["sqlite", "postgresql"]
 WORKERS = 4
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A URL of an empty database on each backend."""
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'sealog.db'}"
-
-
 @pytest.fixture
 def stores(store_url: str) -> Iterator[list[Store]]:
     """WORKERS stores open on one database, as that many server processes would be, in an

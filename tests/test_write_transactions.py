@@ -25,14 +25,6 @@ TOKEN_HASH = bytes(range(32))  # a session token's hash: 32 bytes
 BACKENDS = ["sqlite"]
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A URL of an empty database on each backend."""
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path / 'sealog.db'}"
-
-
 @pytest.fixture
 def two_stores(store_url: str) -> Iterator[tuple[Store, Store]]:
     """Two stores open on one database, as two server processes would be."""
