@@ -1,8 +1,8 @@
 """The PostgreSQL store: a pool of connections, many writers at once, each write transaction
 READ COMMITTED with the row locks its reads name (base.WriteTx).
 
-Not yet here: events, search, the Merkle tree and checkpoints; open_store does not return
-this store until they are."""
+Not yet here: search (list_events, count_events and the filtered iterations); open_store
+does not return this store until it is."""
 
 from __future__ import annotations
 
@@ -11,22 +11,28 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import orjson
 import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool
 
+from sealog import times
 from sealog.store.base import (
     ApiKeyRow,
+    CheckpointRow,
     Conflict,
+    EventRow,
     ExportRow,
     LogHead,
     NotFound,
     Org,
     SessionRow,
     StorageFull,
+    StoredDoc,
     UserRow,
 )
 from sealog.store.postgres.migrations import migrate
+from sealog.store.postgres.tokens import event_lexemes
 
 # Connections a store keeps at most (the URL's ?pool_size= sets it): each thread that reads
 # or writes holds one while it does, and waits for one when all are taken.
@@ -43,6 +49,21 @@ _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, 
                 "last_used_at, created_by")
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
 _SESSION_COLUMNS = "id, user_id, csrf_token, created_at, expires_at, revoked_at"
+_CHECKPOINT_COLUMNS = "org_id, size, root, note, key_id, created_at"
+# The events columns a batch writes as they are; words, pairs and fields are made from
+# token arrays by array_to_tsvector.
+_EVENT_COLUMNS = ("org_id, idx, id, received_at, occurred_at, category, result, action, "
+                  "actor_id, actor_email, actor_name, resource_type, resource_id, method, "
+                  "path, ip, leaf_hash, search_text")
+_DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
+# A document is found by (org_id, idx, received_at): received_at names its partition.
+_DOC_JOIN = ("events e JOIN event_docs d ON d.org_id = e.org_id AND d.idx = e.idx "
+             "AND d.received_at = e.received_at")
+# Batches this large or larger go by COPY; a smaller one (an audit event) by INSERTs.
+COPY_FROM_ROWS = 16
+_EVENT_COPY_TYPES = ["text", "int8", "text", "int8", "int8", "text", "text", "text", "text",
+                     "text", "text", "text", "text", "text", "text", "text", "bytea", "text",
+                     "text[]", "text[]", "text[]"]
 
 
 def _columns(columns: str, table: str) -> str:
@@ -88,14 +109,100 @@ def _head(size: int, packed: bytes) -> LogHead:
     return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
 
 
+def _received_at(doc: bytes) -> int:
+    """The received_at of a canonical document, in microseconds (the partition key)."""
+    return times.parse_rfc3339(orjson.loads(doc)["received_at"])
+
+
 class _Tx:
-    """A write transaction on one pooled connection (base.WriteTx, less the events)."""
+    """A write transaction on one pooled connection (base.WriteTx)."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
 
     def _one(self, sql: str, params: tuple | dict = ()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
+
+    # -- the log ---------------------------------------------------------------------
+
+    def lock_log(self, org_id: str) -> LogHead:
+        row = self._one("SELECT log_size, compact_range FROM orgs WHERE id = %s FOR UPDATE",
+                        (org_id,))
+        if row is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        return _head(*row)
+
+    def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT e.id, d.doc FROM {_DOC_JOIN} WHERE e.org_id = %s AND e.id = ANY(%s)",
+            (org_id, ids))
+        return {event_id: doc for event_id, doc in rows}
+
+    def insert_events(self, rows: list[EventRow]) -> None:
+        # Indexes come from the head lock_log holds on the org's row: no other key to read.
+        if not rows:
+            return
+        org_id = rows[0].org_id
+        if any(r.org_id != org_id for r in rows):
+            raise ValueError("insert_events takes the rows of one org")
+        received = [_received_at(r.doc) for r in rows]
+        events = [
+            (r.org_id, r.index, r.id, at, r.occurred_us, r.category, r.result, r.action,
+             r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
+             r.method, r.path, r.ip, r.leaf_hash, r.search_text,
+             *event_lexemes(r.search_text, r.word_pairs, r.field_tokens))
+            for r, at in zip(rows, received, strict=True)
+        ]
+        docs = [(r.org_id, r.index, at, r.doc) for r, at in zip(rows, received, strict=True)]
+        if len(rows) < COPY_FROM_ROWS:
+            marks = ", ".join(["%s"] * 18)
+            with self.conn.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO events ({_EVENT_COLUMNS}, words, pairs, fields) "
+                    f"VALUES ({marks}, array_to_tsvector(%s::text[]), "
+                    "array_to_tsvector(%s::text[]), array_to_tsvector(%s::text[]))", events)
+                cursor.executemany("INSERT INTO event_docs (org_id, idx, received_at, doc) "
+                                   "VALUES (%s, %s, %s, %s)", docs)
+            return
+        # COPY takes values, not expressions: the token arrays go to a table of this
+        # connection's, from which one INSERT … SELECT makes the tsvectors.
+        self.conn.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events ON COMMIT DELETE ROWS AS "
+            f"SELECT {_EVENT_COLUMNS}, NULL::text[] AS words, NULL::text[] AS pairs, "
+            "NULL::text[] AS fields FROM events WITH NO DATA")
+        with self.conn.cursor() as cursor:
+            with cursor.copy(f"COPY incoming_events ({_EVENT_COLUMNS}, words, pairs, fields) "
+                             "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_EVENT_COPY_TYPES)
+                for event in events:
+                    copy.write_row(event)
+            cursor.execute(
+                f"INSERT INTO events ({_EVENT_COLUMNS}, words, pairs, fields) "
+                f"SELECT {_EVENT_COLUMNS}, array_to_tsvector(words), array_to_tsvector(pairs), "
+                "array_to_tsvector(fields) FROM incoming_events")
+            cursor.execute("TRUNCATE incoming_events")  # the next chunk of this transaction
+            with cursor.copy("COPY event_docs (org_id, idx, received_at, doc) "
+                             "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["text", "int8", "int8", "bytea"])
+                for doc in docs:
+                    copy.write_row(doc)
+
+    def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
+        if not nodes:
+            return
+        with self.conn.cursor() as cursor, cursor.copy(
+                "COPY tree_nodes (org_id, level, idx, hash) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "int4", "int8", "bytea"])
+            for level, index, h in nodes:
+                copy.write_row((org_id, level, index, h))
+
+    def set_log_head(self, org_id: str, head: LogHead) -> None:
+        self.conn.execute("UPDATE orgs SET log_size = %s, compact_range = %s WHERE id = %s",
+                          (head.size, b"".join(head.compact_range), org_id))
+
+    # -- orgs, users, keys, sessions and exports --------------------------------------
 
     # An insert whose key is taken inserts nothing (ON CONFLICT DO NOTHING): a failed
     # statement would abort the whole transaction, where SQLite's lets it go on. Ids that
@@ -336,6 +443,46 @@ class PostgresStore:
             raise NotFound(f"org {org_id!r} does not exist")
         return _head(*row)
 
+    def read_tree_nodes(
+        self, org_id: str, wanted: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        if not wanted:
+            return {}
+        levels, indexes = zip(*wanted, strict=True)
+        rows = self._all(
+            "SELECT t.level, t.idx, t.hash FROM unnest(%s::int4[], %s::int8[]) AS w(level, idx) "
+            "JOIN tree_nodes t ON t.org_id = %s AND t.level = w.level AND t.idx = w.idx",
+            (list(levels), list(indexes), org_id))
+        return {(level, index): h for level, index, h in rows}
+
+    def read_tree_range(
+        self, org_id: str, level: int, start: int, stop: int
+    ) -> dict[tuple[int, int], bytes]:
+        rows = self._all(
+            "SELECT idx, hash FROM tree_nodes WHERE org_id = %s AND level = %s "
+            "AND idx >= %s AND idx < %s", (org_id, level, start, stop))
+        return {(level, index): h for index, h in rows}
+
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        with self.writing() as tx:
+            cursor = tx.conn.execute(
+                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (row.org_id, row.size, row.root, row.note, row.key_id, row.created_at))
+            return cursor.rowcount == 1
+
+    def latest_checkpoint(self, org_id: str) -> CheckpointRow | None:
+        row = self._one(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = %s "
+            "ORDER BY size DESC LIMIT 1", (org_id,))
+        return CheckpointRow(*row) if row else None
+
+    def orgs_behind_checkpoint(self) -> list[str]:
+        rows = self._all(
+            "SELECT o.id FROM orgs o WHERE o.log_size > coalesce("
+            "(SELECT max(c.size) FROM checkpoints c WHERE c.org_id = o.id), -1) ORDER BY o.id")
+        return [r[0] for r in rows]
+
     def add_log_key(self, vkey: str, at: int) -> None:
         with self.writing() as tx:
             tx.conn.execute("INSERT INTO log_keys (vkey, created_at) VALUES (%s, %s) "
@@ -350,6 +497,27 @@ class PostgresStore:
     def log_keys(self) -> list[tuple[str, int, int | None]]:
         return [(r[0], r[1], r[2]) for r in self._all(
             "SELECT vkey, created_at, retired_at FROM log_keys ORDER BY created_at, vkey")]
+
+    # -- events by id and by index --------------------------------------------------
+
+    def get_event(self, org_id: str, event_id: str) -> StoredDoc | None:
+        r = self._one(f"SELECT {_DOC_COLUMNS} FROM {_DOC_JOIN} WHERE e.org_id = %s "
+                      "AND e.id = %s", (org_id, event_id))
+        return StoredDoc(*r) if r else None
+
+    def iter_events_by_index(self, org_id: str, start: int, stop: int) -> Iterator[StoredDoc]:
+        # A page a statement, each on a connection taken for it: a slow reader holds none.
+        position = start
+        while position < stop:
+            rows = self._all(
+                f"SELECT {_DOC_COLUMNS} FROM {_DOC_JOIN} WHERE e.org_id = %s "
+                "AND e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT 1000",
+                (org_id, position, stop))
+            if not rows:
+                return
+            for r in rows:
+                yield StoredDoc(*r)
+            position = rows[-1][4] + 1
 
     # -- API keys --------------------------------------------------------------------
 
