@@ -236,7 +236,7 @@ def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> Iterat
 
 def open_test_store(url: str) -> Store:
     """The store a sqlite:/// or postgresql:// URL names, PostgreSQL's opened directly while
-    open_store still refuses it (the PostgreSQL store lacks events and search)."""
+    open_store still refuses it (the PostgreSQL store lacks search)."""
     if url.startswith("postgresql://"):
         from sealog.store.postgres.store import PostgresStore
 

@@ -20,9 +20,8 @@ from conftest import open_test_store
 PASSWORD = "correct horse battery"
 ROUNDS = 10
 TOKEN_HASH = bytes(range(32))  # a session token's hash: 32 bytes
-# "postgresql" (the postgres_url fixture, opened by open_test_store) joins once the
-# PostgreSQL store stores events: every change here records its audit event.
-BACKENDS = ["sqlite"]
+# Every change here records its audit event: on PostgreSQL too, the org row's lock.
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture
