@@ -13,7 +13,7 @@ import pytest
 
 from sealog import auth, events
 from sealog.events import Redactor
-from sealog.ingest import IdConflict, ingest
+from sealog.ingest import IdConflict, append, ingest
 from sealog.ledger import merkle, tree
 from sealog.sampledata import generate_events
 from sealog.sealing import prepare_events, seal
@@ -235,3 +235,16 @@ def test_checkpoints_round_trip_and_orgs_behind_them_are_found(store):
     ingest(store=store, org_id="globex", raw_events=batch, redactor=Redactor(),
            received_at_us=received)
     assert store.orgs_behind_checkpoint() == ["globex"]
+
+
+def test_a_batch_appended_in_chunks_in_one_transaction_stores_each_event_once(store):
+    """As ingest with preparers does: several chunks, each by COPY, in one transaction."""
+    prepared = prepare_events(next(_batches())[1] + [
+        dict(e, id=_event_id(1000 + n))
+        for n, e in enumerate(generate_events(60, seed=5, now_us=START_US))],
+        org_id="acme", received_at_us=START_US, redactor=Redactor())
+    chunks = [prepared[:21], prepared[21:41], prepared[41:]]
+    with store.writing() as tx:
+        accepted = append(tx, "acme", iter(chunks))
+    assert [a.index for a in accepted] == list(range(61))
+    assert [d.id for d in _check_log_is_whole(store)] == [item.id for item in prepared]
