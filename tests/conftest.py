@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import zlib
@@ -130,6 +131,26 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def all_at_once(calls: list[Callable[[], object]]) -> list[object]:
+    """Each call's result or exception, all started together on threads of their own."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[object] = [None] * len(calls)
+
+    def run(slot: int, call: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            outcomes[slot] = call()
+        except Exception as exc:  # noqa: BLE001 - the outcome the test checks
+            outcomes[slot] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return outcomes
 
 
 def free_port() -> int:

@@ -4,8 +4,8 @@ once number an org's events densely; checkpoints round trip."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -22,7 +22,7 @@ from sealog.store.base import CheckpointRow, EventRow
 from sealog.store.postgres.partitions import ensure_partitions, month_start_us
 from sealog.store.postgres.tokens import event_lexemes
 
-from conftest import open_test_store
+from conftest import all_at_once, open_test_store
 
 BACKENDS = ["sqlite", "postgresql"]
 # One event, a few (a single INSERT each), and batches that go by COPY.
@@ -181,32 +181,21 @@ def test_two_stores_ingesting_into_one_org_at_once_number_every_event_once(store
                                                                            store_url):
     other = open_test_store(store_url)
     rounds, per_batch = 12, 20
-    barrier = threading.Barrier(2)
-    failures: list[BaseException] = []
 
     def send(s: Store, writer: int) -> None:
-        barrier.wait()
-        try:
-            for r in range(rounds):
-                # alternately by COPY and by single INSERTs
-                size = per_batch if r % 2 else 3
-                batch = list(generate_events(size, seed=writer * 100 + r))
-                for n, e in enumerate(batch):
-                    e["id"] = _event_id(writer * 10_000 + r * 100 + n)
-                ingest(store=s, org_id="acme", raw_events=batch, redactor=Redactor())
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            failures.append(exc)
+        for r in range(rounds):
+            # alternately by COPY and by single INSERTs
+            size = per_batch if r % 2 else 3
+            batch = list(generate_events(size, seed=writer * 100 + r))
+            for n, e in enumerate(batch):
+                e["id"] = _event_id(writer * 10_000 + r * 100 + n)
+            ingest(store=s, org_id="acme", raw_events=batch, redactor=Redactor())
 
-    threads = [threading.Thread(target=send, args=(s, w))
-               for w, s in enumerate((store, other))]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        outcomes = all_at_once([partial(send, s, w) for w, s in enumerate((store, other))])
     finally:
         other.close()
-    assert failures == []
+    assert outcomes == [None, None]
     stored = _check_log_is_whole(store)
     sent = {_event_id(w * 10_000 + r * 100 + n) for w in range(2) for r in range(rounds)
             for n in range(per_batch if r % 2 else 3)}

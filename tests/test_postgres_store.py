@@ -8,8 +8,7 @@ import os
 import pwd
 import subprocess
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from sealog.store import Conflict, NotFound, StorageFull, Store
 from sealog.store.base import ExportRow, SessionRow, UserRow
 from sealog.store.postgres.store import DEFAULT_POOL_SIZE, split_url
 
-from conftest import fill_disk, open_test_store
+from conftest import all_at_once, fill_disk, open_test_store
 
 PASSWORD = "correct horse battery"
 BACKENDS = ["sqlite", "postgresql"]
@@ -43,26 +42,6 @@ def stores(store_url: str) -> Iterator[list[Store]]:
 @pytest.fixture
 def store(stores: list[Store]) -> Store:
     return stores[0]
-
-
-def _all_at_once(calls: list[Callable[[], object]]) -> list[object]:
-    """Each call's result or exception, all started together on threads of their own."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[object] = [None] * len(calls)
-
-    def run(slot: int, call: Callable[[], object]) -> None:
-        barrier.wait()
-        try:
-            outcomes[slot] = call()
-        except Exception as exc:  # noqa: BLE001 - the outcome the test checks
-            outcomes[slot] = exc
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return outcomes
 
 
 def _user(store: Store, email: str, role: str = "admin", org_id: str = "acme") -> UserRow:
@@ -223,7 +202,7 @@ def test_sign_in_failures_count_per_org_and_email_and_are_forgotten(store):
 def test_concurrent_sign_in_attempts_each_count_those_before_it(stores):
     for round_ in range(3):
         email = f"r{round_}@acme.com"
-        outcomes = _all_at_once([
+        outcomes = all_at_once([
             lambda s=s, email=email: s.record_login_attempt("acme", email, times.now_us(),
                                                           since=0)
             for s in stores for _ in range(2)
@@ -245,7 +224,7 @@ def test_owners_demoting_each_other_at_once_leave_the_org_an_owner(stores):
             return tx.set_user_role(org_id="acme", user_id=target.id, role="admin")
 
     for _ in range(5):
-        _all_at_once([lambda w=w: demote_another(w) for w in range(WORKERS)])
+        all_at_once([lambda w=w: demote_another(w) for w in range(WORKERS)])
         kept = [u for u in store.list_users("acme") if u.role == "owner"]
         assert len(kept) >= 1
         for user in owners:
@@ -317,7 +296,7 @@ def test_workers_claiming_at_once_never_take_the_same_job(stores):
             claimed.append(job.id)
         return claimed
 
-    outcomes = _all_at_once([lambda w=w: drain(w) for w in range(WORKERS)])
+    outcomes = all_at_once([lambda w=w: drain(w) for w in range(WORKERS)])
     claimed = [job for outcome in outcomes for job in outcome]  # type: ignore[union-attr]
     assert sorted(claimed) == [f"exp_{n:02}" for n in range(jobs)], outcomes
     assert {r.attempts for r in stores[0].list_exports("acme")} == {1}

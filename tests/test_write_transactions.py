@@ -4,8 +4,7 @@ time, and a write the database refuses is the store's Conflict."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 
 import pytest
@@ -15,7 +14,7 @@ from sealog.events import Redactor
 from sealog.store import Conflict, Store
 from sealog.store.base import ExportRow, SessionRow, UserRow
 
-from conftest import open_test_store
+from conftest import all_at_once, open_test_store
 
 PASSWORD = "correct horse battery"
 ROUNDS = 10
@@ -44,26 +43,6 @@ def _as(user: UserRow) -> auth.Principal:
     return auth.Principal(org_id=user.org_id, scopes=auth.ROLE_SCOPES[user.role], user=user)
 
 
-def _at_once(first: Callable[[], object], second: Callable[[], object]) -> list[object]:
-    """Each call's result or exception, the two started together on threads of their own."""
-    barrier = threading.Barrier(2)
-    outcomes: list[object] = [None, None]
-
-    def run(slot: int, call: Callable[[], object]) -> None:
-        barrier.wait()
-        try:
-            outcomes[slot] = call()
-        except Exception as exc:  # noqa: BLE001 - the outcome the test checks
-            outcomes[slot] = exc
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate((first, second))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return outcomes
-
-
 def _one_refused_as_last_owner(outcomes: list[object]) -> None:
     refused = [o for o in outcomes if isinstance(o, Exception)]
     assert len(refused) == 1, outcomes
@@ -82,12 +61,12 @@ def check_two_last_owners_demoted_at_once(here: Store, there: Store) -> None:
     auth.create_org(store=here, name="Acme", org_id="acme")
     a, b = _owner(here, "a@acme.com"), _owner(here, "b@acme.com")
     for _ in range(ROUNDS):
-        outcomes = _at_once(
+        outcomes = all_at_once([
             partial(auth.change_role, store=here, redactor=Redactor(), by=_as(a),
                     user_id=b.id, role="admin"),
             partial(auth.change_role, store=there, redactor=Redactor(), by=_as(b),
                     user_id=a.id, role="admin"),
-        )
+        ])
         _one_refused_as_last_owner(outcomes)
         (kept,) = _owners(here)
         demoted = b if kept.id == a.id else a
@@ -101,12 +80,12 @@ def check_two_last_owners_removed_at_once(here: Store, there: Store) -> None:
     a = _owner(here, "a@acme.com")
     for round_ in range(ROUNDS):
         b = _owner(here, f"b{round_}@acme.com")
-        outcomes = _at_once(
+        outcomes = all_at_once([
             partial(auth.remove_member, store=here, redactor=Redactor(), by=_as(a),
                     user_id=b.id),
             partial(auth.remove_member, store=there, redactor=Redactor(), by=_as(b),
                     user_id=a.id),
-        )
+        ])
         _one_refused_as_last_owner(outcomes)
         (a,) = _owners(here)
 
