@@ -369,3 +369,35 @@ class Store(Protocol):
 
     def expire_exports(self, now: int) -> list[ExportRow]:
         """Marks completed exports past their expiry as expired; returns them."""
+
+
+class OneCallWrites:
+    """The Store methods that are one WriteTx call in a transaction of their own, written
+    once for every backend on top of its writing()."""
+
+    def writing(self) -> AbstractContextManager[WriteTx]:
+        raise NotImplementedError
+
+    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
+        with self.writing() as tx:
+            return tx.create_org(org_id=org_id, name=name, created_at=created_at)
+
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        with self.writing() as tx:
+            tx.insert_api_key(row)
+
+    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
+        with self.writing() as tx:
+            return tx.revoke_api_key(org_id=org_id, key_id=key_id, at=at)
+
+    def insert_user(self, row: UserRow) -> None:
+        with self.writing() as tx:
+            tx.insert_user(row)
+
+    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
+        with self.writing() as tx:
+            return tx.record_login_attempt(org_id, email, at, since=since)
+
+    def clear_login_failures(self, org_id: str, email: str) -> None:
+        with self.writing() as tx:
+            tx.clear_login_failures(org_id, email)

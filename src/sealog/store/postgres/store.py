@@ -25,6 +25,7 @@ from sealog.store.base import (
     ExportRow,
     LogHead,
     NotFound,
+    OneCallWrites,
     Org,
     SessionRow,
     StorageFull,
@@ -362,7 +363,7 @@ class _Tx:
         return ExportRow(*r)
 
 
-class PostgresStore:
+class PostgresStore(OneCallWrites):
     """A Sealog database on PostgreSQL (postgresql://…[?pool_size=N]); safe to share
     between threads. Migrations run on open."""
 
@@ -421,10 +422,6 @@ class PostgresStore:
             self._local.writing = False
 
     # -- orgs and log keys -----------------------------------------------------------
-
-    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
-        with self.writing() as tx:
-            return tx.create_org(org_id=org_id, name=name, created_at=created_at)
 
     def get_org(self, org_id: str) -> Org:
         row = self._one("SELECT id, name, created_at, log_size FROM orgs WHERE id = %s",
@@ -521,10 +518,6 @@ class PostgresStore:
 
     # -- API keys --------------------------------------------------------------------
 
-    def insert_api_key(self, row: ApiKeyRow) -> None:
-        with self.writing() as tx:
-            tx.insert_api_key(row)
-
     def get_api_key(self, key_id: str) -> ApiKeyRow | None:
         r = self._one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
         return _key_row(r) if r else None
@@ -535,19 +528,11 @@ class PostgresStore:
             (org_id,))
         return [_key_row(r) for r in rows]
 
-    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
-        with self.writing() as tx:
-            return tx.revoke_api_key(org_id=org_id, key_id=key_id, at=at)
-
     def touch_api_key(self, key_id: str, at: int) -> None:
         with self.writing() as tx:
             tx.conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (at, key_id))
 
     # -- users, sessions and sign-in attempts ----------------------------------------
-
-    def insert_user(self, row: UserRow) -> None:
-        with self.writing() as tx:
-            tx.insert_user(row)
 
     def get_user(self, user_id: str) -> UserRow | None:
         r = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (user_id,))
@@ -569,14 +554,6 @@ class PostgresStore:
         r = self._one(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = %s",
                       (token_hash,))
         return SessionRow(*r) if r else None
-
-    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
-        with self.writing() as tx:
-            return tx.record_login_attempt(org_id, email, at, since=since)
-
-    def clear_login_failures(self, org_id: str, email: str) -> None:
-        with self.writing() as tx:
-            tx.clear_login_failures(org_id, email)
 
     # -- exports ---------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from sealog.store.base import (
     ExportRow,
     LogHead,
     NotFound,
+    OneCallWrites,
     Org,
     SessionRow,
     StorageFull,
@@ -484,7 +485,7 @@ def _head(size: int, packed: bytes) -> LogHead:
     return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
 
 
-class SQLiteStore:
+class SQLiteStore(OneCallWrites):
     """A Sealog database in one SQLite file; safe to share between threads."""
 
     def __init__(self, url: str, *, synchronous: str = "FULL", reader_mmap_mb: int = 1024):
@@ -604,10 +605,6 @@ class SQLiteStore:
 
     # -- orgs and keys ---------------------------------------------------------------
 
-    def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
-        with self.writing() as tx:
-            return tx.create_org(org_id=org_id, name=name, created_at=created_at)
-
     def get_org(self, org_id: str) -> Org:
         row = self._reader().execute(
             "SELECT id, name, created_at, log_size FROM orgs WHERE id = ?", (org_id,)
@@ -622,10 +619,6 @@ class SQLiteStore:
         )
         return [Org(*r) for r in rows]
 
-    def insert_api_key(self, row: ApiKeyRow) -> None:
-        with self.writing() as tx:
-            tx.insert_api_key(row)
-
     def get_api_key(self, key_id: str) -> ApiKeyRow | None:
         r = self._reader().execute(
             f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
@@ -639,19 +632,11 @@ class SQLiteStore:
         )
         return [_key_row(r) for r in rows]
 
-    def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
-        with self.writing() as tx:
-            return tx.revoke_api_key(org_id=org_id, key_id=key_id, at=at)
-
     def touch_api_key(self, key_id: str, at: int) -> None:
         with self.writing() as tx:
             tx.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
 
     # -- users and sessions ----------------------------------------------------------
-
-    def insert_user(self, row: UserRow) -> None:
-        with self.writing() as tx:
-            tx.insert_user(row)
 
     def get_user(self, user_id: str) -> UserRow | None:
         r = self._reader().execute(
@@ -679,14 +664,6 @@ class SQLiteStore:
             "WHERE token_hash = ?", (token_hash,),
         ).fetchone()
         return SessionRow(*r) if r else None
-
-    def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
-        with self.writing() as tx:
-            return tx.record_login_attempt(org_id, email, at, since=since)
-
-    def clear_login_failures(self, org_id: str, email: str) -> None:
-        with self.writing() as tx:
-            tx.clear_login_failures(org_id, email)
 
     # -- events ----------------------------------------------------------------------
 
