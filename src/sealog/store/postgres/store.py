@@ -1,8 +1,5 @@
 """The PostgreSQL store: a pool of connections, many writers at once, each write transaction
-READ COMMITTED with the row locks its reads name (base.WriteTx).
-
-Not yet here: search (list_events, count_events and the filtered iterations); open_store
-does not return this store until it is."""
+READ COMMITTED with the row locks its reads name (base.WriteTx)."""
 
 from __future__ import annotations
 
@@ -17,6 +14,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool
 
 from sealog import times
+from sealog.search import Cursor, EventFilter, QueryTooCostly
 from sealog.store.base import (
     ApiKeyRow,
     CheckpointRow,
@@ -33,7 +31,10 @@ from sealog.store.base import (
     UserRow,
 )
 from sealog.store.postgres.migrations import migrate
+from sealog.store.postgres.partitions import received_lower_bound
 from sealog.store.postgres.tokens import event_lexemes
+from sealog.store.postgres.tsquery import narrowing
+from sealog.store.sqlfilter import Dialect, Where, base_where, match_where
 
 # Connections a store keeps at most (the URL's ?pool_size= sets it): each thread that reads
 # or writes holds one while it does, and waits for one when all are taken.
@@ -57,9 +58,15 @@ _EVENT_COLUMNS = ("org_id, idx, id, received_at, occurred_at, category, result, 
                   "actor_id, actor_email, actor_name, resource_type, resource_id, method, "
                   "path, ip, leaf_hash, search_text")
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
-# A document is found by (org_id, idx, received_at): received_at names its partition.
-_DOC_JOIN = ("events e JOIN event_docs d ON d.org_id = e.org_id AND d.idx = e.idx "
-             "AND d.received_at = e.received_at")
+# A document is found by (org_id, idx, received_at): received_at names its partition. The
+# join of event rows (alias e) to their documents:
+_PAGE_DOCS = ("JOIN event_docs d ON d.org_id = e.org_id AND d.idx = e.idx "
+              "AND d.received_at = e.received_at")
+_DOC_JOIN = f"events e {_PAGE_DOCS}"
+DIALECT = Dialect(param="%s", contains="strpos({column}, {param}) > 0")
+_ORDER = "ORDER BY occurred_at DESC, id DESC"
+# The event columns a page is chosen by, then joined to its documents.
+_PAGE_COLUMNS = "org_id, idx, received_at, occurred_at, id, leaf_hash"
 # Batches this large or larger go by COPY; a smaller one (an audit event) by INSERTs.
 COPY_FROM_ROWS = 16
 _EVENT_COPY_TYPES = ["text", "int8", "text", "int8", "int8", "text", "text", "text", "text",
@@ -100,6 +107,21 @@ def _refusals() -> Iterator[None]:
         raise StorageFull(f"no room to write the PostgreSQL database: {exc}") from exc
     except psycopg.IntegrityError as exc:
         raise Conflict(f"the database refused the write: {exc}") from exc
+
+
+def _selection(flt: EventFilter, cursor: Cursor | None = None,
+               after: tuple[int, str] | None = None) -> Where:
+    """The conditions on events that select flt's events (after cursor, or after the
+    oldest-first position after): sqlfilter's exact ones, the tsquery conditions that let
+    the token index find them, and a received_at bound that leaves out older partitions."""
+    where = base_where(flt, cursor, DIALECT, after)
+    where.add("received_at >= ?", received_lower_bound(flt.time_range.start_us))
+    for column, query in narrowing(flt):
+        where.add(f"{column} @@ ?::tsquery", query)
+    matches = match_where(flt, DIALECT)
+    where.clauses += matches.clauses
+    where.params += matches.params
+    return where
 
 
 def _key_row(r: tuple) -> ApiKeyRow:
@@ -514,6 +536,75 @@ class PostgresStore(OneCallWrites):
                 return
             for r in rows:
                 yield StoredDoc(*r)
+            position = rows[-1][4] + 1
+
+    # -- search ----------------------------------------------------------------------
+
+    @contextmanager
+    def _budgeted(self, budget: float | None) -> Iterator[psycopg.Connection]:
+        """A connection whose statements are cancelled past budget seconds, raising
+        QueryTooCostly (PostgreSQL's statement_timeout: the clock, not the CPU, on this
+        backend)."""
+        with self._reading() as conn:
+            if budget is None:
+                yield conn
+                return
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                                 (f"{max(1, round(budget * 1000))}ms",))
+                    yield conn
+            except psycopg.errors.QueryCanceled:
+                raise QueryTooCostly(budget) from None
+
+    def list_events(
+        self, flt: EventFilter, *, cursor: Cursor | None, limit: int,
+        budget: float | None = None,
+    ) -> list[StoredDoc]:
+        where = _selection(flt, cursor)
+        with self._budgeted(budget) as conn:
+            rows = conn.execute(
+                f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events "
+                f"WHERE {where.sql()} {_ORDER} LIMIT %s) AS e {_PAGE_DOCS} "
+                "ORDER BY e.occurred_at DESC, e.id DESC", (*where.params, limit)).fetchall()
+        return [StoredDoc(*r) for r in rows]
+
+    def count_events(self, flt: EventFilter, *, budget: float | None = None) -> int:
+        where = _selection(flt)
+        with self._budgeted(budget) as conn:
+            row = conn.execute(f"SELECT count(*) FROM events WHERE {where.sql()}",
+                               where.params).fetchone()
+        assert row is not None
+        return row[0]
+
+    def iter_events_ascending(self, flt: EventFilter, *, batch: int = 1000
+                              ) -> Iterator[StoredDoc]:
+        after: tuple[int, str] | None = None
+        while True:
+            # A page a statement, each on a connection taken for it; the keyset starts
+            # each page where the last ended.
+            where = _selection(flt, after=after)
+            rows = self._all(
+                f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events "
+                f"WHERE {where.sql()} ORDER BY occurred_at, id LIMIT %s) AS e {_PAGE_DOCS} "
+                "ORDER BY e.occurred_at, e.id", (*where.params, batch))
+            yield from (StoredDoc(*r) for r in rows)
+            if len(rows) < batch:
+                return
+            after = (rows[-1][2], rows[-1][3])
+
+    def iter_events_in_index_order(self, flt: EventFilter, *, batch: int = 1000
+                                   ) -> Iterator[StoredDoc]:
+        where = _selection(flt)
+        position = 0
+        while True:
+            rows = self._all(
+                f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events "
+                f"WHERE {where.sql()} AND idx >= %s ORDER BY idx LIMIT %s) AS e {_PAGE_DOCS} "
+                "ORDER BY e.idx", (*where.params, position, batch))
+            yield from (StoredDoc(*r) for r in rows)
+            if len(rows) < batch:
+                return
             position = rows[-1][4] + 1
 
     # -- API keys --------------------------------------------------------------------
