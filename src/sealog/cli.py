@@ -21,6 +21,7 @@ from sealog.ingest import ingest
 from sealog.ledger import checkpoint
 from sealog.store import Store, migrate, open_store
 from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org
+from sealog.store.sqlite import with_option
 
 
 class CommandError(Exception):
@@ -72,8 +73,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _open(args: argparse.Namespace) -> Store:
     settings = _settings(args)
-    return open_store(settings.resolved_database_url,
-                      sqlite_synchronous=settings.sqlite_synchronous)
+    return open_store(settings.resolved_database_url)
 
 
 @contextmanager
@@ -182,8 +182,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     (data_dir / DEMO_MARKER).write_text("made by sealog demo; replaced by the next one\n")
     settings = Settings.from_env(data_dir=data_dir, database_url=None, host=args.host,
                                  port=args.port)
-    store = open_store(f"sqlite:///{data_dir.resolve() / 'sealog.db'}",
-                       sqlite_synchronous=settings.sqlite_synchronous)
+    # The demo's database is always the SQLite file in its folder, whatever
+    # SEALOG_DATABASE_URL says: the folder is what it replaces.
+    store = open_store(with_option(f"sqlite:///{data_dir.resolve() / 'sealog.db'}",
+                                   "synchronous", settings.sqlite_synchronous))
     try:
         bar = ProgressBar(args.events, "Generating demo events")
         org, key, password = seed_demo(store=store, count=args.events, days=args.days,
@@ -228,9 +230,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     count = args.workers or max(settings.export_workers, 1)
-    # A worker streams whole exports: mapping the database would grow it with their size.
-    store = open_store(settings.resolved_database_url,
-                       sqlite_synchronous=settings.sqlite_synchronous, reader_mmap_mb=0)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        # A worker streams whole exports: mapping the database would grow it with their size.
+        url = with_option(url, "mmap_mb", "0")
+    store = open_store(url)
     signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
     workers = [jobs.Worker(store=store, folder=settings.resolved_export_dir, signer=signer,
                            host=settings.log_host, lease_seconds=settings.export_lease_seconds)

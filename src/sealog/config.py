@@ -49,10 +49,14 @@ class Settings:
 
     @property
     def resolved_database_url(self) -> str:
-        """The database URL, defaulting to sealog.db in the data folder."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.data_dir.resolve() / 'sealog.db'}"
+        """The database URL, defaulting to sealog.db in the data folder; a SQLite URL
+        carries SEALOG_SQLITE_SYNCHRONOUS unless it sets synchronous itself."""
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'sealog.db'}"
+        if url.startswith("sqlite:///"):
+            from sealog.store.sqlite import with_option
+
+            url = with_option(url, "synchronous", self.sqlite_synchronous)
+        return url
 
     @property
     def resolved_ingest_processes(self) -> int:
@@ -173,7 +177,8 @@ class Settings:
         url = self.resolved_database_url
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError(
-                f"database URL {url!r} is not supported; use sqlite:///path/to/sealog.db"
+                f"database URL {url!r} is not supported; use sqlite:///path/to/sealog.db or "
+                "postgresql://user@host/dbname"
             )
 
 

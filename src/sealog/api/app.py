@@ -55,9 +55,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     """The app on settings' database, or on store when given (then the caller closes it);
     it runs settings.export_workers export workers unless run_workers is False."""
     owns_store = store is None
-    the_store = store if store is not None else open_store(
-        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
-    )
+    the_store = store if store is not None else open_store(settings.resolved_database_url)
 
     signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
     the_store.add_log_key(signer.verifier.text(), times.now_us())

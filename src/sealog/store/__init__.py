@@ -4,30 +4,39 @@ from __future__ import annotations
 
 from sealog.store.base import Conflict, NotFound, StorageFull, Store
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL", reader_mmap_mb: int = 1024
-               ) -> Store:
-    """The store a database URL names (sqlite:///path); migrations run on open.
-    reader_mmap_mb: memory-mapped window of each SQLite reader (0 keeps memory flat)."""
+
+def open_store(url: str) -> Store:
+    """The store a database URL names, with that backend's options in the URL:
+    sqlite:///path.db[?synchronous=FULL&mmap_mb=1024] or
+    postgresql://user@host/dbname[?pool_size=8&<libpq parameters>]. Migrations run on open."""
     if url.startswith("sqlite:///"):
         from sealog.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url, synchronous=sqlite_synchronous, reader_mmap_mb=reader_mmap_mb)
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("the PostgreSQL backend is not available yet; use sqlite:///path.db")
-    raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db")
+        return SQLiteStore(url)
+    if url.startswith(POSTGRES_SCHEMES):
+        from sealog.store.postgres.store import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db or "
+                     "postgresql://user@host/dbname")
 
 
 def migrate(url: str) -> list[str]:
     """Applies the migrations the database a URL names lacks; returns their names, in
     order. Safe beside other processes opening it: each migration is applied once."""
-    if url.startswith(("postgresql://", "postgres://")):
+    if url.startswith(POSTGRES_SCHEMES):
         from sealog.store.postgres.migrations import migrate as migrate_postgres
+        from sealog.store.postgres.store import split_url
 
-        return migrate_postgres(url)
+        return migrate_postgres(split_url(url)[0])
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"unsupported database URL {url!r}; use sqlite:///path/to/sealog.db "
+                         "or postgresql://user@host/dbname")
     from sealog.store.sqlite import SQLiteStore
 
-    store = SQLiteStore(url)  # refuses a URL that is not SQLite's, naming both forms
+    store = SQLiteStore(url)
     store.close()
     return store.applied_migrations
 

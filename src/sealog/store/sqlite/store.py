@@ -6,8 +6,10 @@ import dataclasses
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -173,13 +175,50 @@ def _time_keys(conn: sqlite3.Connection, occurred: list[int]) -> list[int]:
     return keys
 
 
-def path_from_url(url: str) -> Path:
-    """The file a sqlite:///path URL names; refuses other URLs."""
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass(frozen=True)
+class SQLiteOptions:
+    """What a sqlite:/// URL's query may set: ?synchronous=FULL (the durability of each
+    commit) and ?mmap_mb=1024 (each reader's memory-mapped window; 0 keeps memory flat)."""
+
+    synchronous: str = "FULL"
+    mmap_mb: int = 1024
+
+
+def split_url(url: str) -> tuple[Path, SQLiteOptions]:
+    """The file a sqlite:///path[?options] URL names and its options; refuses other URLs
+    and options it does not know."""
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
+    path, _, query = url.partition("?")
+    if not path.startswith(prefix) or len(path) == len(prefix):
         raise ValueError(f"{url!r} is not a SQLite URL; write sqlite:///path/to/sealog.db")
+    options: dict[str, str] = {}
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name in options:
+            raise ValueError(f"{name} is given twice in the database URL")
+        options[name] = value
+    synchronous = options.pop("synchronous", "FULL").upper()
+    if synchronous not in SYNCHRONOUS_MODES:
+        raise ValueError("synchronous in a SQLite URL must be OFF, NORMAL, FULL or EXTRA, "
+                         f"not {synchronous!r}")
+    mmap = options.pop("mmap_mb", "1024")
+    if not mmap.isdigit():
+        raise ValueError(f"mmap_mb in a SQLite URL must be a whole number of MiB, not {mmap!r}")
+    if options:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(options))} in a SQLite URL; "
+                         "it takes synchronous and mmap_mb")
     # As in SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
-    return Path(url[len(prefix) :])
+    return Path(path[len(prefix) :]), SQLiteOptions(synchronous, int(mmap))
+
+
+def with_option(url: str, name: str, value: str) -> str:
+    """url with option name set to value, unless url already sets it."""
+    _, _, query = url.partition("?")
+    if name in dict(urllib.parse.parse_qsl(query, keep_blank_values=True)):
+        return url
+    return f"{url}{'&' if query else '?'}{urllib.parse.urlencode({name: value})}"
 
 
 @contextmanager
@@ -486,16 +525,15 @@ def _head(size: int, packed: bytes) -> LogHead:
 
 
 class SQLiteStore(OneCallWrites):
-    """A Sealog database in one SQLite file; safe to share between threads."""
+    """A Sealog database in one SQLite file (sqlite:///path[?options], SQLiteOptions); safe
+    to share between threads."""
 
-    def __init__(self, url: str, *, synchronous: str = "FULL", reader_mmap_mb: int = 1024):
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError("SQLite synchronous must be OFF, NORMAL, FULL or EXTRA")
+    def __init__(self, url: str):
         self.url = url
-        self.path = path_from_url(url)
+        self.path, options = split_url(url)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._synchronous = synchronous.upper()
-        self._reader_mmap_mb = reader_mmap_mb
+        self._synchronous = options.synchronous
+        self._reader_mmap_mb = options.mmap_mb
         self._writer = _connect(self.path, self._synchronous, cache_mb=32, mmap_mb=0)
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._writer.execute(f"PRAGMA wal_autocheckpoint = {WAL_WRITER_CHECKPOINT_PAGES}")
