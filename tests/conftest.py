@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite stores in tmp_path and in-process API clients."""
+"""Shared fixtures: real stores on both backends (SQLite files in tmp_path, databases of a
+real PostgreSQL server) and in-process API clients."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from fastapi.testclient import TestClient
 from sealog import auth
 from sealog.api.app import create_app
 from sealog.config import Settings
-from sealog.store import NotFound, Store, open_store
+from sealog.store import NotFound, Store, migrate, open_store
 
 ALL_SCOPES = list(auth.SCOPES)
 
@@ -52,8 +53,9 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 
 @pytest.fixture
-def store(tmp_path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'sealog.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    """An empty store on each backend (store_url)."""
+    s = open_store(store_url)
     yield s
     s.close()
 
@@ -165,11 +167,14 @@ class SealogProcess:
     Its output goes to a file beside the data folder, printed when a test fails.
     """
 
-    def __init__(self, data: Path, *, port: int | None = None, env: dict | None = None):
+    def __init__(self, data: Path, *, port: int | None = None, env: dict | None = None,
+                 database_url: str | None = None):
         self.data = data
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
+        if database_url is not None:  # else the SQLite file in the data folder
+            self.env["SEALOG_DATABASE_URL"] = database_url
         self.log_path = data.parent / f"serve-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -239,45 +244,85 @@ def postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """The URL of a new database name on admin_url's server (replacing one left behind)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return urllib.parse.urlsplit(admin_url)._replace(path=f"/{name}").geturl()
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _database_name(request: pytest.FixtureRequest) -> str:
+    return f"sealog_test_{os.getpid()}_{zlib.crc32(request.node.nodeid.encode())}"
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a new, empty database of its own, dropped after the test."""
-    import psycopg
-
-    name = f"sealog_test_{os.getpid()}_{zlib.crc32(request.node.nodeid.encode())}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name = _database_name(request)
     try:
-        yield urllib.parse.urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
+        yield create_database(postgres_server, name)
     finally:
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(postgres_server, name)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> Iterator[str]:
+    """A database with every migration applied, which migrated_postgres_url copies."""
+    name = f"sealog_template_{os.getpid()}"
+    url = create_database(postgres_server, name)
+    migrate(url)
+    try:
+        yield name
+    finally:
+        drop_database(postgres_server, name)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_server: str, postgres_template: str,
+                          request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new database of its own with the schema made (a copy of the migrated
+    template: much faster than migrating each), dropped after the test."""
+    name = _database_name(request)
+    try:
+        yield create_database(postgres_server, name, template=postgres_template)
+    finally:
+        drop_database(postgres_server, name)
 
 
 def open_test_store(url: str) -> Store:
-    """The store a sqlite:/// or postgresql:// URL names, PostgreSQL's opened directly while
-    open_store still refuses it (the PostgreSQL store lacks search)."""
-    if url.startswith("postgresql://"):
-        from sealog.store.postgres.store import PostgresStore
-
-        return PostgresStore(url)  # type: ignore[return-value]  # not yet a whole Store
+    """The store a sqlite:/// or postgresql:// URL names."""
     return open_store(url)
 
 
+BACKENDS = ["sqlite", "postgresql"]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test that takes store_url runs once on each backend its module's BACKENDS names."""
+    """A test that takes a store (store_url, or the store, app and tenant fixtures made on
+    it) runs once on each backend: BACKENDS, or those its backends marker names (tests of
+    one backend's own workings), or its module's BACKENDS."""
     if "store_url" in metafunc.fixturenames:
-        backends = getattr(metafunc.module, "BACKENDS", ["sqlite"])
+        marker = metafunc.definition.get_closest_marker("backends")
+        backends = (list(marker.args) if marker is not None
+                    else getattr(metafunc.module, "BACKENDS", BACKENDS))
         metafunc.parametrize("store_url", backends, indirect=True)
 
 
 @pytest.fixture
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL of an empty database on one backend (see pytest_generate_tests)."""
-    backend = request.param
-    if backend == "postgresql":
-        return request.getfixturevalue("postgres_url")
+    if request.param == "postgresql":
+        return request.getfixturevalue("migrated_postgres_url")
     return f"sqlite:///{tmp_path / 'sealog.db'}"
 
 
@@ -309,9 +354,10 @@ def empty_wal(database: Path) -> None:
     assert busy == 0, "the WAL could not be truncated"
 
 
-def acme_data_folder(data: Path) -> str:
-    """Makes a data folder's database with org acme; returns its all-scopes key's secret."""
-    store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
+def acme_data_folder(data: Path, database_url: str | None = None) -> str:
+    """Makes org acme in a data folder's database (or in database_url's); returns its
+    all-scopes key's secret."""
+    store = open_store(database_url or f"sqlite:///{data.resolve() / 'sealog.db'}")
     try:
         auth.create_org(store=store, name="Acme", org_id="acme")
         return auth.create_api_key(store=store, org_id="acme", scopes=ALL_SCOPES).secret
@@ -320,11 +366,12 @@ def acme_data_folder(data: Path) -> str:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[SealogProcess, str]]:
-    """A started SealogProcess with org acme and its all-scopes API key."""
+def served(tmp_path: Path, store_url: str) -> Iterator[tuple[SealogProcess, str]]:
+    """A started SealogProcess on store_url's database with org acme and its all-scopes
+    API key."""
     data = tmp_path / "data"
-    secret = acme_data_folder(data)
-    process = SealogProcess(data)
+    secret = acme_data_folder(data, store_url)
+    process = SealogProcess(data, database_url=store_url)
     process.start()
     try:
         yield process, secret

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from sealog import auth, times
 from sealog.store.base import SessionRow
+from tamper import Tamper
 
 from conftest import event
 from test_cli import run
@@ -331,20 +332,17 @@ def test_failed_sign_ins_count_per_org_and_email(store, people):
     assert store.record_login_attempt("acme", "admin@acme.com", now, since=since) == 0
 
 
-def test_a_change_whose_audit_event_fails_is_not_stored(store, people, tmp_path):
+def test_a_change_whose_audit_event_fails_is_not_stored(store, people):
     """A change and its audit event are one transaction: when the event cannot be written
     (here the database refuses every new event), the change is not stored either, and the
     refusal is the store's Conflict, not the driver's exception."""
-    import sqlite3
-
     from sealog.events import Redactor
     from sealog.exports import jobs
 
     redactor = Redactor()
     by = auth.Principal(org_id="acme", scopes=auth.ROLE_SCOPES["owner"], user=people["owner"])
-    with store.writing() as tx:
-        tx.conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON events "
-                        "BEGIN SELECT RAISE(ABORT, 'no room for events'); END")
+    tamper = Tamper(store)
+    tamper.refuse_inserts("events", "no room for events")
     keys_before = len(store.list_api_keys("acme"))
     attempts = [
         lambda: auth.add_member(store=store, redactor=redactor, by=by, email="x@acme.com",
@@ -368,11 +366,8 @@ def test_a_change_whose_audit_event_fails_is_not_stored(store, people, tmp_path)
     assert store.get_user(people["member"].id).removed_at is None
     assert len(store.list_api_keys("acme")) == keys_before
     assert store.list_exports("acme") == []
-    db = sqlite3.connect(tmp_path / "sealog.db")
-    try:
-        assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
-    finally:
-        db.close()
+    with tamper:
+        assert tamper.execute("SELECT count(*) FROM sessions") == [(0,)]
 
 
 def test_what_is_recorded_in_a_callers_transaction_rolls_back_with_it(store, tenant):
@@ -414,11 +409,11 @@ def keyed(browser, secret: str) -> TestClient:
     return client
 
 
-def cli_key(capsys, tmp_path, *scopes: str) -> str:
+def cli_key(capsys, database_url: str, *scopes: str) -> str:
     """The secret of a key the operator makes with `sealog keys create`."""
     code, out, err = run(capsys, "keys", "create", "--org", "acme", "--json",
                          *[a for s in scopes for a in ("--scope", s)],
-                         "--database-url", f"sqlite:///{tmp_path / 'sealog.db'}")
+                         "--database-url", database_url)
     assert code == 0, err
     return json.loads(out)["secret"]
 
@@ -427,14 +422,14 @@ CREDENTIALS = ["admin's session", "admin-scope key the admin made",
                "key made by the admin's key", "CLI-made admin key", "admin key an owner made"]
 
 
-def credential(kind: str, browser, capsys, tmp_path) -> TestClient:
+def credential(kind: str, browser, capsys, database_url: str) -> TestClient:
     """A client calling with one credential of kind that an admin (or owner) can obtain."""
     admin = browser()
     sign_in(admin, "admin@acme.com")
     if kind == "admin's session":
         return admin
     if kind == "CLI-made admin key":
-        return keyed(browser, cli_key(capsys, tmp_path, "admin"))
+        return keyed(browser, cli_key(capsys, database_url, "admin"))
     if kind == "admin key an owner made":
         owner = browser()
         sign_in(owner, "owner@acme.com")
@@ -447,12 +442,12 @@ def credential(kind: str, browser, capsys, tmp_path) -> TestClient:
 
 @pytest.mark.parametrize("kind", CREDENTIALS)
 def test_only_a_signed_in_owner_may_touch_the_owner_role(kind, browser, two_owners, capsys,
-                                                          tmp_path):
+                                                          store):
     people = two_owners
     owner = browser()
     sign_in(owner, "owner@acme.com")
     owners_key = make_key(owner, "events:read", name="owner's reader")
-    caller = credential(kind, browser, capsys, tmp_path)
+    caller = credential(kind, browser, capsys, store.url)
     attempts = {
         "invite an owner": lambda: caller.post(
             "/api/v1/members", json={"email": "boss@acme.com", "role": "owner"}),
@@ -499,7 +494,7 @@ def test_a_signed_in_owner_may_touch_the_owner_role(browser, two_owners):
 
 
 def test_a_keys_creator_is_recorded_and_passed_on_to_the_keys_it_makes(
-        browser, people, tenant, capsys, tmp_path):
+        browser, people, tenant, capsys, store):
     admin = browser()
     sign_in(admin, "admin@acme.com")
     made = make_key(admin, "admin", name="ops")
@@ -509,7 +504,7 @@ def test_a_keys_creator_is_recorded_and_passed_on_to_the_keys_it_makes(
     assert listed[child["key"]["id"]]["created_by"] == people["admin"].id
     assert made["key"]["created_by"] == people["admin"].id
     code, out, _ = run(capsys, "keys", "list", "--org", "acme", "--json",
-                       "--database-url", f"sqlite:///{tmp_path / 'sealog.db'}")
+                       "--database-url", store.url)
     by_cli = {k["id"]: k["created_by"] for k in json.loads(out)}
     assert by_cli[child["key"]["id"]] == people["admin"].id
     assert list(by_cli.values()).count(None) == 1  # the tenant's, made as the operator does

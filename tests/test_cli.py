@@ -20,8 +20,8 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def db(tmp_path) -> list[str]:
-    return ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
+def db(store_url) -> list[str]:
+    return ["--database-url", store_url]
 
 
 def test_orgs_and_keys_round_trip(capsys, db):

@@ -25,6 +25,9 @@ from sealog.events import EventValidationError
 
 from conftest import free_port
 
+# What is tested here is the sending side; the server's backend is tested apart.
+BACKENDS = ["sqlite"]
+
 ACTOR = {"id": "usr_1", "email": "alice@acme.com", "name": "Alice Chen", "type": "user"}
 
 

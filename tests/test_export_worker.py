@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -23,25 +22,27 @@ from conftest import wait_for
 EVENTS = 30_000
 
 
-def start_worker(data: Path) -> subprocess.Popen:
-    env = {**os.environ, "SEALOG_EXPORT_LEASE_SECONDS": "2"}
+def start_worker(data: Path, database_url: str) -> subprocess.Popen:
+    env = {**os.environ, "SEALOG_EXPORT_LEASE_SECONDS": "2", "SEALOG_DATABASE_URL": database_url}
     return subprocess.Popen([sys.executable, "-m", "sealog", "worker", "--data-dir", str(data)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def job_state(db: Path, export_id: str) -> tuple:
-    conn = sqlite3.connect(db)
+def job_state(database_url: str, export_id: str) -> tuple:
+    """The job's status, progress, attempts, row_count, file_path and error, read afresh."""
+    store = open_store(database_url)
     try:
-        return conn.execute("SELECT status, progress, attempts, row_count, file_path, error "
-                            "FROM exports WHERE id = ?", (export_id,)).fetchone()
+        row = store.get_export("acme", export_id)
     finally:
-        conn.close()
+        store.close()
+    assert row is not None
+    return row.status, row.progress, row.attempts, row.row_count, row.file_path, row.error
 
 
-def test_a_killed_worker_leaves_a_job_another_completes_exactly(tmp_path):
+def test_a_killed_worker_leaves_a_job_another_completes_exactly(tmp_path, store_url):
     data = tmp_path / "data"
-    db = data / "sealog.db"
-    store = open_store(f"sqlite:///{db.resolve()}")
+    db = store_url
+    store = open_store(db)
     auth.create_org(store=store, name="Acme", org_id="acme")
     raw = list(generate_events(EVENTS, days=3))
     for i in range(0, EVENTS, 1000):
@@ -53,7 +54,7 @@ def test_a_killed_worker_leaves_a_job_another_completes_exactly(tmp_path):
     store.close()
     assert len(expected) == EVENTS
 
-    first = start_worker(data)
+    first = start_worker(data, db)
     try:
         wait_for(lambda: (s := job_state(db, row.id)) and s[0] == "running" and s[1] > 0.2,
                  60, "the first worker to be well into the job")
@@ -66,7 +67,7 @@ def test_a_killed_worker_leaves_a_job_another_completes_exactly(tmp_path):
     status, progress, attempts, *_ = job_state(db, row.id)
     assert (status, attempts) == ("running", 1) and progress < 1
 
-    second = start_worker(data)
+    second = start_worker(data, db)
     try:
         state = wait_for(lambda: (s := job_state(db, row.id)) and s[0] in ("completed", "failed")
                          and s, 120, "the second worker to finish the job")

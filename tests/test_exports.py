@@ -16,6 +16,7 @@ from openpyxl.utils.escape import unescape
 from sealog import times
 from sealog.exports import jobs, writers
 from sealog.ledger import audit, bundle
+from tamper import Tamper
 
 from conftest import event
 
@@ -303,11 +304,8 @@ def test_download_before_completion_and_after_expiry(tenant, worker, store):
     worker.run_one()
     done = tenant.client.get(f"/api/v1/exports/{job['id']}").json()
     path = store.get_export("acme", job["id"]).file_path
-    import sqlite3
-
-    conn = sqlite3.connect(store.path)
-    conn.execute("UPDATE exports SET expires_at = 1 WHERE id = ?", (job["id"],))
-    conn.commit()
+    with Tamper(store) as tamper:
+        tamper.execute("UPDATE exports SET expires_at = 1 WHERE id = ?", job["id"])
     worker.expire()
     gone = tenant.client.get(done["download_url"])
     assert gone.status_code == 410

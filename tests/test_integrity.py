@@ -7,8 +7,8 @@ import csv
 import hashlib
 import io
 import re
-import sqlite3
 import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import openpyxl
@@ -23,6 +23,7 @@ from sealog.ingest import ingest
 from sealog.ledger import audit, bundle, checkpoint, merkle
 from sealog.ledger.note import Signer, Verifier
 from sealog.sampledata import generate_events
+from tamper import Tamper
 
 from conftest import event
 
@@ -68,8 +69,9 @@ def test_every_checkpoint_is_kept(tenant, store):
     for n in (1, 2, 3):
         tenant.client.post("/api/v1/events", json={"events": [event()] * n})
         signed(tenant)
-    sizes = [r[0] for r in sqlite3.connect(store.path).execute(
-        "SELECT size FROM checkpoints WHERE org_id = 'acme' ORDER BY size")]
+    with Tamper(store) as tamper:
+        sizes = [r[0] for r in tamper.execute(
+            "SELECT size FROM checkpoints WHERE org_id = 'acme' ORDER BY size")]
     assert sizes == [1, 3, 6]
 
 
@@ -125,9 +127,9 @@ def test_no_checkpoint_is_signed_over_a_rewritten_tree(tenant, store, app):
     tenant.client.post("/api/v1/events", json={"events": [event()] * 5})
     signed(tenant)
     tenant.client.post("/api/v1/events", json={"events": [event()] * 3})
-    conn = sqlite3.connect(store.path)
-    conn.execute("UPDATE tree_nodes SET hash = zeroblob(32) WHERE org_id = 'acme' AND level = 2")
-    conn.commit()
+    with Tamper(store) as tamper:
+        tamper.execute("UPDATE tree_nodes SET hash = ? WHERE org_id = 'acme' AND level = 2",
+                       bytes(32))
     with pytest.raises(checkpoint.CheckpointError, match="not consistent"):
         checkpoint.sign_latest(store=store, signer=app.state.signer, host="sealog.local",
                                org_id="acme")
@@ -137,7 +139,8 @@ def test_no_checkpoint_is_signed_over_a_rewritten_tree(tenant, store, app):
 
 
 @pytest.fixture
-def audited(tenant, store, app, tmp_path):
+def audited(tenant, store, app, tmp_path) -> Iterator[tuple[Callable[[], audit.Report],
+                                                             Tamper]]:
     """A log of 300 realistic events, checked once (so a state file exists)."""
     raw = list(generate_events(300, days=2))
     ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
@@ -154,49 +157,40 @@ def audited(tenant, store, app, tmp_path):
 
     first = run()
     assert first.ok and first.valid == first.total == 300, first.text()
-    return run, sqlite3.connect(store.path)
+    with Tamper(store) as tamper:
+        yield run, tamper
+
+
+def _altered(tamper: Tamper, index: int) -> bytes:
+    """acme's event at index with its result changed."""
+    return tamper.doc("acme", index).replace(b'"result":"', b'"result":"x', 1)
 
 
 def kinds(report: audit.Report) -> list[tuple[str, int | None]]:
     return [(f.kind, f.index) for f in report.failures]
 
 
-def _doc(conn, index):
-    return conn.execute("SELECT d.doc FROM events e JOIN event_docs d ON d.seq = e.seq "
-                        "WHERE e.org_id = 'acme' AND e.idx = ?", (index,)).fetchone()[0]
-
-
-def _set_doc(conn, index, doc, *, with_leaf=False):
-    seq = conn.execute("SELECT seq FROM events WHERE org_id='acme' AND idx=?", (index,)
-                       ).fetchone()[0]
-    conn.execute("UPDATE event_docs SET doc = ? WHERE seq = ?", (doc, seq))
-    if with_leaf:
-        conn.execute("UPDATE events SET leaf_hash = ? WHERE seq = ?", (merkle.leaf_hash(doc), seq))
-    conn.commit()
-
-
 def test_a_changed_field_is_reported_as_modified(audited):
-    run, conn = audited
-    _set_doc(conn, 41, _doc(conn, 41).replace(b'"result":"', b'"result":"x', 1))
+    run, tamper = audited
+    tamper.set_doc("acme", 41, _altered(tamper, 41))
     report = run()
     assert kinds(report) == [("modified", 41)] and report.valid == 299 and not report.ok
     assert "299/300 events valid" in report.text()
 
 
 def test_a_change_with_a_recomputed_leaf_hash_is_still_found(audited):
-    run, conn = audited
-    _set_doc(conn, 7, _doc(conn, 7).replace(b'"result":"', b'"result":"x', 1), with_leaf=True)
+    run, tamper = audited
+    tamper.set_doc("acme", 7, _altered(tamper, 7), with_leaf=True)
     report = run()
     assert kinds(report) == [("modified", 7)] and report.valid == 299
 
 
 def test_a_change_rewritten_into_the_tree_leaves_names_the_pair(audited):
-    run, conn = audited
-    doc = _doc(conn, 7).replace(b'"result":"', b'"result":"x', 1)
-    _set_doc(conn, 7, doc, with_leaf=True)
-    conn.execute("UPDATE tree_nodes SET hash = ? WHERE org_id = 'acme' AND level = 0 AND idx = 7",
-                 (merkle.leaf_hash(doc),))
-    conn.commit()
+    run, tamper = audited
+    doc = _altered(tamper, 7)
+    tamper.set_doc("acme", 7, doc, with_leaf=True)
+    tamper.execute("UPDATE tree_nodes SET hash = ? WHERE org_id = 'acme' AND level = 0 "
+                   "AND idx = 7", merkle.leaf_hash(doc))
     report = run()
     # The proof of 6 now holds 7's rewritten hash: the pair is named, and nothing else.
     assert kinds(report) == [("modified", 6)] and report.valid == 298
@@ -204,59 +198,56 @@ def test_a_change_rewritten_into_the_tree_leaves_names_the_pair(audited):
 
 
 def test_a_deleted_event_is_reported_as_missing(audited):
-    run, conn = audited
-    conn.execute("DELETE FROM events WHERE org_id = 'acme' AND idx = 150")
-    conn.commit()
+    run, tamper = audited
+    tamper.delete_event("acme", 150)
     report = run()
     assert kinds(report) == [("missing", 150)] and report.valid == 299
 
 
 def test_swapped_events_are_reported_as_reordered(audited):
-    run, conn = audited
-    conn.execute("UPDATE events SET idx = -1 WHERE org_id = 'acme' AND idx = 10")
-    conn.execute("UPDATE events SET idx = 10 WHERE org_id = 'acme' AND idx = 20")
-    conn.execute("UPDATE events SET idx = 20 WHERE org_id = 'acme' AND idx = -1")
-    conn.commit()
+    run, tamper = audited
+    tamper.swap_events("acme", 10, 20)
     report = run()
     assert kinds(report) == [("reordered", 10), ("reordered", 20)] and report.valid == 298
 
 
 def test_deleting_the_last_events_is_reported_as_missing(audited):
-    run, conn = audited
-    conn.execute("DELETE FROM events WHERE org_id = 'acme' AND idx >= 295")
-    conn.commit()
+    run, tamper = audited
+    for index in range(295, 300):
+        tamper.delete_event("acme", index)
     report = run()
     assert kinds(report) == [("missing", 295)] and "295 to 299" in report.text()
     assert report.valid == 295
 
 
-def _rewrite_history(conn, store, index: int) -> None:
+def _rewrite_history(tamper: Tamper, index: int) -> None:
     """What an insider with database access does: change an event, rebuild every hash."""
-    _set_doc(conn, index, _doc(conn, index).replace(b'"result":"', b'"result":"x', 1),
-             with_leaf=True)
-    leaves = [r[0] for r in conn.execute(
+    tamper.set_doc("acme", index, _altered(tamper, index), with_leaf=True)
+    leaves = [bytes(r[0]) for r in tamper.execute(
         "SELECT leaf_hash FROM events WHERE org_id = 'acme' ORDER BY idx")]
     nodes: list[tuple[int, int, bytes]] = []
     compact = merkle.CompactRange()
     compact.extend(leaves, lambda level, i, h: nodes.append((level, i, h)))
-    conn.execute("DELETE FROM tree_nodes WHERE org_id = 'acme'")
-    conn.executemany("INSERT INTO tree_nodes VALUES ('acme', ?, ?, ?)", nodes)
-    conn.execute("UPDATE orgs SET compact_range = ? WHERE id = 'acme'", (b"".join(compact.hashes),))
-    conn.execute("DELETE FROM checkpoints WHERE org_id = 'acme'")
-    conn.commit()
+    tamper.execute("DELETE FROM tree_nodes WHERE org_id = 'acme'")
+    for node in nodes:
+        tamper.execute("INSERT INTO tree_nodes (org_id, level, idx, hash) VALUES ('acme', ?, ?, ?)",
+                       *node)
+    tamper.execute("UPDATE orgs SET compact_range = ? WHERE id = 'acme'",
+                   b"".join(compact.hashes))
+    tamper.execute("DELETE FROM checkpoints WHERE org_id = 'acme'")
 
 
 def test_history_re_signed_with_another_key_is_an_unknown_key(audited, store, app, settings):
-    run, conn = audited
-    _rewrite_history(conn, store, 3)
+    run, tamper = audited
+    _rewrite_history(tamper, 3)
     app.state.signer = Signer.generate("sealog.local")
     report = run()
     assert [f.kind for f in report.failures] == ["unknown key"] and not report.ok
 
 
 def test_history_re_signed_with_the_stolen_key_is_a_fork(audited, store):
-    run, conn = audited
-    _rewrite_history(conn, store, 3)
+    run, tamper = audited
+    _rewrite_history(tamper, 3)
     report = run()
     assert [f.kind for f in report.failures] == ["inconsistent checkpoint"]
     assert "rewritten" in report.text()

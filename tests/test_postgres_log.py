@@ -24,7 +24,6 @@ from sealog.store.postgres.tokens import event_lexemes
 
 from conftest import all_at_once, open_test_store
 
-BACKENDS = ["sqlite", "postgresql"]
 # One event, a few (a single INSERT each), and batches that go by COPY.
 BATCH_SIZES = [1, 5, 15, 16, 300, 1000]
 DAY_US = 86_400_000_000

@@ -22,7 +22,6 @@ from sealog.store.postgres.store import DEFAULT_POOL_SIZE, split_url
 from conftest import all_at_once, fill_disk, open_test_store
 
 PASSWORD = "correct horse battery"
-BACKENDS = ["sqlite", "postgresql"]
 WORKERS = 4
 
 

@@ -355,14 +355,15 @@ def test_the_setting():
             Settings.from_env({"SEALOG_INGEST_PROCESSES": bad})
 
 
-def test_batches_sent_over_http_are_stored_as_the_library_stores_them(tenant_factory, store):
+def test_batches_sent_over_http_are_stored_as_the_library_stores_them(tenant_factory, store,
+                                                                     tmp_path):
     tenant = tenant_factory()
     batch = realistic_batch(300)
     batch[7]["metadata"] = {"ratio": 0.25, "big": 2**53 - 1, "ключ": [1.5e-7, None, True],
                             "id64": 2**63 + 7, "e20": 1e20}
     r = tenant.client.post("/api/v1/events", json={"events": batch})
     assert r.status_code == 201, r.text
-    here = open_store(f"sqlite:///{store.path.parent / 'here.db'}")
+    here = open_store(f"sqlite:///{tmp_path / 'here.db'}")
     auth.create_org(store=here, name="Acme", org_id="acme")
     ingest(store=here, org_id="acme", raw_events=orjson.loads(orjson.dumps(batch)),
            redactor=REDACTOR, recorded_by=recorded_by_api_key(tenant.key_id))

@@ -25,7 +25,7 @@ from sealog.events import Redactor, recorded_by_api_key
 from sealog.ingest import ingest
 from sealog.store import open_store
 
-from conftest import SealogProcess
+from conftest import BACKENDS, SealogProcess, create_database, drop_database
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -47,12 +47,18 @@ expect = sync_api.expect
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Iterator[dict]:
-    """A served data folder: org acme with 3,000 demo events, users of each role, a key;
-    org globex, whose one user is also a user of acme."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def site(request, tmp_path_factory) -> Iterator[dict]:
+    """A served data folder on each backend: org acme with 3,000 demo events, users of each
+    role, a key; org globex, whose one user is also a user of acme."""
     data = tmp_path_factory.mktemp("web") / "data"
-    store = open_store(f"sqlite:///{data.resolve() / 'sealog.db'}")
+    url = f"sqlite:///{data.resolve() / 'sealog.db'}"
+    if request.param == "postgresql":
+        admin = request.getfixturevalue("postgres_server")
+        name = f"sealog_web_{os.getpid()}"
+        url = create_database(admin, name, request.getfixturevalue("postgres_template"))
+        request.addfinalizer(lambda: drop_database(admin, name))
+    store = open_store(url)
     auth.create_org(store=store, name="Acme Robotics", org_id="acme")
     auth.create_org(store=store, name="Globex Labs", org_id="globex")
     for role in ("admin", "auditor", "member"):
@@ -69,7 +75,7 @@ def site(tmp_path_factory) -> Iterator[dict]:
         ingest(store=store, org_id="acme", raw_events=events[start:start + 1000],
                redactor=Redactor(), recorded_by=recorded_by_api_key(key.row.id))
     store.close()
-    process = SealogProcess(data, env={"SEALOG_CHECKPOINT_INTERVAL": "1"})
+    process = SealogProcess(data, env={"SEALOG_CHECKPOINT_INTERVAL": "1"}, database_url=url)
     process.start()
     api = httpx.Client(base_url=process.base, headers={"Authorization": f"Bearer {secret}"},
                        timeout=30)

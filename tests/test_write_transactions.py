@@ -20,7 +20,6 @@ PASSWORD = "correct horse battery"
 ROUNDS = 10
 TOKEN_HASH = bytes(range(32))  # a session token's hash: 32 bytes
 # Every change here records its audit event: on PostgreSQL too, the org row's lock.
-BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture
