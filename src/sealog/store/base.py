@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from sealog import search
 from sealog.search import Cursor, EventFilter
 
 
@@ -91,6 +92,19 @@ class EventRow(NamedTuple):
     doc: bytes
 
 
+# The columns of an EventRow that search.field_tokens makes tokens of, in its order (the
+# order ingest gives them in).
+_TOKEN_FIELDS = EventRow._fields[4:15]
+
+
+def stored_event_row(columns: Sequence[Any]) -> EventRow:
+    """An EventRow from its stored columns (every field but word_pairs and field_tokens, in
+    EventRow's order), with those two, which no backend keeps as text, made from the row as
+    ingest makes them."""
+    tokens = search.field_tokens(zip(_TOKEN_FIELDS, columns[4:15], strict=True))
+    return EventRow._make((*columns[:17], search.word_pairs(columns[16]), tokens, columns[17]))
+
+
 class StoredDoc(NamedTuple):
     """What reads return: the canonical document and its leaf hash."""
 
@@ -146,6 +160,11 @@ class ExportRow:
     file_path: str | None
 
 
+# What Store.row_counts counts: every kind of row a deployment holds.
+ROW_KINDS = ("orgs", "users", "API keys", "sessions", "failed sign-ins", "events",
+             "tree nodes", "checkpoints", "log keys", "exports")
+
+
 class WriteTx(Protocol):
     """One write transaction, for use inside its `with store.writing()` block: its writes,
     and every read a write depends on, on one connection, each read with the lock it names.
@@ -172,6 +191,12 @@ class WriteTx(Protocol):
     def set_log_head(self, org_id: str, head: LogHead) -> None:
         """Records the org's new log head."""
 
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        """Stores a checkpoint; False when one of that size was already stored."""
+
+    def insert_log_key(self, vkey: str, created_at: int, retired_at: int | None) -> None:
+        """Records a verifier key of the log as given; raises Conflict when it is known."""
+
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
         """A new org; raises Conflict if the id is taken. Its number (which names its
         full-text index) is the largest stored plus one, read here: the orgs table must stay
@@ -196,7 +221,8 @@ class WriteTx(Protocol):
         """Marks the user removed and revokes their sessions; NotFound as set_user_role."""
 
     def insert_api_key(self, row: ApiKeyRow) -> None:
-        """Raises Conflict when the key's id is taken."""
+        """Stores the row as given (revoked_at and last_used_at too); raises Conflict when
+        the key's id is taken."""
 
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
         """The key, revoked (at once, or already); raises NotFound for another org's key."""
@@ -282,7 +308,17 @@ class Store(Protocol):
         """The org's live users, oldest first (for display: a rule over them reads
         WriteTx.lock_members)."""
 
+    def list_all_users(self, org_id: str) -> list[UserRow]:
+        """The org's users, live and removed, oldest first."""
+
     def get_session(self, token_hash: bytes) -> SessionRow | None: ...
+
+    def list_sessions(self, org_id: str) -> list[tuple[bytes, SessionRow]]:
+        """(token hash, session) of every session of the org's users, ended ones too,
+        oldest first."""
+
+    def login_failures(self) -> list[tuple[str, str, int]]:
+        """(org id, email, time) of every failed sign-in still counted, oldest first."""
 
     def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         """WriteTx.record_login_attempt in a transaction of its own."""
@@ -307,6 +343,15 @@ class Store(Protocol):
     ) -> Iterator[StoredDoc]:
         """Events with start <= index < stop in index order."""
 
+    def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
+        """Events with start <= index < stop in index order, as whole rows that insert_events
+        takes (see stored_event_row), in pages."""
+
+    def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
+        """Readies the database for many events received between these times (PostgreSQL:
+        the partition of each month between, made now, where upkeep would otherwise move
+        them out of the DEFAULT partition later; SQLite: nothing to do)."""
+
     def log_head(self, org_id: str) -> LogHead:
         """The org's log head as committed; raises NotFound."""
 
@@ -321,9 +366,12 @@ class Store(Protocol):
         """Stored nodes of one level with start <= index < stop."""
 
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
-        """Stores a checkpoint; False when one of that size was already stored."""
+        """WriteTx.insert_checkpoint in a transaction of its own."""
 
     def latest_checkpoint(self, org_id: str) -> CheckpointRow | None: ...
+
+    def iter_checkpoints(self, org_id: str) -> Iterator[CheckpointRow]:
+        """Every checkpoint of the org, smallest first, in pages."""
 
     def orgs_behind_checkpoint(self) -> list[str]:
         """Orgs whose log has grown past their latest checkpoint."""
@@ -335,6 +383,10 @@ class Store(Protocol):
 
     def log_keys(self) -> list[tuple[str, int, int | None]]:
         """(verifier key, created_at, retired_at) of every key the log has used."""
+
+    def row_counts(self) -> dict[str, int]:
+        """How many of each kind of thing the database holds, by ROW_KINDS' names (failed
+        sign-ins counted one by one)."""
 
     def iter_events_ascending(self, flt: EventFilter, *, batch: int = 1000
                               ) -> Iterator[StoredDoc]:
@@ -393,6 +445,10 @@ class OneCallWrites:
     def insert_user(self, row: UserRow) -> None:
         with self.writing() as tx:
             tx.insert_user(row)
+
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        with self.writing() as tx:
+            return tx.insert_checkpoint(row)
 
     def record_login_attempt(self, org_id: str, email: str, at: int, *, since: int) -> int:
         with self.writing() as tx:

@@ -78,6 +78,22 @@ def ensure_partitions(conn: psycopg.Connection, *, now_us: int | None = None,
     return made
 
 
+def ensure_months(conn: psycopg.Connection, start_us: int, end_us: int) -> list[str]:
+    """Makes each missing month's partition of the PARTITIONED_TABLES from the month of
+    start_us to that of end_us, but none past MONTHS_AHEAD after now (a later row waits in
+    DEFAULT for upkeep); returns their names. Runs as ensure_partitions does."""
+    conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+    month = max(month_of(start_us), _FIRST_MONTH)
+    last = min(month_of(end_us), add_months(month_of(times.now_us()), MONTHS_AHEAD))
+    made = []
+    while month <= last:
+        for table in PARTITIONED_TABLES:
+            if _add_partition(conn, table, month):
+                made.append(partition_name(table, month))
+        month = add_months(month, 1)
+    return made
+
+
 def _months_in_default(conn: psycopg.Connection, table: str) -> set[tuple[int, int]]:
     # Whole seconds: month boundaries are, and the division stays exact.
     rows = conn.execute(

@@ -3,6 +3,7 @@ READ COMMITTED with the row locks its reads name (base.WriteTx)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -29,12 +30,15 @@ from sealog.store.base import (
     StorageFull,
     StoredDoc,
     UserRow,
+    stored_event_row,
 )
-from sealog.store.postgres.migrations import migrate
-from sealog.store.postgres.partitions import received_lower_bound
+from sealog.store.postgres import partitions
+from sealog.store.postgres.migrations import migrate, schema_change
 from sealog.store.postgres.tokens import event_lexemes
 from sealog.store.postgres.tsquery import narrowing
 from sealog.store.sqlfilter import Dialect, Where, base_where, match_where
+
+log = logging.getLogger("sealog.store")
 
 # Connections a store keeps at most (the URL's ?pool_size= sets it): each thread that reads
 # or writes holds one while it does, and waits for one when all are taken.
@@ -52,6 +56,18 @@ _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, 
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
 _SESSION_COLUMNS = "id, user_id, csrf_token, created_at, expires_at, revoked_at"
 _CHECKPOINT_COLUMNS = "org_id, size, root, note, key_id, created_at"
+# An events row as stored_event_row takes it (EventRow's fields but the rebuilt tokens).
+_ROW_COLUMNS = ("e.org_id, e.idx, e.id, e.occurred_at, e.category, e.result, e.action, "
+                "e.actor_id, e.actor_email, e.actor_name, e.resource_type, e.resource_id, "
+                "e.method, e.path, e.ip, e.leaf_hash, e.search_text, d.doc")
+# What Store.row_counts counts, by base.ROW_KINDS' names: (table, count expression); a row
+# of login_failures holds an org's email's failures.
+_COUNTED = {"orgs": ("orgs", "count(*)"), "users": ("users", "count(*)"),
+            "API keys": ("api_keys", "count(*)"), "sessions": ("sessions", "count(*)"),
+            "failed sign-ins": ("login_failures", "coalesce(sum(cardinality(failed_at)), 0)"),
+            "events": ("events", "count(*)"), "tree nodes": ("tree_nodes", "count(*)"),
+            "checkpoints": ("checkpoints", "count(*)"), "log keys": ("log_keys", "count(*)"),
+            "exports": ("exports", "count(*)")}
 # The events columns a batch writes as they are; words, pairs and fields are made from
 # token arrays by array_to_tsvector.
 _EVENT_COLUMNS = ("org_id, idx, id, received_at, occurred_at, category, result, action, "
@@ -115,7 +131,7 @@ def _selection(flt: EventFilter, cursor: Cursor | None = None,
     oldest-first position after): sqlfilter's exact ones, the tsquery conditions that let
     the token index find them, and a received_at bound that leaves out older partitions."""
     where = base_where(flt, cursor, DIALECT, after)
-    where.add("received_at >= ?", received_lower_bound(flt.time_range.start_us))
+    where.add("received_at >= ?", partitions.received_lower_bound(flt.time_range.start_us))
     for column, query in narrowing(flt):
         where.add(f"{column} @@ ?::tsquery", query)
     matches = match_where(flt, DIALECT)
@@ -225,6 +241,20 @@ class _Tx:
         self.conn.execute("UPDATE orgs SET log_size = %s, compact_range = %s WHERE id = %s",
                           (head.size, b"".join(head.compact_range), org_id))
 
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        cursor = self.conn.execute(
+            f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (row.org_id, row.size, row.root, row.note, row.key_id, row.created_at))
+        return cursor.rowcount == 1
+
+    def insert_log_key(self, vkey: str, created_at: int, retired_at: int | None) -> None:
+        cursor = self.conn.execute(
+            "INSERT INTO log_keys (vkey, created_at, retired_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING", (vkey, created_at, retired_at))
+        if cursor.rowcount != 1:
+            raise Conflict(f"the log key {vkey!r} is already recorded")
+
     # -- orgs, users, keys, sessions and exports --------------------------------------
 
     # An insert whose key is taken inserts nothing (ON CONFLICT DO NOTHING): a failed
@@ -286,12 +316,13 @@ class _Tx:
 
     def insert_api_key(self, row: ApiKeyRow) -> None:
         cursor = self.conn.execute(
-            "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
-            "created_by) SELECT %(id)s, %(org)s, %(name)s, %(hash)s, %(scopes)s, %(at)s, "
-            "%(by)s WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE id = %(id)s) "
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) SELECT %(id)s, %(org)s, %(name)s, "
+            "%(hash)s, %(scopes)s, %(at)s, %(revoked)s, %(used)s, %(by)s "
+            "WHERE NOT EXISTS (SELECT 1 FROM api_keys WHERE id = %(id)s) "
             "ON CONFLICT DO NOTHING",
             {"id": row.id, "org": row.org_id, "name": row.name, "hash": row.secret_hash,
-             "scopes": " ".join(row.scopes), "at": row.created_at, "by": row.created_by})
+             "scopes": " ".join(row.scopes), "at": row.created_at, "revoked": row.revoked_at,
+             "used": row.last_used_at, "by": row.created_by})
         if cursor.rowcount != 1:
             raise Conflict(f"an API key with id {row.id!r} already exists")
 
@@ -482,19 +513,22 @@ class PostgresStore(OneCallWrites):
             "AND idx >= %s AND idx < %s", (org_id, level, start, stop))
         return {(level, index): h for index, h in rows}
 
-    def insert_checkpoint(self, row: CheckpointRow) -> bool:
-        with self.writing() as tx:
-            cursor = tx.conn.execute(
-                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (row.org_id, row.size, row.root, row.note, row.key_id, row.created_at))
-            return cursor.rowcount == 1
-
     def latest_checkpoint(self, org_id: str) -> CheckpointRow | None:
         row = self._one(
             f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = %s "
             "ORDER BY size DESC LIMIT 1", (org_id,))
         return CheckpointRow(*row) if row else None
+
+    def iter_checkpoints(self, org_id: str) -> Iterator[CheckpointRow]:
+        after = -1
+        while True:
+            rows = self._all(
+                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = %s "
+                "AND size > %s ORDER BY size LIMIT 1000", (org_id, after))
+            yield from (CheckpointRow(*r) for r in rows)
+            if len(rows) < 1000:
+                return
+            after = rows[-1][1]
 
     def orgs_behind_checkpoint(self) -> list[str]:
         rows = self._all(
@@ -516,6 +550,11 @@ class PostgresStore(OneCallWrites):
     def log_keys(self) -> list[tuple[str, int, int | None]]:
         return [(r[0], r[1], r[2]) for r in self._all(
             "SELECT vkey, created_at, retired_at FROM log_keys ORDER BY created_at, vkey")]
+
+    def row_counts(self) -> dict[str, int]:
+        with self._reading() as conn:
+            return {kind: conn.execute(f"SELECT {count} FROM {table}").fetchall()[0][0]
+                    for kind, (table, count) in _COUNTED.items()}
 
     # -- events by id and by index --------------------------------------------------
 
@@ -606,6 +645,26 @@ class PostgresStore(OneCallWrites):
             if len(rows) < batch:
                 return
             position = rows[-1][4] + 1
+    def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
+        position = start
+        while position < stop:
+            rows = self._all(
+                f"SELECT {_ROW_COLUMNS} FROM {_DOC_JOIN} WHERE e.org_id = %s "
+                "AND e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT 1000",
+                (org_id, position, stop))
+            if not rows:
+                return
+            yield from map(stored_event_row, rows)
+            position = rows[-1][1] + 1
+
+    def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
+        try:
+            with self._reading() as conn, schema_change(conn):
+                partitions.ensure_months(conn, received_from, received_until)
+        except psycopg.errors.LockNotAvailable as exc:  # the rows wait in DEFAULT for upkeep
+            log.warning("making the partitions of the months events arrive in gave up after "
+                        "%s waiting for queries on the events tables (%s)",
+                        partitions.LOCK_TIMEOUT, exc)
 
     # -- API keys --------------------------------------------------------------------
 
@@ -641,10 +700,27 @@ class PostgresStore(OneCallWrites):
             "ORDER BY created_at, id", (org_id,))
         return [UserRow(*r) for r in rows]
 
+    def list_all_users(self, org_id: str) -> list[UserRow]:
+        rows = self._all(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE org_id = %s ORDER BY created_at, id",
+            (org_id,))
+        return [UserRow(*r) for r in rows]
+
     def get_session(self, token_hash: bytes) -> SessionRow | None:
         r = self._one(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = %s",
                       (token_hash,))
         return SessionRow(*r) if r else None
+
+    def list_sessions(self, org_id: str) -> list[tuple[bytes, SessionRow]]:
+        rows = self._all(
+            f"SELECT token_hash, {_SESSION_COLUMNS} FROM sessions WHERE org_id = %s "
+            "ORDER BY created_at, id", (org_id,))
+        return [(r[0], SessionRow(*r[1:])) for r in rows]
+
+    def login_failures(self) -> list[tuple[str, str, int]]:
+        return [(r[0], r[1], r[2]) for r in self._all(
+            "SELECT f.org_id, f.email, t.at FROM login_failures f "
+            "CROSS JOIN unnest(f.failed_at) AS t(at) ORDER BY t.at, f.org_id, f.email")]
 
     # -- exports ---------------------------------------------------------------------
 

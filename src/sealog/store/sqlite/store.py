@@ -36,6 +36,7 @@ from sealog.store.base import (
     StorageFull,
     StoredDoc,
     UserRow,
+    stored_event_row,
 )
 from sealog.store.sqlfilter import Dialect, base_where, match_where
 from sealog.store.sqlite.fts5 import Fts5Query, fts5_query
@@ -92,6 +93,17 @@ _EXPORT_COLUMNS = (
 _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
                 "last_used_at, created_by")
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
+_SESSION_COLUMNS = "id, user_id, csrf_token, created_at, expires_at, revoked_at"
+_CHECKPOINT_COLUMNS = "org_id, size, root, note, key_id, created_at"
+# An events row as stored_event_row takes it (EventRow's fields but the rebuilt tokens).
+_ROW_COLUMNS = ("e.org_id, e.idx, e.id, e.occurred_at, e.category, e.result, e.action, "
+                "e.actor_id, e.actor_email, e.actor_name, e.resource_type, e.resource_id, "
+                "e.method, e.path, e.ip, e.leaf_hash, e.search_text, d.doc")
+# The tables Store.row_counts counts, by base.ROW_KINDS' names.
+_COUNTED = {"orgs": "orgs", "users": "users", "API keys": "api_keys", "sessions": "sessions",
+            "failed sign-ins": "login_failures", "events": "events",
+            "tree nodes": "tree_nodes", "checkpoints": "checkpoints", "log keys": "log_keys",
+            "exports": "exports"}
 # The extended result codes of a write that a UNIQUE index or a PRIMARY KEY refused.
 _UNIQUE_VIOLATIONS = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 
@@ -119,6 +131,11 @@ def _insert_rows(conn: sqlite3.Connection, into: str, rows: list[tuple]) -> None
         while len(rows) - done >= size:
             conn.execute(sql, [v for row in rows[done : done + size] for v in row])
             done += size
+
+
+def _columns(columns: str, table: str) -> str:
+    """columns, each prefixed with a table's alias."""
+    return ", ".join(f"{table}.{c.strip()}" for c in columns.split(","))
 
 
 def fts_table(org_num: int) -> str:
@@ -374,6 +391,21 @@ class _Tx:
             (head.size, b"".join(head.compact_range), org_id),
         )
 
+    def insert_checkpoint(self, row: CheckpointRow) -> bool:
+        cursor = self.conn.execute(
+            f"INSERT OR IGNORE INTO checkpoints ({_CHECKPOINT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (row.org_id, row.size, row.root, row.note, row.key_id, row.created_at),
+        )
+        return cursor.rowcount == 1
+
+    def insert_log_key(self, vkey: str, created_at: int, retired_at: int | None) -> None:
+        with _taken(f"the log key {vkey!r} is already recorded"):
+            self.conn.execute(
+                "INSERT INTO log_keys (vkey, created_at, retired_at) VALUES (?, ?, ?)",
+                (vkey, created_at, retired_at),
+            )
+
     # The writer lock, held from BEGIN IMMEDIATE, is every lock the reads below name.
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:
@@ -433,10 +465,9 @@ class _Tx:
     def insert_api_key(self, row: ApiKeyRow) -> None:
         with _taken(f"an API key with id {row.id!r} already exists"):
             self.conn.execute(
-                "INSERT INTO api_keys (id, org_id, name, secret_hash, scopes, created_at, "
-                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row.id, row.org_id, row.name, row.secret_hash, " ".join(row.scopes),
-                 row.created_at, row.created_by),
+                 row.created_at, row.revoked_at, row.last_used_at, row.created_by),
             )
 
     def revoke_api_key(self, *, org_id: str, key_id: str, at: int) -> ApiKeyRow:
@@ -696,12 +727,31 @@ class SQLiteStore(OneCallWrites):
         )
         return [UserRow(*r) for r in rows]
 
+    def list_all_users(self, org_id: str) -> list[UserRow]:
+        rows = self._reader().execute(
+            f"SELECT {_USER_COLUMNS} FROM users WHERE org_id = ? ORDER BY created_at, id",
+            (org_id,),
+        )
+        return [UserRow(*r) for r in rows]
+
     def get_session(self, token_hash: bytes) -> SessionRow | None:
         r = self._reader().execute(
-            "SELECT id, user_id, csrf_token, created_at, expires_at, revoked_at FROM sessions "
-            "WHERE token_hash = ?", (token_hash,),
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE token_hash = ?", (token_hash,),
         ).fetchone()
         return SessionRow(*r) if r else None
+
+    def list_sessions(self, org_id: str) -> list[tuple[bytes, SessionRow]]:
+        rows = self._reader().execute(
+            f"SELECT s.token_hash, {_columns(_SESSION_COLUMNS, 's')} FROM sessions s "
+            "JOIN users u ON u.id = s.user_id WHERE u.org_id = ? ORDER BY s.created_at, s.id",
+            (org_id,),
+        )
+        return [(r[0], SessionRow(*r[1:])) for r in rows]
+
+    def login_failures(self) -> list[tuple[str, str, int]]:
+        return list(self._reader().execute(
+            "SELECT org_id, email, at FROM login_failures ORDER BY at, org_id, email"
+        ))
 
     # -- events ----------------------------------------------------------------------
 
@@ -837,6 +887,23 @@ class SQLiteStore(OneCallWrites):
                 yield StoredDoc(*r)
             position = rows[-1][4] + 1
 
+    def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
+        conn = self._reader()
+        position = start
+        while position < stop:
+            rows = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+                "WHERE e.org_id = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx LIMIT 1000",
+                (org_id, position, stop),
+            ).fetchall()
+            if not rows:
+                return
+            yield from map(stored_event_row, rows)
+            position = rows[-1][1] + 1
+
+    def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
+        return None  # one table holds every event
+
 
     # -- the Merkle tree and its checkpoints -------------------------------------------
 
@@ -877,23 +944,25 @@ class SQLiteStore(OneCallWrites):
         )
         return {(level, index): h for index, h in rows}
 
-    _CHECKPOINT_COLUMNS = "org_id, size, root, note, key_id, created_at"
-
-    def insert_checkpoint(self, row: CheckpointRow) -> bool:
-        with self.writing() as tx:
-            cursor = tx.conn.execute(
-                f"INSERT OR IGNORE INTO checkpoints ({self._CHECKPOINT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (row.org_id, row.size, row.root, row.note, row.key_id, row.created_at),
-            )
-            return cursor.rowcount == 1
-
     def latest_checkpoint(self, org_id: str) -> CheckpointRow | None:
         row = self._reader().execute(
-            f"SELECT {self._CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = ? "
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = ? "
             "ORDER BY size DESC LIMIT 1", (org_id,),
         ).fetchone()
         return CheckpointRow(*row) if row else None
+
+    def iter_checkpoints(self, org_id: str) -> Iterator[CheckpointRow]:
+        conn = self._reader()
+        after = -1
+        while True:
+            rows = conn.execute(
+                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = ? AND size > ? "
+                "ORDER BY size LIMIT 1000", (org_id, after),
+            ).fetchall()
+            yield from (CheckpointRow(*r) for r in rows)
+            if len(rows) < 1000:
+                return
+            after = rows[-1][1]
 
     def orgs_behind_checkpoint(self) -> list[str]:
         rows = self._reader().execute(
@@ -919,6 +988,11 @@ class SQLiteStore(OneCallWrites):
         return list(self._reader().execute(
             "SELECT vkey, created_at, retired_at FROM log_keys ORDER BY created_at"
         ))
+
+    def row_counts(self) -> dict[str, int]:
+        conn = self._reader()
+        return {kind: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for kind, table in _COUNTED.items()}
 
 
     # -- exports -----------------------------------------------------------------------
