@@ -436,6 +436,55 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_url(url: str, *, must_exist: bool = False) -> Store:
+    """The store a URL names, its SQLite readers mapping none of the file (memory stays
+    flat however much is read); must_exist refuses a SQLite file that is not there
+    (opening would make it)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        # Opened directly until open_store returns the PostgreSQL store (it lacks search).
+        import psycopg
+
+        from sealog.store.postgres.store import PostgresStore
+
+        try:
+            return PostgresStore(url)  # type: ignore[return-value]
+        except psycopg.OperationalError as exc:
+            raise CommandError(f"cannot open the PostgreSQL database: {exc}") from None
+    if must_exist and url.startswith("sqlite:///"):
+        from sealog.store.sqlite.store import path_from_url
+
+        if not path_from_url(url).is_file():
+            raise CommandError(f"there is no SQLite database at {path_from_url(url)}")
+    return open_store(url, reader_mmap_mb=0)
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from sealog import copying
+
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(org_id: str, done: int, total: int) -> None:
+        if org_id not in bars:
+            bars[org_id] = ProgressBar(total or None, f"Copying {org_id}")
+        bars[org_id].update(done)
+
+    source = _open_url(args.source, must_exist=True)
+    try:
+        target = _open_url(args.target)
+        try:
+            copied = copying.copy_deployment(source=source, target=target, progress=progress)
+        except copying.CopyError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            target.close()
+    finally:
+        source.close()
+    _print(args, copied, f"Copied {copying.describe(copied)}.\nNext: copy the signing key "
+                         "file to the new deployment, point SEALOG_DATABASE_URL at the new "
+                         "database, and run `sealog verify` against it.")
+    return 0
+
+
 def cmd_log_key(args: argparse.Namespace) -> int:
     settings = _settings(args)
     path = settings.resolved_signing_key_file
@@ -612,6 +661,20 @@ def build_parser() -> argparse.ArgumentParser:
                  "a time).", "sealog migrate --database-url sqlite:////var/lib/sealog/sealog.db",
                  cmd_migrate)
     _add_db(p)
+    _add_json(p)
+
+    p = _command(sub, "copy", "Copy a whole deployment into a new, empty database (SQLite to "
+                 "PostgreSQL, or between any two): orgs, users, keys, sessions, every event "
+                 "of every log with its tree, checkpoints, log keys and export records, in "
+                 "one transaction. Stop every writer first. The signing key file is not in "
+                 "the database: copy it yourself; export files stay in the export directory, "
+                 "which the new deployment must use too.",
+                 "sealog copy --from sqlite:////var/lib/sealog/sealog.db "
+                 "--to postgresql://db.internal/sealog", cmd_copy)
+    p.add_argument("--from", dest="source", required=True, metavar="URL",
+                   help="the database to copy: sqlite:///path.db or postgresql://host/db")
+    p.add_argument("--to", dest="target", required=True, metavar="URL",
+                   help="a new, empty database (a SQLite file is made if missing)")
     _add_json(p)
 
     p = _command(sub, "log-key", "Print the log's verifier key (made on first use); --rotate "
