@@ -299,11 +299,6 @@ def migrated_postgres_url(postgres_server: str, postgres_template: str,
         drop_database(postgres_server, name)
 
 
-def open_test_store(url: str) -> Store:
-    """The store a sqlite:/// or postgresql:// URL names."""
-    return open_store(url)
-
-
 BACKENDS = ["sqlite", "postgresql"]
 
 

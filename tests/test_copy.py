@@ -31,12 +31,11 @@ from sealog.ledger.note import Signer, Verifier
 from sealog.sampledata import generate_events
 from sealog.sealing import prepare_events, seal
 from sealog.search import build_filter
-from sealog.store import Store
+from sealog.store import Store, open_store
 from sealog.store.base import ROW_KINDS
 from sealog.store.postgres.partitions import month_of, partition_name
-from sealog.store.postgres.store import PostgresStore
 
-from conftest import ALL_SCOPES, SealogProcess, open_test_store
+from conftest import ALL_SCOPES, SealogProcess
 
 BACKENDS = ["sqlite", "postgresql"]
 DAY_US = 86_400_000_000
@@ -148,7 +147,7 @@ def built(tmp_path_factory) -> Deployment:
     data = tmp_path_factory.mktemp("source") / "data"
     settings = Settings(data_dir=data)
     signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
-    store = open_test_store(f"sqlite:///{data / 'sealog.db'}")
+    store = open_store(f"sqlite:///{data / 'sealog.db'}")
     try:
         secret = _fill(store, settings, signer)
     finally:
@@ -166,7 +165,7 @@ def deployment(built: Deployment, tmp_path: Path) -> Deployment:
 
 @pytest.fixture
 def source(deployment: Deployment) -> Iterator[Store]:
-    store = open_test_store(deployment.url)
+    store = open_store(deployment.url)
     yield store
     store.close()
 
@@ -174,7 +173,7 @@ def source(deployment: Deployment) -> Iterator[Store]:
 @pytest.fixture
 def target(store_url: str) -> Iterator[Store]:
     """An empty store on each backend."""
-    with closing(open_test_store(store_url)) as store:
+    with closing(open_store(store_url)) as store:
         yield store
 
 
@@ -254,14 +253,12 @@ def test_a_copy_holds_everything_the_source_does_and_its_log_verifies(
     assert target.latest_checkpoint("acme") == before["acme"]["latest"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.xfail(
-    not hasattr(PostgresStore, "list_events"), raises=AttributeError, strict=True,
-    reason="the PostgreSQL store has no search yet"))])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_search_on_a_copy_finds_what_it_finds_on_the_source(source, backend, request,
                                                             tmp_path):
     url = (request.getfixturevalue("postgres_url") if backend == "postgresql"
            else f"sqlite:///{tmp_path / 'copy.db'}")
-    with closing(open_test_store(url)) as target:
+    with closing(open_store(url)) as target:
         copy_deployment(source=source, target=target)
         for org_id in ("acme", "beta"):
             found = _searches(source, org_id)
@@ -272,7 +269,7 @@ def test_search_on_a_copy_finds_what_it_finds_on_the_source(source, backend, req
 def test_a_copy_through_postgresql_back_to_sqlite_is_the_source_again(
         source, postgres_url, tmp_path):
     """PostgreSQL's rows read back whole: the same rows, tokens and search on SQLite."""
-    with closing(open_test_store(postgres_url)) as middle, closing(open_test_store(
+    with closing(open_store(postgres_url)) as middle, closing(open_store(
             f"sqlite:///{tmp_path / 'back.db'}")) as back:
         copy_deployment(source=source, target=middle)
         copy_deployment(source=middle, target=back)
@@ -283,7 +280,7 @@ def test_a_copy_through_postgresql_back_to_sqlite_is_the_source_again(
 def test_events_of_past_months_land_in_their_months_partitions(source, postgres_url):
     import psycopg
 
-    with closing(open_test_store(postgres_url)) as target:
+    with closing(open_store(postgres_url)) as target:
         copy_deployment(source=source, target=target)
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT count(*) FROM events_default").fetchone() == (0,)
@@ -300,7 +297,7 @@ def test_rows_read_back_are_those_ingest_sealed(store_url):
         e["id"] = _event_id(9, n)
     prepared = prepare_events(raw, org_id="acme", received_at_us=NOW_US, redactor=Redactor())
     sealed = [seal(item, org_id="acme", index=i) for i, item in enumerate(prepared)]
-    with closing(open_test_store(store_url)) as store:
+    with closing(open_store(store_url)) as store:
         auth.create_org(store=store, name="Acme", org_id="acme")
         ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor(),
                received_at_us=NOW_US)
@@ -326,14 +323,14 @@ def test_a_copy_that_fails_half_way_leaves_the_target_empty(deployment, target):
     conn.execute("DELETE FROM events WHERE org_id = 'beta' AND idx = 500")
     conn.commit()
     conn.close()
-    with closing(open_test_store(deployment.url)) as source:
+    with closing(open_store(deployment.url)) as source:
         with pytest.raises(CopyError, match="beta.*lacks event 500"):
             copy_deployment(source=source, target=target)
     assert set(target.row_counts().values()) == {0}
 
 
 def test_an_empty_source_is_refused(target, tmp_path):
-    with closing(open_test_store(f"sqlite:///{tmp_path / 'empty.db'}")) as empty:
+    with closing(open_store(f"sqlite:///{tmp_path / 'empty.db'}")) as empty:
         with pytest.raises(CopyError, match="no org"):
             copy_deployment(source=empty, target=target)
 
@@ -355,7 +352,7 @@ def test_the_command_copies_and_verify_passes_against_a_server_on_the_copy(
     assert "Copying acme" in done.stderr and "Copying gamma" in done.stderr
     assert "Copied 3 orgs" in done.stdout and "signing key" in done.stdout
     shutil.copy2(deployment.data / "signing.key", copy / "signing.key")
-    with closing(open_test_store(deployment.url)) as source:
+    with closing(open_store(deployment.url)) as source:
         note = source.latest_checkpoint("acme").note
     server = SealogProcess(copy)
     server.start()
@@ -380,8 +377,8 @@ def test_the_command_copies_to_postgresql_once(deployment, postgres_url, tmp_pat
     again = _sealog("copy", "--from", deployment.url, "--to", postgres_url)
     assert again.returncode == 2
     assert "not empty: it holds 3 orgs" in again.stderr and "Traceback" not in again.stderr
-    with closing(open_test_store(postgres_url)) as target, \
-            closing(open_test_store(deployment.url)) as source:
+    with closing(open_store(postgres_url)) as target, \
+            closing(open_store(deployment.url)) as source:
         assert _everything(target) == _everything(source)
 
 
@@ -399,7 +396,7 @@ def test_a_copy_killed_half_way_leaves_nothing_and_can_be_made_again(
         proc.wait(timeout=30)
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    with closing(open_test_store(store_url)) as target:
+    with closing(open_store(store_url)) as target:
         assert set(target.row_counts().values()) == {0}
     done = _sealog("copy", "--from", deployment.url, "--to", store_url)
     assert done.returncode == 0, done.stderr

@@ -17,12 +17,12 @@ from sealog.ingest import IdConflict, append, ingest
 from sealog.ledger import merkle, tree
 from sealog.sampledata import generate_events
 from sealog.sealing import prepare_events, seal
-from sealog.store import NotFound, Store
+from sealog.store import NotFound, Store, open_store
 from sealog.store.base import CheckpointRow, EventRow
 from sealog.store.postgres.partitions import ensure_partitions, month_start_us
 from sealog.store.postgres.tokens import event_lexemes
 
-from conftest import all_at_once, open_test_store
+from conftest import all_at_once
 
 # One event, a few (a single INSERT each), and batches that go by COPY.
 BATCH_SIZES = [1, 5, 15, 16, 300, 1000]
@@ -49,7 +49,7 @@ def _batches() -> Iterator[tuple[int, list[dict]]]:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
-    s = open_test_store(store_url)
+    s = open_store(store_url)
     try:
         auth.create_org(store=s, name="Acme", org_id="acme")
         yield s
@@ -114,8 +114,8 @@ def _row_mismatches(postgres_url: str) -> list[int]:
 
 def test_the_same_batches_make_the_same_log_on_each_backend(postgres_url: str,
                                                             tmp_path: Path):
-    sqlite = open_test_store(f"sqlite:///{tmp_path / 'sealog.db'}")
-    postgres = open_test_store(postgres_url)
+    sqlite = open_store(f"sqlite:///{tmp_path / 'sealog.db'}")
+    postgres = open_store(postgres_url)
     try:
         for s in (sqlite, postgres):
             auth.create_org(store=s, name="Acme", org_id="acme")
@@ -178,7 +178,7 @@ def test_ingest_into_an_org_that_does_not_exist_is_not_found(store):
 
 def test_two_stores_ingesting_into_one_org_at_once_number_every_event_once(store,
                                                                            store_url):
-    other = open_test_store(store_url)
+    other = open_store(store_url)
     rounds, per_batch = 12, 20
 
     def send(s: Store, writer: int) -> None:

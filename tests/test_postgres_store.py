@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from sealog import auth, times
-from sealog.store import Conflict, NotFound, StorageFull, Store
+from sealog.store import Conflict, NotFound, StorageFull, Store, open_store
 from sealog.store.base import ExportRow, SessionRow, UserRow
 from sealog.store.postgres.store import DEFAULT_POOL_SIZE, split_url
 
-from conftest import all_at_once, fill_disk, open_test_store
+from conftest import all_at_once, fill_disk
 
 PASSWORD = "correct horse battery"
 WORKERS = 4
@@ -29,7 +29,7 @@ WORKERS = 4
 def stores(store_url: str) -> Iterator[list[Store]]:
     """WORKERS stores open on one database, as that many server processes would be, in an
     org "acme"."""
-    opened = [open_test_store(store_url) for _ in range(WORKERS)]
+    opened = [open_store(store_url) for _ in range(WORKERS)]
     try:
         auth.create_org(store=opened[0], name="Acme", org_id="acme")
         yield opened
@@ -313,7 +313,7 @@ def test_the_pool_size_comes_from_the_url_and_is_not_passed_on():
 
 
 def test_a_store_of_one_connection_serves_reads_and_writes(postgres_url):
-    store = open_test_store(f"{postgres_url}?pool_size=1")
+    store = open_store(f"{postgres_url}?pool_size=1")
     try:
         auth.create_org(store=store, name="Acme", org_id="acme")
         user = _user(store, "a@acme.com")
@@ -370,7 +370,7 @@ def test_a_full_disk_is_storage_full_and_the_write_succeeds_once_space_is_freed(
     import psycopg
 
     tablespace, folder = postgres_small_tablespace
-    store = open_test_store(postgres_url)
+    store = open_store(postgres_url)
     try:
         auth.create_org(store=store, name="Acme", org_id="acme")
         with psycopg.connect(postgres_url, autocommit=True) as conn:

@@ -11,10 +11,10 @@ import pytest
 
 from sealog import auth, times
 from sealog.events import Redactor
-from sealog.store import Conflict, Store
+from sealog.store import Conflict, Store, open_store
 from sealog.store.base import ExportRow, SessionRow, UserRow
 
-from conftest import all_at_once, open_test_store
+from conftest import all_at_once
 
 PASSWORD = "correct horse battery"
 ROUNDS = 10
@@ -25,7 +25,7 @@ TOKEN_HASH = bytes(range(32))  # a session token's hash: 32 bytes
 @pytest.fixture
 def two_stores(store_url: str) -> Iterator[tuple[Store, Store]]:
     """Two stores open on one database, as two server processes would be."""
-    first, second = open_test_store(store_url), open_test_store(store_url)
+    first, second = open_store(store_url), open_store(store_url)
     try:
         yield first, second
     finally:

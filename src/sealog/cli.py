@@ -441,21 +441,20 @@ def _open_url(url: str, *, must_exist: bool = False) -> Store:
     flat however much is read); must_exist refuses a SQLite file that is not there
     (opening would make it)."""
     if url.startswith(("postgresql://", "postgres://")):
-        # Opened directly until open_store returns the PostgreSQL store (it lacks search).
         import psycopg
 
-        from sealog.store.postgres.store import PostgresStore
-
         try:
-            return PostgresStore(url)  # type: ignore[return-value]
+            return open_store(url)
         except psycopg.OperationalError as exc:
             raise CommandError(f"cannot open the PostgreSQL database: {exc}") from None
     if must_exist and url.startswith("sqlite:///"):
-        from sealog.store.sqlite.store import path_from_url
+        from sealog.store.sqlite import split_url
 
-        if not path_from_url(url).is_file():
-            raise CommandError(f"there is no SQLite database at {path_from_url(url)}")
-    return open_store(url, reader_mmap_mb=0)
+        path = split_url(url)[0]
+        if not path.is_file():
+            raise CommandError(f"there is no SQLite database at {path}")
+    return open_store(with_option(url, "mmap_mb", "0") if url.startswith("sqlite:///")
+                      else url)
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
