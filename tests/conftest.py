@@ -168,8 +168,9 @@ class SealogProcess:
     """
 
     def __init__(self, data: Path, *, port: int | None = None, env: dict | None = None,
-                 database_url: str | None = None):
+                 database_url: str | None = None, args: tuple[str, ...] = ()):
         self.data = data
+        self.args = args  # more of serve's flags
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
@@ -182,7 +183,7 @@ class SealogProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it open)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sealog", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data)],
+             "--data-dir", str(self.data), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         log.close()

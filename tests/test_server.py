@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -248,3 +251,75 @@ def test_an_export_that_fills_the_disk_fails_saying_so_and_the_worker_goes_on(sm
     finally:
         process.stop()
         print(process.output())
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is pid."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _api_processes(process: SealogProcess) -> list[int]:
+    """The API processes of a `serve --workers N` (its supervisor's children that run
+    Python's multiprocessing, not a helper such as its resource tracker)."""
+    assert process.proc is not None
+    return [pid for pid in _children(process.proc.pid)
+            if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+@pytest.mark.backends("postgresql")
+def test_serve_with_two_workers_runs_two_api_processes_on_one_port(tmp_path, store_url):
+    """Batches sent at once through two API processes are all stored, numbered densely;
+    an API process that dies is replaced; stopping the server stops them all."""
+    data = tmp_path / "data"
+    secret = acme_data_folder(data, store_url)
+    process = SealogProcess(data, database_url=store_url, args=("--workers", "2"))
+    process.start()
+    try:
+        wait_for(lambda: len(_api_processes(process)) == 2, 30, "two API processes")
+        headers = {"Authorization": f"Bearer {secret}"}
+
+        def send(batch: int) -> list[int]:
+            events = [event(description=f"batch {batch} event {i}") for i in range(200)]
+            r = httpx.post(f"{process.base}/api/v1/events", json={"events": events},
+                           headers=headers, timeout=60)
+            assert r.status_code == 201, r.text
+            return [e["index"] for e in r.json()["events"]]
+
+        with ThreadPoolExecutor(8) as pool:
+            indexes = [i for batch in pool.map(send, range(24)) for i in batch]
+        assert sorted(indexes) == list(range(24 * 200))
+
+        first, second = _api_processes(process)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: (pids := _api_processes(process)) and len(pids) == 2
+                 and first not in pids, 60, "the dead API process to be replaced")
+        assert second in _api_processes(process)
+        send(24)
+        count = httpx.get(f"{process.base}/api/v1/events/count", params={"range": "24h"},
+                          headers=headers, timeout=30).json()["count"]
+        assert count == 25 * 200
+        supervisor = process.proc.pid
+        servers = _api_processes(process)
+    finally:
+        process.stop()
+        print(process.output())
+    assert process.proc is None and not any(Path(f"/proc/{pid}").exists() for pid in servers
+                                            if pid != supervisor)
+
+
+def test_serve_refuses_more_than_one_worker_on_sqlite(tmp_path, capsys):
+    from sealog.cli import main
+
+    code = main(["serve", "--workers", "2", "--data-dir", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs PostgreSQL" in err and "one process write at a time" in err
+    assert not (tmp_path / "data" / "sealog.db").exists()  # refused before opening anything

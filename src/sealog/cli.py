@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import shutil
 import sys
 import time
@@ -125,12 +126,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sealog.api.app import create_app
 
     settings = _settings(args)
+    processes = getattr(args, "workers", None) or 1
+    if processes < 1 or processes > MAX_API_PROCESSES:
+        raise CommandError(f"--workers must be 1 to {MAX_API_PROCESSES}, not {processes}")
+    if processes > 1:
+        if not settings.resolved_database_url.startswith(("postgresql://", "postgres://")):
+            raise CommandError(
+                "--workers 2 or more needs PostgreSQL: SQLite lets one process write at a "
+                "time, so other API processes would only wait for its lock. Serve one process "
+                "(it prepares batches in --ingest-processes beside it), or set "
+                "SEALOG_DATABASE_URL=postgresql://…")
+        _serve_processes(settings, processes)
+        return 0
     app = create_app(settings)
     tune_gc_for_serving()
     print(f"Sealog serving {settings.resolved_database_url} on "
           f"http://{settings.host}:{settings.port}", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
+
+
+MAX_API_PROCESSES = 64
+
+
+def _serve_processes(settings: Settings, processes: int) -> None:
+    """Serves the API from `processes` processes on one port (uvicorn's supervisor starts
+    them, and starts another for one that dies). Each builds its app from the environment,
+    which this process fills with the settings it resolved from its flags."""
+    import uvicorn
+
+    os.environ.update({
+        "SEALOG_DATA_DIR": str(settings.data_dir.resolve()),
+        "SEALOG_DATABASE_URL": settings.resolved_database_url,
+        "SEALOG_HOST": settings.host,
+        "SEALOG_PORT": str(settings.port),
+        # Many API processes already use the cores: each prepares its batches itself
+        # unless told otherwise.
+        "SEALOG_INGEST_PROCESSES": str(settings.ingest_processes or 0),
+    })
+    print(f"Sealog serving {settings.resolved_database_url} on "
+          f"http://{settings.host}:{settings.port} from {processes} processes",
+          file=sys.stderr)
+    uvicorn.run("sealog.cli:serving_app", factory=True, workers=processes,
+                host=settings.host, port=settings.port, log_level="warning")
+
+
+def serving_app() -> Any:
+    """The app of one of `sealog serve --workers N`'s processes, from its environment."""
+    from sealog.api.app import create_app
+
+    app = create_app(Settings.from_env())
+    tune_gc_for_serving()
+    return app
 
 
 DEMO_ADMIN_EMAIL = "admin@acme.example"
@@ -545,8 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (env SEALOG_HOST; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (env SEALOG_PORT; default 8000)")
     p.add_argument("--ingest-processes", type=int,
-                   help="processes that prepare ingested batches beside this one (env "
-                        "SEALOG_INGEST_PROCESSES; default 1 with two or more cores, else 0)")
+                   help="processes that prepare ingested batches beside each API process (env "
+                        "SEALOG_INGEST_PROCESSES; default 1 with two or more cores, else 0; "
+                        "0 with --workers)")
+    p.add_argument("--workers", type=int,
+                   help="API processes serving the port (PostgreSQL only; default 1); each "
+                        "runs its own checkpointer and export workers")
 
     p = _command(sub, "demo", "Create a data folder full of realistic events and serve it.",
                  "sealog demo --events 50000", cmd_demo)
