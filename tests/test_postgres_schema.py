@@ -480,3 +480,28 @@ def test_upkeep_held_up_by_a_long_query_leaves_the_rows_in_default_and_migrating
         assert migrate(postgres_url) == []  # once the query is done, the month is made
         assert conn.execute("SELECT tableoid::regclass::text FROM events").fetchall() == [
             (partitions.partition_name("events", (2150, 7)),)]
+
+
+def test_an_open_store_makes_each_months_partition_as_it_comes_due(postgres_url, monkeypatch):
+    """A server runs for months: its store makes partitions as months come due, not only
+    when it opened (here a due month's partition goes missing and comes back)."""
+    from sealog.store import open_store
+    from sealog.store.postgres import store as postgres_store
+
+    monkeypatch.setattr(postgres_store, "UPKEEP_SECONDS", 0.2)
+    store = open_store(postgres_url)
+    try:
+        due = partitions.add_months(partitions.month_of(times.now_us()), 2)
+        with _connect(postgres_url) as conn:
+            for table in partitions.PARTITIONED_TABLES:
+                conn.execute(f"DROP TABLE {partitions.partition_name(table, due)}")
+            conn.commit()
+
+        def remade() -> bool:
+            with _connect(postgres_url) as conn:
+                return all(partitions.partition_name(t, due) in _partitions(conn, t)
+                           for t in partitions.PARTITIONED_TABLES)
+
+        wait_for(remade, 20, "the store's upkeep to make the due month's partitions again")
+    finally:
+        store.close()

@@ -60,11 +60,18 @@ def migrate(conninfo: str) -> list[str]:
                 conn.execute(sql.encode())  # no parameters: the script's statements as one
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))
                 applied.append(name)
-        try:
-            with schema_change(conn):
-                partitions.ensure_partitions(conn)
-        except psycopg.errors.LockNotAvailable as exc:
-            log.warning("partition upkeep gave up after %s waiting for queries on the "
-                        "events tables (%s); the next run will try again",
-                        partitions.LOCK_TIMEOUT, exc)
+        keep_partitions(conn)
     return applied
+
+
+def keep_partitions(conn: psycopg.Connection) -> None:
+    """Makes the partitions that are due (partitions.ensure_partitions) under the schema
+    lock, on a connection in autocommit; one that cannot take its locks in time is left to
+    the next run, with a warning."""
+    try:
+        with schema_change(conn):
+            partitions.ensure_partitions(conn)
+    except psycopg.errors.LockNotAvailable as exc:
+        log.warning("partition upkeep gave up after %s waiting for queries on the "
+                    "events tables (%s); the next run will try again",
+                    partitions.LOCK_TIMEOUT, exc)

@@ -33,7 +33,7 @@ from sealog.store.base import (
     stored_event_row,
 )
 from sealog.store.postgres import partitions
-from sealog.store.postgres.migrations import migrate, schema_change
+from sealog.store.postgres.migrations import keep_partitions, migrate, schema_change
 from sealog.store.postgres.tokens import event_lexemes
 from sealog.store.postgres.tsquery import narrowing
 from sealog.store.sqlfilter import Dialect, Where, base_where, match_where
@@ -43,6 +43,9 @@ log = logging.getLogger("sealog.store")
 # Connections a store keeps at most (the URL's ?pool_size= sets it): each thread that reads
 # or writes holds one while it does, and waits for one when all are taken.
 DEFAULT_POOL_SIZE = 8
+# How often an open store makes the partitions that have come due (seconds); each is made
+# partitions.MONTHS_AHEAD months ahead of need.
+UPKEEP_SECONDS = 6 * 3600.0
 # How long a read or a write waits for a free connection before it fails (seconds).
 POOL_TIMEOUT = 30.0
 
@@ -429,6 +432,20 @@ class PostgresStore(OneCallWrites):
             kwargs={"autocommit": True}, configure=self._configure, name="sealog")
         self._local = threading.local()
         self._closed = False
+        self._stop_upkeep = threading.Event()
+        self._upkeep = threading.Thread(target=self._keep_partitions, daemon=True,
+                                        name="sealog-partition-upkeep")
+        self._upkeep.start()
+
+    def _keep_partitions(self) -> None:
+        """Makes the months' partitions as they come due, for as long as the store is open
+        (migrating made those due at opening)."""
+        while not self._stop_upkeep.wait(UPKEEP_SECONDS):
+            try:
+                with self._pool.connection() as conn:
+                    keep_partitions(conn)
+            except psycopg.Error as exc:  # the next round tries again, months ahead of need
+                log.warning("partition upkeep failed: %s", exc)
 
     @staticmethod
     def _configure(conn: psycopg.Connection) -> None:
@@ -438,6 +455,8 @@ class PostgresStore(OneCallWrites):
         """Closes every connection; the store cannot be used afterwards."""
         if not self._closed:
             self._closed = True
+            self._stop_upkeep.set()
+            self._upkeep.join()
             self._pool.close()
 
     @contextmanager
