@@ -387,3 +387,29 @@ def test_a_full_disk_is_storage_full_and_the_write_succeeds_once_space_is_freed(
         assert store.get_export("acme", "exp_big") == big
     finally:
         store.close()
+
+
+@pytest.mark.backends("postgresql")
+def test_lost_connections_are_503s_and_the_app_recovers(store, tenant):
+    """The database drops every connection (a restart, a failover): requests in the
+    meantime are answered 503 with Retry-After, never 500, and each is whole or not at
+    all; the pool then connects again and the same requests succeed."""
+    import psycopg
+
+    from sealog.store.postgres.store import split_url as conninfo_of
+
+    from conftest import event
+
+    with psycopg.connect(conninfo_of(store.url)[0], autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      "datname = current_database() AND pid <> pg_backend_pid()")
+    answers = []
+    for i in range(12):
+        r = tenant.client.post("/api/v1/events", json={"events": [event(description=f"{i}")]})
+        answers.append(r.status_code)
+        if r.status_code == 503:
+            assert r.headers["retry-after"] == "1" and "send the request again" in r.text
+    assert set(answers) <= {201, 503} and 503 in answers and answers[-1] == 201, answers
+    stored = tenant.client.get("/api/v1/events/count", params={"range": "24h"}).json()
+    assert stored["count"] == answers.count(201)
+    assert tenant.client.get("/readyz").status_code == 200

@@ -18,7 +18,7 @@ from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
 from sealog.preparers import PreparerFailed
 from sealog.search import CursorError, FilterError, QueryTooCostly, SearchSyntaxError
-from sealog.store.base import Conflict, NotFound, StorageFull
+from sealog.store.base import Conflict, NotFound, StorageFull, Unavailable
 from sealog.times import TimeError
 
 log = logging.getLogger("sealog.api")
@@ -114,6 +114,9 @@ def as_problem(exc: Exception) -> Problem:
     if isinstance(exc, PreparerFailed):  # nothing was stored; the next try gets a new process
         return Problem(503, f"{str(exc).splitlines()[0]}; nothing was stored, send the batch "
                             "again", kind="unavailable", headers={"Retry-After": "1"})
+    if isinstance(exc, Unavailable):  # nothing was stored; the same request may succeed
+        return Problem(503, f"{exc}; nothing was stored, send the request again",
+                       kind="unavailable", headers={"Retry-After": "1"})
     if isinstance(exc, StorageFull):  # reads go on; the same request succeeds once space is freed
         return Problem(507, "the server's storage is full: nothing was stored; send the "
                             "request again later", kind="insufficient-storage",
@@ -125,13 +128,13 @@ def install(app: FastAPI) -> None:
     """Makes every error of app a problem-details answer."""
 
     async def on_library_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, StorageFull):  # the caller is told 507; the operator must act
+        if isinstance(exc, StorageFull | Unavailable):  # the caller is told; the operator acts
             log.error("%s %s refused: %s", request.method, request.url.path, exc)
         return as_problem(exc).response()
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
                 TimeError, FilterError, CursorError, ExportError, AuthError, ScopeError,
-                NotFound, Conflict, SignInLocked, PreparerFailed, StorageFull):
+                NotFound, Conflict, SignInLocked, PreparerFailed, StorageFull, Unavailable):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -24,7 +24,15 @@ from sealog.exports import writers
 from sealog.ingest import record_action
 from sealog.ledger import checkpoint, export
 from sealog.ledger.note import Signer
-from sealog.store.base import Conflict, ExportRow, NotFound, StorageFull, Store, WriteTx
+from sealog.store.base import (
+    Conflict,
+    ExportRow,
+    NotFound,
+    StorageFull,
+    Store,
+    Unavailable,
+    WriteTx,
+)
 
 DAY_US = 86_400 * 10**6
 log = logging.getLogger("sealog.exports")
@@ -299,6 +307,10 @@ class Worker:
         except _LeaseLost:
             part.unlink(missing_ok=True)
             return True
+        except Unavailable as exc:  # not the job's fault: its lease runs out and it runs again
+            log.error("export %s stopped, the database could not answer: %s", row.id, exc)
+            part.unlink(missing_ok=True)
+            return True
         except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job
             log.exception("export %s failed", row.id)
             part.unlink(missing_ok=True)
@@ -306,7 +318,7 @@ class Worker:
             try:
                 self.store.finish_export(export_id=row.id, owner=self.owner, status="failed",
                                          finished_at=times.now_us(), error=error)
-            except StorageFull:  # its lease runs out and a worker runs it again
+            except (StorageFull, Unavailable):  # its lease runs out and it runs again
                 log.error("export %s: its failure could not be stored", row.id)
             return True
         now = times.now_us()
@@ -315,7 +327,7 @@ class Worker:
                 export_id=row.id, owner=self.owner, status="completed", finished_at=now,
                 progress=1.0, row_count=count, size_bytes=size, sha256=digest,
                 file_path=str(final), expires_at=now + _params(row)["expires_us"])
-        except StorageFull:  # its lease runs out and a worker runs it again
+        except (StorageFull, Unavailable):  # its lease runs out and a worker runs it again
             log.error("export %s: its completion could not be stored", row.id)
             done = False
         if not done:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sealog.store.base import Conflict, NotFound, StorageFull, Store
+from sealog.store.base import Conflict, NotFound, StorageFull, Store, Unavailable
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -41,4 +41,5 @@ def migrate(url: str) -> list[str]:
     return store.applied_migrations
 
 
-__all__ = ["Conflict", "NotFound", "StorageFull", "Store", "migrate", "open_store"]
+__all__ = ["Conflict", "NotFound", "StorageFull", "Store", "Unavailable", "migrate",
+           "open_store"]

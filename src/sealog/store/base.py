@@ -24,6 +24,12 @@ class StorageFull(Exception):
     the same write succeeds once space is freed."""
 
 
+class Unavailable(Exception):
+    """Raised when the database could not do the work now (unreachable, its connection
+    lost, no free connection in time, a deadlock it broke); nothing of a write was stored,
+    and the same call may succeed when made again."""
+
+
 @dataclass(frozen=True)
 class Org:
     id: str

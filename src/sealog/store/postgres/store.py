@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import orjson
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sealog import times
 from sealog.search import Cursor, EventFilter, QueryTooCostly
@@ -29,6 +29,7 @@ from sealog.store.base import (
     SessionRow,
     StorageFull,
     StoredDoc,
+    Unavailable,
     UserRow,
     stored_event_row,
 )
@@ -118,14 +119,29 @@ def split_url(url: str) -> tuple[str, int]:
 
 @contextmanager
 def _refusals() -> Iterator[None]:
-    """The store's exceptions for a write the database refused: Conflict, or StorageFull
-    when its disk is full."""
+    """The store's exceptions for a write the database refused: Conflict, StorageFull when
+    its disk is full, Unavailable as _unavailable says."""
     try:
-        yield
+        with _unavailable():
+            yield
     except psycopg.errors.DiskFull as exc:
         raise StorageFull(f"no room to write the PostgreSQL database: {exc}") from exc
     except psycopg.IntegrityError as exc:
         raise Conflict(f"the database refused the write: {exc}") from exc
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Unavailable for a database that could not do the work now: unreachable, a connection
+    lost, none free in time, or a transaction it rolled back to break a deadlock."""
+    try:
+        yield
+    except psycopg.errors.DiskFull:
+        raise
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise Unavailable(f"the PostgreSQL database could not answer: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                          ) from exc
 
 
 def _selection(flt: EventFilter, cursor: Cursor | None = None,
@@ -464,7 +480,7 @@ class PostgresStore(OneCallWrites):
         """A pooled connection in autocommit: each statement sees what was committed."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        with self._pool.connection() as conn:
+        with _unavailable(), self._pool.connection() as conn:
             yield conn
 
     def _one(self, sql: str, params: tuple = ()) -> tuple | None:
