@@ -139,7 +139,8 @@ CREATE TABLE events (
     -- a search from time T reads only partitions with received_at >= T - 5 minutes.
     CONSTRAINT events_occurred_by_receipt CHECK (occurred_at <= received_at + 300000000)
 ) PARTITION BY RANGE (received_at);
--- result rides along so that counts filtered by result read the index alone.
+-- result rides along so that counts filtered by result read the index alone (and, from
+-- 0002, received_at, which searches bound too).
 CREATE INDEX events_org_time ON events (org_id, occurred_at, id) INCLUDE (result);
 CREATE INDEX events_org_category_time ON events (org_id, category, occurred_at, id)
     INCLUDE (result);
