@@ -335,26 +335,34 @@ def _crowded_filters(raw: list[dict]) -> Iterator[EventFilter]:
                                    start=times.format_rfc3339(start_us), end=end, **extra)
 
 
-def _answers(store, flt: EventFilter) -> tuple:
-    """Everything a store says about flt: its count, every page of 37 newest first, and the
-    ids oldest first and in index order (as exports read them)."""
+def _pages(store, flt: EventFilter) -> list[list[str]]:
+    """The ids of every page of 37 of flt, newest first."""
     pages, cursor = [], None
     while True:
         page = find_events(store=store, flt=flt, cursor=cursor, limit=37)
         pages.append([e.id for e in page.events])
         if page.next_cursor is None:
-            break
+            return pages
         cursor = page.next_cursor
-    return (count_events(store=store, flt=flt), pages,
+
+
+def _answers(store, flt: EventFilter) -> tuple:
+    """Everything a store says about flt: its count, every page newest first, and the ids
+    oldest first and in index order (as exports read them)."""
+    return (count_events(store=store, flt=flt), _pages(store, flt),
             [d.id for d in store.iter_events_ascending(flt, batch=101)],
             [(d.index, d.id) for d in store.iter_events_in_index_order(flt, batch=101)])
 
 
-def test_both_backends_give_every_query_the_same_answers(tmp_path, migrated_postgres_url):
+def test_both_backends_give_every_query_the_same_answers(tmp_path, migrated_postgres_url,
+                                                         monkeypatch):
     """The same events in a SQLite and a PostgreSQL store: every query of CROWDED_QUERIES
     (with the language's own cases), over windows that cut milliseconds and with
     category and result filters, gets the same count, the same pages in the same order,
-    and the same rows in the orders exports read."""
+    and the same rows in the orders exports read; PostgreSQL's pages also when they all
+    come from the newest rows, and when none does."""
+    from sealog.store.postgres import store as postgres_store
+
     raw = _crowded_events()
     stores = [open_store(f"sqlite:///{tmp_path / 'sealog.db'}"),
               open_store(migrated_postgres_url)]
@@ -365,6 +373,10 @@ def test_both_backends_give_every_query_the_same_answers(tmp_path, migrated_post
         for flt in _crowded_filters(raw):
             sqlite_answers, postgres_answers = (_answers(s, flt) for s in stores)
             assert postgres_answers == sqlite_answers, flt
+            for probe in (0, 100_000):
+                monkeypatch.setattr(postgres_store, "PROBE_ROWS", probe)
+                assert _pages(stores[1], flt) == sqlite_answers[1], (flt, probe)
+            monkeypatch.undo()
             compared += 1
             matched += sqlite_answers[0] > 0
         assert compared == len(CROWDED_QUERIES) * 12 and matched > compared // 2

@@ -85,6 +85,10 @@ _PAGE_DOCS = ("JOIN event_docs d ON d.org_id = e.org_id AND d.idx = e.idx "
 _DOC_JOIN = f"events e {_PAGE_DOCS}"
 DIALECT = Dialect(param="%s", contains="strpos({column}, {param}) > 0")
 _ORDER = "ORDER BY occurred_at DESC, id DESC"
+_ORDER_E = "ORDER BY e.occurred_at DESC, e.id DESC"
+# How many of the newest rows in the window a search checks one by one before it asks the
+# token index (as on SQLite).
+PROBE_ROWS = 2000
 # The event columns a page is chosen by, then joined to its documents.
 _PAGE_COLUMNS = "org_id, idx, received_at, occurred_at, id, leaf_hash"
 # Batches this large or larger go by COPY; a smaller one (an audit event) by INSERTs.
@@ -145,12 +149,15 @@ def _unavailable() -> Iterator[None]:
 
 
 def _selection(flt: EventFilter, cursor: Cursor | None = None,
-               after: tuple[int, str] | None = None) -> Where:
+               after: tuple[int, str] | None = None, *, tokens: bool = True) -> Where:
     """The conditions on events that select flt's events (after cursor, or after the
     oldest-first position after): sqlfilter's exact ones, the tsquery conditions that let
-    the token index find them, and a received_at bound that leaves out older partitions."""
+    the token index find them, and a received_at bound that leaves out older partitions.
+    Without tokens: only the window's (the time, category, result and position ones)."""
     where = base_where(flt, cursor, DIALECT, after)
     where.add("received_at >= ?", partitions.received_lower_bound(flt.time_range.start_us))
+    if not tokens:
+        return where
     for column, query in narrowing(flt):
         where.add(f"{column} @@ ?::tsquery", query)
     matches = match_where(flt, DIALECT)
@@ -635,12 +642,24 @@ class PostgresStore(OneCallWrites):
         self, flt: EventFilter, *, cursor: Cursor | None, limit: int,
         budget: float | None = None,
     ) -> list[StoredDoc]:
-        where = _selection(flt, cursor)
         with self._budgeted(budget) as conn:
+            match = match_where(flt, DIALECT)
+            if match.clauses:
+                # A common term fills its page from the newest rows of the window (read
+                # along the time index); a rarer one is found through the token index.
+                window = _selection(flt, cursor, tokens=False)
+                rows = conn.execute(
+                    f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM (SELECT * "
+                    f"FROM events WHERE {window.sql()} {_ORDER} LIMIT %s) AS newest WHERE "
+                    f"{match.sql()} {_ORDER} LIMIT %s) AS e {_PAGE_DOCS} {_ORDER_E}",
+                    (*window.params, PROBE_ROWS, *match.params, limit)).fetchall()
+                if len(rows) == limit:  # every later match is older than these
+                    return [StoredDoc(*r) for r in rows]
+            where = _selection(flt, cursor)
             rows = conn.execute(
                 f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events "
-                f"WHERE {where.sql()} {_ORDER} LIMIT %s) AS e {_PAGE_DOCS} "
-                "ORDER BY e.occurred_at DESC, e.id DESC", (*where.params, limit)).fetchall()
+                f"WHERE {where.sql()} {_ORDER} LIMIT %s) AS e {_PAGE_DOCS} {_ORDER_E}",
+                (*where.params, limit)).fetchall()
         return [StoredDoc(*r) for r in rows]
 
     def count_events(self, flt: EventFilter, *, budget: float | None = None) -> int:
