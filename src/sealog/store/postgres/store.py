@@ -35,7 +35,7 @@ from sealog.store.base import (
 )
 from sealog.store.postgres import partitions
 from sealog.store.postgres.migrations import keep_partitions, migrate, schema_change
-from sealog.store.postgres.tokens import event_lexemes
+from sealog.store.postgres.tokens import TSVECTOR_OF, tokens_text
 from sealog.store.postgres.tsquery import narrowing
 from sealog.store.sqlfilter import Dialect, Where, base_where, match_where
 
@@ -95,7 +95,12 @@ _PAGE_COLUMNS = "org_id, idx, received_at, occurred_at, id, leaf_hash"
 COPY_FROM_ROWS = 16
 _EVENT_COPY_TYPES = ["text", "int8", "text", "int8", "int8", "text", "text", "text", "text",
                      "text", "text", "text", "text", "text", "text", "text", "bytea", "text",
-                     "text[]", "text[]", "text[]"]
+                     "text", "text", "text"]
+
+
+def _tsvectors(*runs: str) -> str:
+    """The words, pairs and fields columns made from three token runs (tokens_text's)."""
+    return ", ".join(TSVECTOR_OF.format(run) for run in runs)
 
 
 def _columns(columns: str, table: str) -> str:
@@ -216,8 +221,8 @@ class _Tx:
         events = [
             (r.org_id, r.index, r.id, at, r.occurred_us, r.category, r.result, r.action,
              r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
-             r.method, r.path, r.ip, r.leaf_hash, r.search_text,
-             *event_lexemes(r.search_text, r.word_pairs, r.field_tokens))
+             r.method, r.path, r.ip, r.leaf_hash, r.search_text, tokens_text(r.search_text),
+             tokens_text(r.word_pairs), tokens_text(r.field_tokens))
             for r, at in zip(rows, received, strict=True)
         ]
         docs = [(r.org_id, r.index, at, r.doc) for r, at in zip(rows, received, strict=True)]
@@ -226,17 +231,16 @@ class _Tx:
             with self.conn.cursor() as cursor:
                 cursor.executemany(
                     f"INSERT INTO events ({_EVENT_COLUMNS}, words, pairs, fields) "
-                    f"VALUES ({marks}, array_to_tsvector(%s::text[]), "
-                    "array_to_tsvector(%s::text[]), array_to_tsvector(%s::text[]))", events)
+                    f"VALUES ({marks}, {_tsvectors('%s', '%s', '%s')})", events)
                 cursor.executemany("INSERT INTO event_docs (org_id, idx, received_at, doc) "
                                    "VALUES (%s, %s, %s, %s)", docs)
             return
-        # COPY takes values, not expressions: the token arrays go to a table of this
+        # COPY takes values, not expressions: the token runs go to a table of this
         # connection's, from which one INSERT … SELECT makes the tsvectors.
         self.conn.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events ON COMMIT DELETE ROWS AS "
-            f"SELECT {_EVENT_COLUMNS}, NULL::text[] AS words, NULL::text[] AS pairs, "
-            "NULL::text[] AS fields FROM events WITH NO DATA")
+            f"SELECT {_EVENT_COLUMNS}, NULL::text AS words, NULL::text AS pairs, "
+            "NULL::text AS fields FROM events WITH NO DATA")
         with self.conn.cursor() as cursor:
             with cursor.copy(f"COPY incoming_events ({_EVENT_COLUMNS}, words, pairs, fields) "
                              "FROM STDIN (FORMAT BINARY)") as copy:
@@ -245,8 +249,8 @@ class _Tx:
                     copy.write_row(event)
             cursor.execute(
                 f"INSERT INTO events ({_EVENT_COLUMNS}, words, pairs, fields) "
-                f"SELECT {_EVENT_COLUMNS}, array_to_tsvector(words), array_to_tsvector(pairs), "
-                "array_to_tsvector(fields) FROM incoming_events")
+                f"SELECT {_EVENT_COLUMNS}, {_tsvectors('words', 'pairs', 'fields')} "
+                "FROM incoming_events")
             cursor.execute("TRUNCATE incoming_events")  # the next chunk of this transaction
             with cursor.copy("COPY event_docs (org_id, idx, received_at, doc) "
                              "FROM STDIN (FORMAT BINARY)") as copy:

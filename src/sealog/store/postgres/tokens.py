@@ -45,6 +45,21 @@ def event_lexemes(search_text: str, word_pairs: str, field_tokens: str
     return lexemes(search_text), lexemes(word_pairs), lexemes(field_tokens)
 
 
+# The SQL that makes a tsvector column from a run of tokens as tokens_text gives it, split
+# by PostgreSQL (much faster than sending each token as an array element): the same lexemes
+# as array_to_tsvector(lexemes(text)).
+TSVECTOR_OF = ("array_to_tsvector(array_remove(array_remove(string_to_array({}, ' '), "
+               f"'{FIELD_SEPARATOR}'), ''))")
+
+
+def tokens_text(text: str) -> str:
+    """A run of tokens (search_text, word_pairs or field_tokens) as TSVECTOR_OF takes it:
+    the text itself, or, when a token is too long for a lexeme, the lexemes joined."""
+    if max(map(len, text.split()), default=0) * 4 <= KEPT_BYTES:  # 4 bytes a character at most
+        return text
+    return " ".join(lexemes(text))
+
+
 def query_lexeme(token: str, *, prefix: bool) -> tuple[str, bool]:
     """The tsquery operand that finds token (every stored token starting with it when
     prefix), and whether it finds exactly those: a token past KEPT_BYTES is asked by its cut
