@@ -676,33 +676,28 @@ class PostgresStore(OneCallWrites):
 
     def iter_events_ascending(self, flt: EventFilter, *, batch: int = 1000
                               ) -> Iterator[StoredDoc]:
-        after: tuple[int, str] | None = None
-        while True:
-            # A page a statement, each on a connection taken for it; the keyset starts
-            # each page where the last ended.
-            where = _selection(flt, after=after)
-            rows = self._all(
-                f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events "
-                f"WHERE {where.sql()} ORDER BY occurred_at, id LIMIT %s) AS e {_PAGE_DOCS} "
-                "ORDER BY e.occurred_at, e.id", (*where.params, batch))
-            yield from (StoredDoc(*r) for r in rows)
-            if len(rows) < batch:
-                return
-            after = (rows[-1][2], rows[-1][3])
+        where = _selection(flt)
+        yield from self._stream(
+            f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events WHERE "
+            f"{where.sql()}) AS e {_PAGE_DOCS} ORDER BY e.occurred_at, e.id", where.params, batch)
 
     def iter_events_in_index_order(self, flt: EventFilter, *, batch: int = 1000
                                    ) -> Iterator[StoredDoc]:
         where = _selection(flt)
-        position = 0
-        while True:
-            rows = self._all(
-                f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events "
-                f"WHERE {where.sql()} AND idx >= %s ORDER BY idx LIMIT %s) AS e {_PAGE_DOCS} "
-                "ORDER BY e.idx", (*where.params, position, batch))
-            yield from (StoredDoc(*r) for r in rows)
-            if len(rows) < batch:
-                return
-            position = rows[-1][4] + 1
+        yield from self._stream(
+            f"SELECT {_DOC_COLUMNS} FROM (SELECT {_PAGE_COLUMNS} FROM events WHERE "
+            f"{where.sql()}) AS e {_PAGE_DOCS} ORDER BY e.idx", where.params, batch)
+
+    def _stream(self, sql: str, params: list, batch: int) -> Iterator[StoredDoc]:
+        """The rows of one statement, batch at a time through a server-side cursor, as
+        binary (documents are not sent as hex). One statement sees one snapshot, and holds
+        a connection until the iteration ends or is dropped."""
+        with self._reading() as conn, conn.transaction(), conn.cursor(
+                name="sealog_stream", binary=True) as cursor:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                yield from (StoredDoc(*r) for r in rows)
+
     def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
         position = start
         while position < stop:
