@@ -85,27 +85,52 @@ def load_signer(path: Path, name: str) -> Signer:
 def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str) -> CheckpointRow:
     """The org's latest checkpoint, signing a new one first if the log has grown.
 
-    The new tree is proven consistent with the last checkpoint before it is signed;
-    raises CheckpointError when it is not (the stored log was rewritten).
+    The new tree is proven consistent with the last checkpoint before it is signed, and
+    stored only if that is still the last once the org's signing lock is taken (else it is
+    signed again, against the newer one): in size order, each checkpoint was checked
+    against the one before it. Raises CheckpointError when the tree is not consistent
+    with the last checkpoint (the stored log was rewritten).
     """
-    head = store.log_head(org_id)
-    last = store.latest_checkpoint(org_id)
-    if last is not None and last.size >= head.size:
-        return last
-    root = tree.head_root(head)
-    if last is not None and last.size > 0:
-        proof = tree.consistency_proof(store=store, org_id=org_id, old=last.size, new=head.size)
-        try:
-            merkle.verify_consistency(last.size, head.size, proof, last.root, root)
-        except merkle.ProofError as exc:
-            raise CheckpointError(
-                f"refusing to sign: the tree of size {head.size} is not consistent with the "
-                f"checkpoint of size {last.size} ({exc})"
-            ) from None
-    note = signer.sign(body(origin(host, org_id), head.size, root))
-    row = CheckpointRow(org_id, head.size, root, note, signer.verifier.text(), times.now_us())
-    store.insert_checkpoint(row)
-    return store.latest_checkpoint(org_id) or row
+    while True:
+        last = store.latest_checkpoint(org_id)
+        head = store.log_head(org_id)
+        if last is not None and last.size >= head.size:
+            return last
+        root = tree.head_root(head)
+        if last is not None and last.size > 0:
+            _check_consistent(store, org_id, last, head.size, root)
+        note = signer.sign(body(origin(host, org_id), head.size, root))
+        # The lock covers only the check and the insert. The reads above need no lock: a
+        # committed head, and tree nodes, which never change once stored. Made under the
+        # lock, on other connections, they would hold up ingest on SQLite (the writer lock)
+        # and, on PostgreSQL, could wait for a pooled connection while every other one is
+        # held by a signer waiting for the lock.
+        with store.writing() as tx:
+            latest = tx.lock_checkpoints(org_id)
+            if _size(latest) == _size(last):
+                row = CheckpointRow(org_id, head.size, root, note, signer.verifier.text(),
+                                    times.now_us())
+                if tx.insert_checkpoint(row):
+                    return row
+        # Another signer stored a checkpoint meanwhile: start again from it.
+
+
+def _size(row: CheckpointRow | None) -> int:
+    return -1 if row is None else row.size
+
+
+def _check_consistent(store: Store, org_id: str, last: CheckpointRow, size: int,
+                      root: bytes) -> None:
+    """Raises CheckpointError unless the tree of size `size` and root `root` extends the
+    one last signed."""
+    proof = tree.consistency_proof(store=store, org_id=org_id, old=last.size, new=size)
+    try:
+        merkle.verify_consistency(last.size, size, proof, last.root, root)
+    except merkle.ProofError as exc:
+        raise CheckpointError(
+            f"refusing to sign: the tree of size {size} is not consistent with the "
+            f"checkpoint of size {last.size} ({exc})"
+        ) from None
 
 
 class Checkpointer:

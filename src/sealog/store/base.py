@@ -180,7 +180,8 @@ class WriteTx(Protocol):
 
     def lock_log(self, org_id: str) -> LogHead:
         """The org's log head, locked until the transaction ends (PostgreSQL: the org row,
-        SELECT … FOR UPDATE); raises NotFound."""
+        SELECT … FOR NO KEY UPDATE, which a row naming the org by a foreign key, such as a
+        checkpoint, does not wait on); raises NotFound."""
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
         """Of ids, those already stored: id -> canonical document (read under lock_log)."""
@@ -196,6 +197,12 @@ class WriteTx(Protocol):
 
     def set_log_head(self, org_id: str, head: LogHead) -> None:
         """Records the org's new log head."""
+
+    def lock_checkpoints(self, org_id: str) -> CheckpointRow | None:
+        """The org's latest checkpoint, read under the org's signing lock, held until the
+        transaction ends: a checkpoint is stored only after the one it was checked against
+        (PostgreSQL: an advisory lock keyed by the org, which lock_log does not wait on and
+        which does not wait on it; SQLite: the writer lock)."""
 
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
         """Stores a checkpoint; False when one of that size was already stored."""
@@ -372,7 +379,8 @@ class Store(Protocol):
         """Stored nodes of one level with start <= index < stop."""
 
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
-        """WriteTx.insert_checkpoint in a transaction of its own."""
+        """WriteTx.insert_checkpoint in a transaction of its own, without the signing lock
+        (ledger.checkpoint.sign_latest takes it)."""
 
     def latest_checkpoint(self, org_id: str) -> CheckpointRow | None: ...
 

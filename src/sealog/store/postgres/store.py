@@ -72,6 +72,10 @@ _COUNTED = {"orgs": ("orgs", "count(*)"), "users": ("users", "count(*)"),
             "events": ("events", "count(*)"), "tree nodes": ("tree_nodes", "count(*)"),
             "checkpoints": ("checkpoints", "count(*)"), "log keys": ("log_keys", "count(*)"),
             "exports": ("exports", "count(*)")}
+# The first key of the advisory locks on signing an org's checkpoints ("ckpt" in ASCII);
+# the second is a hash of the org's id. Two 32-bit keys: a key space apart from the
+# schema lock's single 64-bit one.
+_SIGNING_LOCK = int.from_bytes(b"ckpt", "big")
 # The events columns a batch writes as they are; words, pairs and fields are made from
 # token arrays by array_to_tsvector.
 _EVENT_COLUMNS = ("org_id, idx, id, received_at, occurred_at, category, result, action, "
@@ -196,8 +200,11 @@ class _Tx:
     # -- the log ---------------------------------------------------------------------
 
     def lock_log(self, org_id: str) -> LogHead:
-        row = self._one("SELECT log_size, compact_range FROM orgs WHERE id = %s FOR UPDATE",
-                        (org_id,))
+        # NO KEY: the key share lock that a foreign key's check takes (inserting a
+        # checkpoint, a user, an export of the org) neither waits for it nor holds it up.
+        row = self._one(
+            "SELECT log_size, compact_range FROM orgs WHERE id = %s FOR NO KEY UPDATE",
+            (org_id,))
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
         return _head(*row)
@@ -270,6 +277,17 @@ class _Tx:
     def set_log_head(self, org_id: str, head: LogHead) -> None:
         self.conn.execute("UPDATE orgs SET log_size = %s, compact_range = %s WHERE id = %s",
                           (head.size, b"".join(head.compact_range), org_id))
+
+    def lock_checkpoints(self, org_id: str) -> CheckpointRow | None:
+        # Not a lock on the org's row, which ingest holds while it appends. The checkpoint
+        # is read by a statement of its own, after the lock is taken: under READ COMMITTED
+        # it then sees what the lock's last holder committed.
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))",
+                          (_SIGNING_LOCK, org_id))
+        row = self._one(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = %s "
+            "ORDER BY size DESC LIMIT 1", (org_id,))
+        return CheckpointRow(*row) if row else None
 
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
         cursor = self.conn.execute(

@@ -391,6 +391,14 @@ class _Tx:
             (head.size, b"".join(head.compact_range), org_id),
         )
 
+    def lock_checkpoints(self, org_id: str) -> CheckpointRow | None:
+        # The signing lock is the writer lock, held from BEGIN IMMEDIATE.
+        row = self.conn.execute(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE org_id = ? "
+            "ORDER BY size DESC LIMIT 1", (org_id,),
+        ).fetchone()
+        return CheckpointRow(*row) if row else None
+
     def insert_checkpoint(self, row: CheckpointRow) -> bool:
         cursor = self.conn.execute(
             f"INSERT OR IGNORE INTO checkpoints ({_CHECKPOINT_COLUMNS}) "
