@@ -42,8 +42,13 @@ json_values = st.recursive(
 
 def sealed_bytes(raw: dict) -> bytes:
     [new] = validate_events([raw], received_at_us=NOW, redactor=REDACTOR)
-    stored = seal(prepare(new, org_id="acme"), org_id="acme", index=7).doc
+    item = prepare(new, org_id="acme")
+    stored = seal(item, org_id="acme", index=7).doc
     assert stored == rfc8785.dumps({**new.doc, "org_id": "acme", "index": 7})
+    # Received later, once the log's lock is taken: only received_at changes.
+    later = times.format_rfc3339(NOW + 1_234_567)
+    assert seal(item, org_id="acme", index=7, received_at=later).doc == rfc8785.dumps(
+        {**new.doc, "org_id": "acme", "index": 7, "received_at": later})
     return stored
 
 

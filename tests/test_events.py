@@ -31,7 +31,7 @@ from sealog.events import (
     loads_json,
     validate_events,
 )
-from sealog.sealing import prepare_events
+from sealog.sealing import prepare_events, seal
 
 from conftest import event
 
@@ -773,7 +773,7 @@ def _outcome(body: dict) -> tuple[str, object]:
         [item] = prepare_events([raw], org_id="acme", received_at_us=NOW, redactor=Redactor())
     except EventValidationError as exc:
         return "refused", exc.errors[0].message
-    doc = orjson.loads(item.canonical_head + b"0" + item.canonical_tail)
+    doc = orjson.loads(seal(item, org_id="acme", index=0).doc)
     return "stored", doc["request"]["body"]
 
 

@@ -1,8 +1,10 @@
 """Many writers of one org's log at once, on each backend: checkpoints are stored one at a
-time, each checked against the one before it."""
+time, each checked against the one before it, and received_at never falls as the index
+rises, whatever order batches were received in and whatever the clocks say."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -12,22 +14,26 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
-from sealog import auth
+from sealog import auth, events, times
 from sealog.events import Redactor
-from sealog.ingest import ingest
+from sealog.ingest import append, ingest
 from sealog.ledger import checkpoint, merkle, tree
 from sealog.ledger.note import Signer
+from sealog.preparers import Preparers
 from sealog.sampledata import generate_events
+from sealog.sealing import prepare_events
 from sealog.store import Store
 from sealog.store.base import CheckpointRow
 
-from conftest import all_at_once, open_test_store, wait_for
+from conftest import all_at_once, event, open_test_store, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]
 HOST = "sealog.test"
+HOUR_US = 3600 * 10**6
 
 
 @pytest.fixture
@@ -47,9 +53,10 @@ def signer(tmp_path: Path) -> Signer:
     return checkpoint.load_signer(tmp_path / "log.key", HOST)
 
 
-def _append(store: Store, count: int, *, seed: int = 0) -> None:
+def _append(store: Store, count: int, *, seed: int = 0, preparers: Preparers | None = None,
+            received_at_us: int | None = None) -> None:
     ingest(store=store, org_id="acme", raw_events=list(generate_events(count, seed=seed)),
-           redactor=Redactor())
+           redactor=Redactor(), preparers=preparers, received_at_us=received_at_us)
 
 
 def _sign(store: Store, signer: Signer) -> CheckpointRow:
@@ -210,3 +217,62 @@ def test_a_signer_does_not_wait_for_a_batch_being_appended(postgres_url, signer)
     finally:
         first.close()
         second.close()
+
+
+def _received(store: Store) -> list[int]:
+    """The received_at of each of acme's events, in index order."""
+    return [times.parse_rfc3339(orjson.loads(d.doc)["received_at"])
+            for d in store.iter_events_by_index("acme", 0, store.log_head("acme").size)]
+
+
+def test_batches_sent_at_once_are_received_in_the_order_of_their_indexes(stores):
+    here, there = stores
+    with Preparers(1, redactor=Redactor()) as pool:
+        def send(store: Store, writer: int) -> None:
+            for r in range(8):
+                # Half the writers' batches go through the preparing process.
+                big = writer % 2 == 1
+                _append(store, 40 if big else 3, seed=writer * 100 + r,
+                        preparers=pool if big else None)
+
+        outcomes = all_at_once([partial(send, s, w)
+                                for w, s in enumerate((here, there, here, there))])
+    assert outcomes == [None] * 4
+    received = _received(here)
+    assert len(received) == 2 * 8 * (40 + 3)
+    assert received == sorted(received)
+    assert here.log_head("acme").last_received_us == received[-1]
+
+
+def test_a_log_stamped_ahead_of_this_clock_goes_on_from_that_stamp(stores):
+    """As after another machine with a clock an hour fast appended, or this one's clock
+    stepped back: received_at stays where it was until the clock catches up."""
+    store, _ = stores
+    _append(store, 3)
+    ahead = times.now_us() + HOUR_US
+    with store.writing() as tx:
+        head = tx.lock_log("acme")
+        tx.set_log_head("acme", dataclasses.replace(head, last_received_us=ahead))
+    _append(store, 4)
+    with Preparers(1, redactor=Redactor()) as pool:
+        _append(store, 40, preparers=pool)
+    _append(store, 2, received_at_us=ahead - 24 * HOUR_US)  # a time given is raised alike
+    received = _received(store)
+    assert received == sorted(received)
+    assert received[3:] == [ahead] * 46
+    head = store.log_head("acme")
+    assert (head.size, head.last_received_us) == (49, ahead)
+
+
+def test_an_event_is_never_received_before_the_time_it_was_validated_against(stores):
+    """A clock that stepped back between validating a batch and appending it: occurred_at
+    was allowed up to 5 minutes past the validation time, and stays within 5 minutes of the
+    stored received_at (on PostgreSQL, the constraint events_occurred_by_receipt)."""
+    store, _ = stores
+    validated_at = times.now_us()
+    soon = times.format_rfc3339(validated_at + events.MAX_FUTURE_US)
+    prepared = prepare_events([event(occurred_at=soon)], org_id="acme",
+                              received_at_us=validated_at, redactor=Redactor())
+    with store.writing() as tx:
+        append(tx, "acme", iter([prepared]), received_at_us=validated_at - HOUR_US)
+    assert _received(store) == [validated_at]

@@ -12,6 +12,8 @@ import pytest
 
 from sealog import auth, times
 from sealog.eventlog import count_events, find_events
+from sealog.events import Redactor
+from sealog.ingest import ingest
 from sealog.ledger import merkle, tree
 from sealog.search import build_filter
 from sealog.store import open_store
@@ -183,6 +185,29 @@ def test_failed_sign_ins_before_the_upgrade_go_on_counting_in_the_org_of_their_e
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT count(*) FROM login_failures WHERE email = ?",
                                 ("nobody@example.com",)).fetchone() == (0,)
+    finally:
+        store.close()
+
+
+def test_each_org_goes_on_from_the_received_at_of_its_newest_event_after_the_upgrade(
+        tmp_path):
+    """Migration 0009 gives each log head the received_at of its newest event, which the
+    next batch may not go below."""
+    path = _old_copy(tmp_path)
+    store = open_store(f"sqlite:///{path}")
+    try:
+        newest = {}
+        for org_id, size in (("acme", 600), ("globex", 42)):
+            (doc,) = store.iter_events_by_index(org_id, size - 1, size)
+            newest[org_id] = orjson.loads(doc.doc)["received_at"]
+            assert store.log_head(org_id).last_received_us == times.parse_rfc3339(
+                newest[org_id])
+        earlier = times.parse_rfc3339(newest["globex"]) - 3600 * 10**6
+        ingest(store=store, org_id="globex", raw_events=[{
+            "action": "guardrail.created", "result": "success", "actor": {"id": "usr_1"}}],
+               redactor=Redactor(), received_at_us=earlier)
+        (added,) = store.iter_events_by_index("globex", 42, 43)
+        assert orjson.loads(added.doc)["received_at"] == newest["globex"]
     finally:
         store.close()
 

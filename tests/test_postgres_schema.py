@@ -9,15 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
 from sealog import events, times
 from sealog.events import Redactor
 from sealog.ingest import prepare_events, seal
-from sealog.ledger import merkle
+from sealog.ledger import merkle, tree
 from sealog.search import field_token
-from sealog.store.base import EventRow
+from sealog.store.base import EventRow, LogHead
 from sealog.store.postgres import partitions, schema, tokens
 from sealog.store.postgres.migrations import (
     SCHEMA_LOCK,
@@ -111,6 +112,29 @@ def test_migrations_apply_to_an_empty_database_and_a_second_run_changes_nothing(
     with _connect(postgres_url) as conn:
         assert _schema_snapshot(conn) == before
         assert [v for v, _ in before["migrations"]] == ALL_MIGRATIONS
+
+
+def test_migration_0003_gives_each_org_the_received_at_of_its_newest_event(postgres_url):
+    """The received_at the next batch may not go below: the newest event's, by index, even
+    where an older one was received later (as concurrent batches could be before)."""
+    (first, sql), *later = migration_scripts()
+    received = times.now_us()
+    rows = [_row(index=n, received_us=received - n * HOUR_US) for n in range(2)]
+    head, _ = tree.append_leaves(LogHead(0, ()), [r.leaf_hash for r in rows])
+    with _connect(postgres_url) as conn:  # a database that migrate() left at 0001
+        conn.execute(sql.encode())
+        conn.execute("CREATE TABLE schema_migrations (version TEXT COLLATE \"C\" PRIMARY KEY, "
+                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (first,))
+        conn.execute("INSERT INTO orgs (id, name, created_at, log_size, compact_range) VALUES "
+                     "('acme', 'Acme', 1, 2, %s), ('globex', 'Globex', 1, 0, '')",
+                     (b"".join(head.compact_range),))
+        for row in rows:
+            _insert(conn, row, times.parse_rfc3339(orjson.loads(row.doc)["received_at"]))
+    assert migrate(postgres_url) == [name for name, _ in later]
+    with _connect(postgres_url) as conn:
+        assert dict(conn.execute("SELECT id, last_received_at FROM orgs")) == {
+            "acme": received - HOUR_US, "globex": 0}
 
 
 _RUN_MIGRATE = (

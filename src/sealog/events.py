@@ -729,6 +729,9 @@ class NewEvent:
     occurred_supplied: bool
     id_supplied: bool
     needs_exact_jcs: bool
+    # The received time occurred_at was checked against; the one stored, stamped when the
+    # event is appended, is not earlier.
+    received_us: int
 
 
 _SERVER_FIELDS = ("org_id", "index", "received_at", "recorded_by")
@@ -975,6 +978,7 @@ def _normalise(
         occurred_supplied=occurred_at is not None,
         id_supplied=event_id is not None,
         needs_exact_jcs=walk.needs_exact_jcs,
+        received_us=received_at_us,
     )
     return event, problems
 
@@ -992,15 +996,20 @@ def canonical_bytes(doc: dict[str, Any], *, exact: bool = True) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def canonical_parts(doc: dict[str, Any], *, exact: bool = True) -> tuple[bytes, bytes]:
-    """RFC 8785 bytes of a stored event's document cut where the value of its top-level
-    "index" goes: the bytes before it and after it, so the index can be given later."""
+def canonical_parts(doc: dict[str, Any], *, exact: bool = True) -> tuple[bytes, bytes, bytes]:
+    """RFC 8785 bytes of a stored event's document cut where the values of its top-level
+    "index" and "received_at" go: the bytes before, between and after them, so that both
+    can be given later (the document is head, index, middle, received_at's string, tail)."""
     # JCS writes an object's members in key order, one after another, so the members
-    # before "index" and those after it are each the bytes of an object of them alone.
-    # (The top-level keys are ASCII: code point and UTF-16 orders agree on them.)
+    # before "index", those between it and "received_at", and those after are each the
+    # bytes of an object of them alone. (The top-level keys are ASCII: code point and
+    # UTF-16 orders agree on them.) Every stored event has members in all three.
     before = canonical_bytes({k: v for k, v in doc.items() if k < "index"}, exact=exact)
-    after = canonical_bytes({k: v for k, v in doc.items() if k > "index"}, exact=exact)
-    return before[:-1] + b',"index":', b"," + after[1:]
+    between = canonical_bytes({k: v for k, v in doc.items() if "index" < k < "received_at"},
+                              exact=exact)
+    after = canonical_bytes({k: v for k, v in doc.items() if k > "received_at"}, exact=exact)
+    return (before[:-1] + b',"index":', b"," + between[1:-1] + b',"received_at":"',
+            b'",' + after[1:])
 
 
 def leaf_hash(canonical: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -51,28 +52,37 @@ def ingest(
     """Appends a batch atomically and says where each event went.
 
     recorded_by is sealed into each event: the API key that sent the batch, or Sealog
-    itself (the default, for what Sealog and its tools store). With preparers, the events
-    are validated and prepared in their processes while this one stores them, a chunk at
-    a time. Raises EventValidationError (any invalid event),
-    IdConflict (an id re-used with other content) or NotFound (no such org); in each case
-    nothing is stored.
+    itself (the default, for what Sealog and its tools store). received_at_us, when given,
+    stands for the clock's time (see append). With preparers, the events are validated and
+    prepared in their processes while this one stores them, a chunk at a time. Raises
+    EventValidationError (any invalid event), IdConflict (an id re-used with other
+    content) or NotFound (no such org); in each case nothing is stored.
     """
     received = times.now_us() if received_at_us is None else received_at_us
     if preparers is not None and preparers.takes(raw_events, redactor):
         with preparers.preparing(raw_events, org_id=org_id, received_at_us=received,
                                  recorded_by=recorded_by) as chunks, store.writing() as tx:
-            return append(tx, org_id, chunks)
+            return append(tx, org_id, chunks, received_at_us=received_at_us)
     prepared = prepare_events(raw_events, org_id=org_id, received_at_us=received,
                               recorded_by=recorded_by, redactor=redactor)
     with store.writing() as tx:
-        return append(tx, org_id, iter([prepared]))
+        return append(tx, org_id, iter([prepared]), received_at_us=received_at_us)
 
 
-def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]]) -> list[Accepted]:
+def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]], *,
+           received_at_us: int | None = None) -> list[Accepted]:
     """Stores prepared events in tx, each chunk as it comes, under tx's lock on the org's
     log; a retried id with the same content is a duplicate, with other content an
-    IdConflict, after which tx must be rolled back (as leaving its block by it does)."""
+    IdConflict, after which tx must be rolled back (as leaving its block by it does).
+
+    The events are received at the clock's time once the lock is taken (or at
+    received_at_us), raised to the log's last received_at and to the time each event was
+    validated against, so that received_at never falls as the index rises."""
     head = tx.lock_log(org_id)
+    # Clocks of machines differ, and one may step back: the last stamp is the floor.
+    received = max(times.now_us() if received_at_us is None else received_at_us,
+                   head.last_received_us)
+    stamp = times.format_rfc3339(received)
     size = head.size
     accepted: list[Accepted] = []
     leaves: list[bytes] = []
@@ -80,6 +90,11 @@ def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]]) -> list[A
     conflicts: list[FieldError] = []
     position = -1  # of the event in the batch
     for chunk in chunks:
+        # occurred_at was checked against this (a clock that stepped back since would leave
+        # the stored received_at before it): events_occurred_by_receipt on PostgreSQL.
+        checked = max((item.received_us for item in chunk), default=received)
+        if checked > received:
+            received, stamp = checked, times.format_rfc3339(checked)
         supplied = [item.id for item in chunk if item.id_supplied]
         stored = tx.existing_events(org_id, supplied) if supplied else {}
         rows: list[EventRow] = []
@@ -88,7 +103,7 @@ def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]]) -> list[A
             prior_doc = in_batch.get(item.id) or stored.get(item.id)
             if prior_doc is not None:
                 prior = orjson.loads(prior_doc)
-                new = orjson.loads(canonical(item, prior["index"]))
+                new = orjson.loads(canonical(item, prior["index"], stamp))
                 if events.same_content(prior, new, occurred_supplied=item.occurred_supplied):
                     accepted.append(Accepted(item.id, prior["index"], True))
                 else:
@@ -98,7 +113,7 @@ def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]]) -> list[A
                         "with different content",
                     ))
                 continue
-            row = seal(item, org_id=org_id, index=size)
+            row = seal(item, org_id=org_id, index=size, received_at=stamp)
             size += 1
             in_batch[item.id] = row.doc
             rows.append(row)
@@ -109,6 +124,8 @@ def append(tx: WriteTx, org_id: str, chunks: Iterator[list[Sealable]]) -> list[A
     if conflicts:
         raise IdConflict(conflicts)
     new_head, nodes = tree.append_leaves(head, leaves)
+    if leaves:
+        new_head = dataclasses.replace(new_head, last_received_us=received)
     tx.insert_tree_nodes(org_id, nodes)
     tx.set_log_head(org_id, new_head)
     return accepted

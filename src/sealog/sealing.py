@@ -1,18 +1,20 @@
 """Preparing validated events for an org's log: each event's whole stored row but its
-index (in any process), then sealed at its index with its canonical form and leaf hash."""
+index and received time (in any process), then sealed with both, under the log's lock, into
+its canonical form and leaf hash."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sealog import events, search
+from sealog import events, search, times
 from sealog.events import NewEvent, Redactor
 from sealog.store.base import EventRow
 
 
 class Sealable(NamedTuple):
     """A validated event of one org, prepared: its whole stored row but its index, and its
-    canonical form cut where the index goes. Plain values, so it can cross processes."""
+    canonical form cut where the index and received_at go. Plain values, so it can cross
+    processes."""
 
     id: str
     id_supplied: bool
@@ -32,7 +34,9 @@ class Sealable(NamedTuple):
     search_text: str
     word_pairs: str
     field_tokens: str
+    received_us: int  # what validation took as received_at: the least the stored one may be
     canonical_head: bytes
+    canonical_middle: bytes
     canonical_tail: bytes
 
 
@@ -63,7 +67,7 @@ def prepare(new: NewEvent, *, org_id: str,
     return Sealable(
         doc["id"], new.id_supplied, new.occurred_supplied, new.occurred_us, doc["category"],
         doc["result"], doc["action"], *columns, *search.search_words(doc), tokens,
-        *events.canonical_parts(doc, exact=new.needs_exact_jcs),
+        new.received_us, *events.canonical_parts(doc, exact=new.needs_exact_jcs),
     )
 
 
@@ -76,14 +80,19 @@ def prepare_events(raw_events: list[Any], *, org_id: str, received_at_us: int,
     return [prepare(new, org_id=org_id, recorded_by=recorded_by) for new in validated]
 
 
-def canonical(item: Sealable, index: int) -> bytes:
-    """The RFC 8785 bytes of a prepared event placed at index."""
-    return item.canonical_head + str(index).encode() + item.canonical_tail
+def canonical(item: Sealable, index: int, received_at: str) -> bytes:
+    """The RFC 8785 bytes of a prepared event placed at index, received at received_at
+    (RFC 3339, as times.format_rfc3339 writes it)."""
+    return b"".join((item.canonical_head, str(index).encode(), item.canonical_middle,
+                     received_at.encode(), item.canonical_tail))
 
 
-def seal(item: Sealable, *, org_id: str, index: int) -> EventRow:
-    """The stored row of a prepared event placed at index in org_id's log."""
-    doc = canonical(item, index)
+def seal(item: Sealable, *, org_id: str, index: int, received_at: str | None = None) -> EventRow:
+    """The stored row of a prepared event placed at index in org_id's log, received at
+    received_at (None: at the time it was validated against)."""
+    if received_at is None:
+        received_at = times.format_rfc3339(item.received_us)
+    doc = canonical(item, index, received_at)
     return EventRow(
         org_id=org_id, index=index, id=item.id, occurred_us=item.occurred_us,
         category=item.category, result=item.result, action=item.action,

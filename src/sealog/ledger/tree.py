@@ -19,7 +19,7 @@ def append_leaves(
         (0, head.size + i, leaf) for i, leaf in enumerate(leaves)
     ]
     compact.extend(leaves, lambda level, index, h: nodes.append((level, index, h)))
-    return LogHead(compact.size, tuple(compact.hashes)), nodes
+    return LogHead(compact.size, tuple(compact.hashes), head.last_received_us), nodes
 
 
 def head_root(head: LogHead) -> bytes:

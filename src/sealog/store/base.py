@@ -123,10 +123,12 @@ class StoredDoc(NamedTuple):
 
 @dataclass(frozen=True)
 class LogHead:
-    """The size of an org's log and the compact range (right edge) of its Merkle tree."""
+    """The size of an org's log, the compact range (right edge) of its Merkle tree, and the
+    received_at of its last event (0 before the first), which the next may not go below."""
 
     size: int
     compact_range: tuple[bytes, ...]
+    last_received_us: int = 0
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ _COUNTED = {"orgs": ("orgs", "count(*)"), "users": ("users", "count(*)"),
             "events": ("events", "count(*)"), "tree nodes": ("tree_nodes", "count(*)"),
             "checkpoints": ("checkpoints", "count(*)"), "log keys": ("log_keys", "count(*)"),
             "exports": ("exports", "count(*)")}
+_HEAD_COLUMNS = "log_size, compact_range, last_received_at"
 # The first key of the advisory locks on signing an org's checkpoints ("ckpt" in ASCII);
 # the second is a hash of the org's id. Two 32-bit keys: a key space apart from the
 # schema lock's single 64-bit one.
@@ -179,8 +180,9 @@ def _key_row(r: tuple) -> ApiKeyRow:
     return ApiKeyRow(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6], r[7], r[8])
 
 
-def _head(size: int, packed: bytes) -> LogHead:
-    return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
+def _head(size: int, packed: bytes, last_received_us: int) -> LogHead:
+    return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)),
+                   last_received_us)
 
 
 def _received_at(doc: bytes) -> int:
@@ -203,8 +205,7 @@ class _Tx:
         # NO KEY: the key share lock that a foreign key's check takes (inserting a
         # checkpoint, a user, an export of the org) neither waits for it nor holds it up.
         row = self._one(
-            "SELECT log_size, compact_range FROM orgs WHERE id = %s FOR NO KEY UPDATE",
-            (org_id,))
+            f"SELECT {_HEAD_COLUMNS} FROM orgs WHERE id = %s FOR NO KEY UPDATE", (org_id,))
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
         return _head(*row)
@@ -275,8 +276,10 @@ class _Tx:
                 copy.write_row((org_id, level, index, h))
 
     def set_log_head(self, org_id: str, head: LogHead) -> None:
-        self.conn.execute("UPDATE orgs SET log_size = %s, compact_range = %s WHERE id = %s",
-                          (head.size, b"".join(head.compact_range), org_id))
+        self.conn.execute(
+            "UPDATE orgs SET log_size = %s, compact_range = %s, last_received_at = %s "
+            "WHERE id = %s", (head.size, b"".join(head.compact_range), head.last_received_us,
+                              org_id))
 
     def lock_checkpoints(self, org_id: str) -> CheckpointRow | None:
         # Not a lock on the org's row, which ingest holds while it appends. The checkpoint
@@ -552,7 +555,7 @@ class PostgresStore(OneCallWrites):
         return [Org(*r) for r in rows]
 
     def log_head(self, org_id: str) -> LogHead:
-        row = self._one("SELECT log_size, compact_range FROM orgs WHERE id = %s", (org_id,))
+        row = self._one(f"SELECT {_HEAD_COLUMNS} FROM orgs WHERE id = %s", (org_id,))
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
         return _head(*row)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import orjson
+
+from sealog import times
 from sealog.search import (
     FIELD_LETTERS,
     Cursor,
@@ -104,6 +107,7 @@ _COUNTED = {"orgs": "orgs", "users": "users", "API keys": "api_keys", "sessions"
             "failed sign-ins": "login_failures", "events": "events",
             "tree nodes": "tree_nodes", "checkpoints": "checkpoints", "log keys": "log_keys",
             "exports": "exports"}
+_HEAD_COLUMNS = "log_size, compact_range, last_received_at"
 # The extended result codes of a write that a UNIQUE index or a PRIMARY KEY refused.
 _UNIQUE_VIOLATIONS = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 
@@ -339,7 +343,7 @@ class _Tx:
 
     def lock_log(self, org_id: str) -> LogHead:
         row = self.conn.execute(
-            "SELECT log_size, compact_range FROM orgs WHERE id = ?", (org_id,)
+            f"SELECT {_HEAD_COLUMNS} FROM orgs WHERE id = ?", (org_id,)
         ).fetchone()
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
@@ -387,8 +391,8 @@ class _Tx:
 
     def set_log_head(self, org_id: str, head: LogHead) -> None:
         self.conn.execute(
-            "UPDATE orgs SET log_size = ?, compact_range = ? WHERE id = ?",
-            (head.size, b"".join(head.compact_range), org_id),
+            "UPDATE orgs SET log_size = ?, compact_range = ?, last_received_at = ? WHERE id = ?",
+            (head.size, b"".join(head.compact_range), head.last_received_us, org_id),
         )
 
     def lock_checkpoints(self, org_id: str) -> CheckpointRow | None:
@@ -559,8 +563,9 @@ class _Tx:
         return ExportRow(*r)
 
 
-def _head(size: int, packed: bytes) -> LogHead:
-    return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)))
+def _head(size: int, packed: bytes, last_received_us: int) -> LogHead:
+    return LogHead(size, tuple(packed[i : i + 32] for i in range(0, len(packed), 32)),
+                   last_received_us)
 
 
 class SQLiteStore(OneCallWrites):
@@ -917,7 +922,7 @@ class SQLiteStore(OneCallWrites):
 
     def log_head(self, org_id: str) -> LogHead:
         row = self._reader().execute(
-            "SELECT log_size, compact_range FROM orgs WHERE id = ?", (org_id,)
+            f"SELECT {_HEAD_COLUMNS} FROM orgs WHERE id = ?", (org_id,)
         ).fetchone()
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
@@ -1214,10 +1219,22 @@ def _merge_fts_less_often(conn: sqlite3.Connection) -> None:
         _set_fts_automerge(conn, fts_table(num))
 
 
+def _note_last_received(conn: sqlite3.Connection) -> None:
+    """Gives each org's log head the received_at of its newest event (migration 0009)."""
+    for org_id, size in conn.execute("SELECT id, log_size FROM orgs WHERE log_size > 0"
+                                     ).fetchall():
+        (doc,) = conn.execute(
+            "SELECT d.doc FROM events e JOIN event_docs d ON d.seq = e.seq "
+            "WHERE e.org_id = ? AND e.idx = ?", (org_id, size - 1)).fetchone()
+        conn.execute("UPDATE orgs SET last_received_at = ? WHERE id = ?",
+                     (times.parse_rfc3339(orjson.loads(doc)["received_at"]), org_id))
+
+
 # Steps a migration needs beyond its SQL, run in its transaction.
 _AFTER_MIGRATION = {
     "0004_time_keys.sql": _index_existing_events,
     "0005_fts_automerge.sql": _merge_fts_less_often,
+    "0009_last_received.sql": _note_last_received,
 }
 
 
