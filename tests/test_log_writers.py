@@ -26,10 +26,10 @@ from sealog.ledger.note import Signer
 from sealog.preparers import Preparers
 from sealog.sampledata import generate_events
 from sealog.sealing import prepare_events
-from sealog.store import Store
+from sealog.store import Store, open_store
 from sealog.store.base import CheckpointRow
 
-from conftest import all_at_once, event, open_test_store, wait_for
+from conftest import all_at_once, event, wait_for
 
 BACKENDS = ["sqlite", "postgresql"]
 HOST = "sealog.test"
@@ -39,7 +39,7 @@ HOUR_US = 3600 * 10**6
 @pytest.fixture
 def stores(store_url: str) -> Iterator[tuple[Store, Store]]:
     """Two stores open on one database with org acme, as two server processes would be."""
-    first, second = open_test_store(store_url), open_test_store(store_url)
+    first, second = open_store(store_url), open_store(store_url)
     try:
         auth.create_org(store=first, name="Acme", org_id="acme")
         yield first, second
@@ -176,7 +176,7 @@ def test_a_signer_held_up_before_it_stores_is_not_overtaken_by_a_later_one(
     """Signer A reads a head of 100 and is held up before it stores its checkpoint; the log
     grows to 120 and signer B signs. B's checkpoint may not be stored first: A's would then
     land below it, never checked against it. B waits for A, then checks against A's."""
-    first, second = open_test_store(postgres_url), open_test_store(postgres_url)
+    first, second = open_store(postgres_url), open_store(postgres_url)
     holder = psycopg.connect(postgres_url)
     try:
         auth.create_org(store=first, name="Acme", org_id="acme")
@@ -207,7 +207,7 @@ def test_a_signer_held_up_before_it_stores_is_not_overtaken_by_a_later_one(
 
 
 def test_a_signer_does_not_wait_for_a_batch_being_appended(postgres_url, signer):
-    first, second = open_test_store(postgres_url), open_test_store(postgres_url)
+    first, second = open_store(postgres_url), open_store(postgres_url)
     try:
         auth.create_org(store=first, name="Acme", org_id="acme")
         _append(first, 10)
