@@ -784,3 +784,27 @@ def test_a_sign_in_costs_one_password_check_whatever_it_names(app, browser, peop
     known = statistics.median(taken["an account"])
     for name, times_taken in taken.items():
         assert 0.5 * known < statistics.median(times_taken) < 2 * known, (name, taken)
+
+
+def test_an_owner_demoted_meanwhile_may_no_longer_touch_the_owner_role(store, two_owners):
+    """A request signed in as an owner is checked against the owner's role as it is when
+    the change commits (read under the members' lock), not as it was at sign-in: else two
+    owners demoting each other's peers at once could both succeed, the first demoted."""
+    from sealog.events import Redactor
+
+    owner, owner2 = two_owners["owner"], two_owners["owner2"]
+    third = auth.create_user(store=store, org_id="acme", email="owner3@acme.com",
+                             role="owner", password=PASSWORD, name="Owner Three")
+
+    def as_(user):
+        return auth.Principal(org_id="acme", scopes=auth.ROLE_SCOPES["owner"], user=user)
+
+    stale = as_(owner2)  # authenticated while still an owner
+    auth.change_role(store=store, redactor=Redactor(), by=as_(owner), user_id=owner2.id,
+                     role="admin")
+    with pytest.raises(auth.ScopeError, match="only an owner"):
+        auth.change_role(store=store, redactor=Redactor(), by=stale, user_id=third.id,
+                         role="member")
+    with pytest.raises(auth.ScopeError, match="only an owner"):
+        auth.remove_member(store=store, redactor=Redactor(), by=stale, user_id=third.id)
+    assert store.get_user(third.id).role == "owner" and store.get_user(third.id).removed_at is None

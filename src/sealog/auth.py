@@ -296,9 +296,14 @@ def _check_owner_only(by: Principal, what: str) -> None:
 
 def _check_owner_rules(members: list[UserRow], by: Principal, target: UserRow,
                        new_role: str | None) -> None:
-    """members: the org's live users, locked (WriteTx.lock_members) until the change commits."""
+    """members: the org's live users, locked (WriteTx.lock_members) until the change commits.
+    The caller's own role is read from them: it may have changed since it signed in."""
     if "owner" in (target.role, new_role):
-        _check_owner_only(by, "grant, change or remove the owner role")
+        what = "grant, change or remove the owner role"
+        _check_owner_only(by, what)
+        assert by.user is not None
+        if not any(u.id == by.user.id and u.role == "owner" for u in members):
+            raise ScopeError(f"only an owner may {what}; you are no longer one")
     if target.role == "owner" and new_role != "owner":
         owners = [u for u in members if u.role == "owner"]
         if len(owners) == 1:
