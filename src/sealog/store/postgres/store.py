@@ -631,18 +631,23 @@ class PostgresStore(OneCallWrites):
         return StoredDoc(*r) if r else None
 
     def iter_events_by_index(self, org_id: str, start: int, stop: int) -> Iterator[StoredDoc]:
-        # A page a statement, each on a connection taken for it: a slow reader holds none.
+        for rows in self._pages_by_index(_DOC_COLUMNS, org_id, start, stop):
+            yield from map(StoredDoc._make, rows)
+
+    def _pages_by_index(self, columns: str, org_id: str, start: int, stop: int
+                        ) -> Iterator[list[tuple]]:
+        """columns of the org's events with start <= index < stop, in index order, a page
+        of 1,000 a statement, each on a connection taken for it: a slow reader holds none."""
         position = start
         while position < stop:
             rows = self._all(
-                f"SELECT {_DOC_COLUMNS} FROM {_DOC_JOIN} WHERE e.org_id = %s "
+                f"SELECT e.idx, {columns} FROM {_DOC_JOIN} WHERE e.org_id = %s "
                 "AND e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT 1000",
                 (org_id, position, stop))
             if not rows:
                 return
-            for r in rows:
-                yield StoredDoc(*r)
-            position = rows[-1][4] + 1
+            yield [r[1:] for r in rows]
+            position = rows[-1][0] + 1
 
     # -- search ----------------------------------------------------------------------
 
@@ -720,16 +725,8 @@ class PostgresStore(OneCallWrites):
                 yield from (StoredDoc(*r) for r in rows)
 
     def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
-        position = start
-        while position < stop:
-            rows = self._all(
-                f"SELECT {_ROW_COLUMNS} FROM {_DOC_JOIN} WHERE e.org_id = %s "
-                "AND e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT 1000",
-                (org_id, position, stop))
-            if not rows:
-                return
+        for rows in self._pages_by_index(_ROW_COLUMNS, org_id, start, stop):
             yield from map(stored_event_row, rows)
-            position = rows[-1][1] + 1
 
     def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
         try:

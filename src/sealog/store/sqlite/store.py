@@ -886,33 +886,29 @@ class SQLiteStore(OneCallWrites):
         return _count_by_index(conn, table, flt, fts)
 
     def iter_events_by_index(self, org_id: str, start: int, stop: int) -> Iterator[StoredDoc]:
-        conn = self._reader()
-        position = start
-        while position < stop:
-            rows = conn.execute(
-                f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
-                "WHERE e.org_id = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx LIMIT 1000",
-                (org_id, position, stop),
-            ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield StoredDoc(*r)
-            position = rows[-1][4] + 1
+        for rows in self._pages_by_index(_DOC_COLUMNS, org_id, start, stop):
+            yield from map(StoredDoc._make, rows)
 
     def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
+        for rows in self._pages_by_index(_ROW_COLUMNS, org_id, start, stop):
+            yield from map(stored_event_row, rows)
+
+    def _pages_by_index(self, columns: str, org_id: str, start: int, stop: int
+                        ) -> Iterator[list[tuple]]:
+        """columns (e.idx among them) of the org's events with start <= index < stop, in
+        index order, a page of 1,000 a statement."""
         conn = self._reader()
         position = start
         while position < stop:
             rows = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+                f"SELECT e.idx, {columns} FROM events e JOIN event_docs d ON d.seq = e.seq "
                 "WHERE e.org_id = ? AND e.idx >= ? AND e.idx < ? ORDER BY e.idx LIMIT 1000",
                 (org_id, position, stop),
             ).fetchall()
             if not rows:
                 return
-            yield from map(stored_event_row, rows)
-            position = rows[-1][1] + 1
+            yield [r[1:] for r in rows]
+            position = rows[-1][0] + 1
 
     def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
         return None  # one table holds every event
