@@ -183,3 +183,22 @@ def test_a_full_disk_refuses_writes_whole_and_the_store_recovers_once_space_is_f
         assert store._wal_checkpointer._thread.is_alive()
     finally:
         store.close()
+
+
+def test_sqlite_options_travel_in_the_url_and_bad_ones_are_refused_naming_them(tmp_path):
+    """?synchronous= and ?mmap_mb= set SQLite's options; anything else in the URL is refused
+    before a file is made."""
+    from sealog.store.sqlite import split_url
+
+    path, options = split_url(f"sqlite:///{tmp_path / 'a.db'}?synchronous=normal&mmap_mb=0")
+    assert path == tmp_path / "a.db" and (options.synchronous, options.mmap_mb) == ("NORMAL", 0)
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}?synchronous=NORMAL&mmap_mb=0")
+    try:
+        assert store._writer.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    finally:
+        store.close()
+    for query, named in (("synchronous=sometimes", "synchronous"), ("mmap_mb=lots", "mmap_mb"),
+                         ("journal=off", "journal"), ("mmap_mb=0&mmap_mb=1", "given twice")):
+        with pytest.raises(ValueError, match=named):
+            open_store(f"sqlite:///{tmp_path / 'b.db'}?{query}")
+    assert not (tmp_path / "b.db").exists()
