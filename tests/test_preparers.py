@@ -24,6 +24,15 @@ from sealog.store import NotFound, open_store
 from conftest import event
 
 NOW = times.now_us()
+
+
+@pytest.fixture(autouse=True)
+def _now_is_now() -> None:
+    """NOW, the received time both stores are given, taken at each test's start: taken once
+    at import, a long suite reached these tests with realistic events (dated from the
+    clock) more than 5 minutes after it, in the future of their receipt."""
+    global NOW
+    NOW = times.now_us()
 REDACTOR = Redactor()
 
 
