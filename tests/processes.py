@@ -44,12 +44,34 @@ def write_events(url: str, org_id: str, writer: int, count: int,
         pool = list(generate_events(min(count, DISTINCT), days=3, seed=writer))
         start.wait(WAIT)
         for first in range(0, count, BATCH):
-            batch = events_of(writer, first, min(first + BATCH, count), pool)
-            accepted = ingest(store=store, org_id=org_id, raw_events=batch, redactor=REDACTOR)
-            if [(a.id, a.duplicate) for a in accepted] != [(e["id"], False) for e in batch]:
-                raise AssertionError(f"writer {writer}: ingest did not take its batch as sent")
+            write_batch(store, org_id, writer, first, min(first + BATCH, count), pool)
     finally:
         store.close()
+
+
+def write_until_stopped(url: str, org_id: str, writer: int, start: threading.Barrier,
+                        stop: threading.Event, written: Any) -> None:
+    """Ingests batches of BATCH events into org_id from when every writer is ready until
+    stop is set, keeping in written (a shared integer) how many it has stored."""
+    store = open_store(url)
+    try:
+        pool = list(generate_events(DISTINCT, days=3, seed=writer))
+        start.wait(WAIT)
+        while not stop.is_set():
+            write_batch(store, org_id, writer, written.value, written.value + BATCH, pool)
+            written.value += BATCH
+    finally:
+        store.close()
+
+
+def write_batch(store: Any, org_id: str, writer: int, first: int, stop: int,
+                pool: list[dict]) -> None:
+    """Ingests writer's events first..stop-1; fails unless ingest accepts them as new, in
+    order."""
+    batch = events_of(writer, first, stop, pool)
+    accepted = ingest(store=store, org_id=org_id, raw_events=batch, redactor=REDACTOR)
+    if [(a.id, a.duplicate) for a in accepted] != [(e["id"], False) for e in batch]:
+        raise AssertionError(f"writer {writer}: ingest did not take its batch as sent")
 
 
 def sign_checkpoints(url: str, orgs: list[str], key_file: str, start: threading.Barrier,

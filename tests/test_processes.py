@@ -30,6 +30,7 @@ from processes import (
     hold_batch,
     sign_checkpoints,
     write_events,
+    write_until_stopped,
 )
 from sealog import auth
 from sealog.events import MAX_BATCH_EVENTS
@@ -218,7 +219,7 @@ def test_writers_at_once_lose_and_double_nothing(tmp_path, store_url, org_count)
 # -- 2. a writer killed inside its transaction ------------------------------------------
 
 OTHERS = 3
-OTHER_EVENTS = 8_000
+AFTER_KILLS = 2 * BATCH * OTHERS  # events the others must store after the kills
 # How many of the killed batch's chunks of HELD_CHUNK are inserted when its process dies:
 # half of them, and all (its commit is what is left).
 KILLED_AT = {"half of its rows inserted": 2, "before its commit": 4}
@@ -234,42 +235,50 @@ def test_writers_killed_inside_their_transaction_store_none_of_their_batch(tmp_p
     assert KILLED_AT["before its commit"] * HELD_CHUNK == MAX_BATCH_EVENTS
     secrets = make_orgs(store_url, ["acme"])
     signer = checkpoint.load_signer(tmp_path / "data" / "signing.key", HOST)
-    start = SPAWN.Barrier(OTHERS + 1)
-    others = [SPAWN.Process(target=write_events, name=f"writer-{w}",
-                            args=(store_url, "acme", w, OTHER_EVENTS, start))
+    start, stop = SPAWN.Barrier(OTHERS + 1), SPAWN.Event()
+    written = [SPAWN.Value("q", 0) for _ in range(OTHERS)]
+    # The others write until stopped, not a fixed count: under load a count could be
+    # written before the killed writers are ready, and the kills would then test nothing.
+    others = [SPAWN.Process(target=write_until_stopped, name=f"writer-{w}",
+                            args=(store_url, "acme", w, start, stop, written[w]))
               for w in range(OTHERS)]
     for proc in others:
         proc.start()
     store = open_store(store_url)
     try:
-        start.wait(timeout=120)
-        sizes_at_kills = []
-        for writer, chunks in enumerate(KILLED_AT.values(), start=OTHERS):
-            held = SPAWN.Event()
-            killed = SPAWN.Process(target=hold_batch, name=f"killed-{writer}",
-                                   args=(store_url, "acme", writer, chunks, held))
-            killed.start()
-            try:
-                wait_for(lambda held=held, killed=killed: held.is_set()
-                         or killed.exitcode is not None, 120, "the batch to be inserted")
-                assert held.is_set(), f"the killed writer failed first ({killed.exitcode})"
-                assert any(p.is_alive() for p in others), "the others ended before the kill"
-                os.kill(killed.pid, signal.SIGKILL)
-                killed.join(timeout=30)
-                assert killed.exitcode == -signal.SIGKILL
-            finally:
-                if killed.is_alive():
-                    killed.kill()
-            sizes_at_kills.append(store.log_head("acme").size)
+        try:
+            start.wait(timeout=120)
+            for writer, chunks in enumerate(KILLED_AT.values(), start=OTHERS):
+                held = SPAWN.Event()
+                killed = SPAWN.Process(target=hold_batch, name=f"killed-{writer}",
+                                       args=(store_url, "acme", writer, chunks, held))
+                killed.start()
+                try:
+                    wait_for(lambda held=held, killed=killed: held.is_set()
+                             or killed.exitcode is not None, 120, "the batch to be inserted")
+                    assert held.is_set(), f"the killed writer failed first ({killed.exitcode})"
+                    assert all(p.is_alive() for p in others), "a writer ended before the kill"
+                    os.kill(killed.pid, signal.SIGKILL)
+                    killed.join(timeout=30)
+                    assert killed.exitcode == -signal.SIGKILL
+                finally:
+                    if killed.is_alive():
+                        killed.kill()
+            size_at_kills = store.log_head("acme").size
+            wait_for(lambda: store.log_head("acme").size >= size_at_kills + AFTER_KILLS
+                     or not all(p.is_alive() for p in others), 120,
+                     "the others to write after the kills")
+        finally:
+            stop.set()
         joined(others, timeout=600)
 
         stored = {d.id for d in store.iter_events_by_index("acme", 0, 10**9)}
         for writer, point in enumerate(KILLED_AT, start=OTHERS):
             batch = {event_id(writer, n) for n in range(MAX_BATCH_EVENTS)}
             assert not stored & batch, f"{len(stored & batch)} stored of the batch killed {point}"
-        sent = {event_id(w, n) for w in range(OTHERS) for n in range(OTHER_EVENTS)}
+        sent = {event_id(w, n) for w in range(OTHERS) for n in range(written[w].value)}
         size = len(check_log(store, "acme", sent))
-        assert sizes_at_kills[-1] < size, "the others wrote nothing after the kills"
+        assert size >= size_at_kills + AFTER_KILLS, "the others wrote too little after the kills"
         checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
     finally:
         store.close()
