@@ -324,6 +324,20 @@ def test_a_store_of_one_connection_serves_reads_and_writes(postgres_url):
         store.get_user(user.id)
 
 
+def test_every_connection_of_the_store_runs_without_jit(postgres_url):
+    """A server's JIT compiles a large search's plan in tens of milliseconds the search does
+    not win back: the store turns it off on each connection it opens, for reads and writes."""
+    store = open_store(f"{postgres_url}?pool_size=2")
+    try:
+        read = lambda: store._one("SELECT current_setting('jit'), pg_sleep(0.2)")  # noqa: E731
+        settings = all_at_once([read, read])  # both connections of the pool at once
+        with store.writing() as tx:
+            settings.append(tx._one("SELECT current_setting('jit'), NULL"))
+        assert [s[0] for s in settings] == ["off"] * 3
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def postgres_small_tablespace(postgres_url: str) -> Iterator[tuple[str, Path]]:
     """A tablespace (its name and folder) on an 8 MiB filesystem of its own (tmpfs, root to

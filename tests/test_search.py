@@ -360,7 +360,8 @@ def test_both_backends_give_every_query_the_same_answers(tmp_path, migrated_post
     (with the language's own cases), over windows that cut milliseconds and with
     category and result filters, gets the same count, the same pages in the same order,
     and the same rows in the orders exports read; PostgreSQL's pages also when they all
-    come from the newest rows, and when none does."""
+    come from the newest rows, when a second probe sized by the first finds them, and when
+    none does."""
     from sealog.store.postgres import store as postgres_store
 
     raw = _crowded_events()
@@ -373,7 +374,7 @@ def test_both_backends_give_every_query_the_same_answers(tmp_path, migrated_post
         for flt in _crowded_filters(raw):
             sqlite_answers, postgres_answers = (_answers(s, flt) for s in stores)
             assert postgres_answers == sqlite_answers, flt
-            for probe in (0, 100_000):
+            for probe in (0, 10, 100_000):  # the index alone; a second probe; the rows alone
                 monkeypatch.setattr(postgres_store, "PROBE_ROWS", probe)
                 assert _pages(stores[1], flt) == sqlite_answers[1], (flt, probe)
             monkeypatch.undo()

@@ -4,29 +4,54 @@ word_pairs and field_tokens (store/postgres/tokens.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sealog.search import EventFilter
 from sealog.store.postgres.tokens import query_lexeme
-from sealog.store.tokenplan import FIELDS, PAIRS, TEXT, Part, token_plan
+from sealog.store.tokenplan import FIELDS, PAIRS, TEXT, Part, Token, token_plan
 
 # The events column that holds each token set of the plan.
 COLUMNS = {TEXT: "words", PAIRS: "pairs", FIELDS: "fields"}
 
 
-def _group(tokens) -> str:
-    operands = [query_lexeme(t.text, prefix=t.prefix)[0] for t in tokens]
-    return operands[0] if len(operands) == 1 else "(" + " | ".join(operands) + ")"
+@dataclass(frozen=True)
+class TokenConditions:
+    """`narrowing`: (column, tsquery text) pairs every event of the filter satisfies, at
+    most one a column; `excluded`: pairs none satisfies (its negated parts); `exact`:
+    whether the two alone select exactly the filter's query matches, so that sqlfilter's
+    row conditions need not be tested."""
+
+    narrowing: list[tuple[str, str]]
+    excluded: list[tuple[str, str]]
+    exact: bool
 
 
-def narrowing(flt: EventFilter) -> list[tuple[str, str]]:
-    """(column, tsquery text) pairs that every event flt selects satisfies, at most one a
-    column; empty when flt's query has no positive term. They only narrow: the exact
-    conditions are sqlfilter's, tested on each row found."""
+def _group(tokens: tuple[Token, ...]) -> tuple[str, bool]:
+    operands = [query_lexeme(t.text, prefix=t.prefix) for t in tokens]
+    text = " | ".join(o for o, _ in operands)
+    return (text if len(operands) == 1 else f"({text})"), all(e for _, e in operands)
+
+
+def _part(part: Part) -> tuple[str, str, bool]:
+    groups = [_group(g) for g in part.groups]
+    return COLUMNS[part.tokens], " & ".join(g for g, _ in groups), all(e for _, e in groups)
+
+
+def token_conditions(flt: EventFilter) -> TokenConditions | None:
+    """flt's search as tsquery conditions; None when flt has no search query."""
     plan = token_plan(flt)
     if plan is None:
-        return []
+        return None
+    exact = plan.exact
     by_column: dict[str, list[str]] = {}
-    part: Part
     for part in plan.terms:
-        by_column.setdefault(COLUMNS[part.tokens], []).extend(
-            _group(group) for group in part.groups)
-    return [(column, " & ".join(groups)) for column, groups in by_column.items()]
+        column, query, part_exact = _part(part)
+        by_column.setdefault(column, []).append(query)
+        exact = exact and part_exact
+    excluded = []
+    for part in plan.excluded:
+        column, query, part_exact = _part(part)
+        excluded.append((column, query))
+        exact = exact and part_exact
+    narrowing = [(column, " & ".join(queries)) for column, queries in by_column.items()]
+    return TokenConditions(narrowing, excluded, exact)
