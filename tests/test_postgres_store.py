@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from sealog import auth, times
-from sealog.store import Conflict, NotFound, StorageFull, Store, open_store
+from sealog.events import Redactor
+from sealog.ingest import ingest
+from sealog.search import build_filter
+from sealog.store import Conflict, NotFound, StorageFull, Store, Unavailable, open_store
 from sealog.store.base import ExportRow, SessionRow, UserRow
 from sealog.store.postgres.store import DEFAULT_POOL_SIZE, split_url
 
-from conftest import all_at_once, fill_disk
+from conftest import all_at_once, event, fill_disk
 
 PASSWORD = "correct horse battery"
 WORKERS = 4
@@ -334,6 +338,36 @@ def test_every_connection_of_the_store_runs_without_jit(postgres_url):
         with store.writing() as tx:
             settings.append(tx._one("SELECT current_setting('jit'), NULL"))
         assert [s[0] for s in settings] == ["off"] * 3
+    finally:
+        store.close()
+
+
+def test_a_stream_read_ahead_gives_its_connection_back_and_passes_on_a_lost_one(postgres_url):
+    """An export's read, fetched ahead on a thread of the store: dropped after a few rows it
+    gives its connection back (a store of one connection reads again at once); the
+    connection lost mid-read is the caller's Unavailable; read whole, every row in order."""
+    store = open_store(f"{postgres_url}?pool_size=1")
+    try:
+        auth.create_org(store=store, name="Acme", org_id="acme")
+        for first in (0, 750):
+            ingest(store=store, org_id="acme", redactor=Redactor(),
+                   raw_events=[event(description=f"{n}") for n in range(first, first + 750)])
+        flt = build_filter(org_id="acme", range_preset="24h")
+        rows = store.iter_events_in_index_order(flt, batch=100)
+        assert [next(rows).index for _ in range(5)] == [0, 1, 2, 3, 4]
+        rows.close()
+        assert store.log_head("acme").size == 1500  # the one connection is free again
+
+        rows = store.iter_events_in_index_order(flt, batch=100)
+        next(rows)
+        with psycopg.connect(split_url(store.url)[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND pid <> pg_backend_pid()")
+        with pytest.raises(Unavailable):
+            for _ in rows:
+                pass
+        assert [d.index for d in store.iter_events_in_index_order(flt, batch=100)] == \
+            list(range(1500))
     finally:
         store.close()
 
