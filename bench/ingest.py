@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import gc
 import sqlite3
-import struct
 import sys
 import tempfile
 import threading
@@ -38,7 +37,7 @@ from sealog.preparers import Preparers  # noqa: E402
 from sealog.sealing import Sealable, prepare, prepare_events, seal  # noqa: E402
 from sealog.store import open_store  # noqa: E402
 from sealog.store.base import EventRow, LogHead  # noqa: E402
-from sealog.store.postgres.tokens import event_lexemes  # noqa: E402
+from sealog.store.postgres.tokens import tsvector_binary  # noqa: E402
 from sealog.store.sqlite import SQLiteStore  # noqa: E402
 
 from common import (  # noqa: E402
@@ -109,14 +108,6 @@ EVENT_COPY_TYPES = ["text", "int8", "text", "int8", "int8", "text", "text", "tex
 PgRows = list[tuple[list[tuple], list[tuple], list[tuple]]]
 
 
-def tsvector_binary(lexemes: list[str]) -> bytes:
-    """A tsvector of lexemes without positions, in PostgreSQL's binary form (a count, then
-    each lexeme, its NUL and a zero count of positions), sorted and unique as
-    array_to_tsvector makes it."""
-    unique = sorted({lexeme.encode() for lexeme in lexemes})
-    return struct.pack("!i", len(unique)) + b"".join(lex + b"\0\0\0" for lex in unique)
-
-
 def postgres_rows(sealed: Sealed) -> PgRows:
     """Each sealed batch as the rows COPY writes to events, event_docs and tree_nodes."""
     built = []
@@ -124,12 +115,11 @@ def postgres_rows(sealed: Sealed) -> PgRows:
         events, docs = [], []
         for r in rows:
             received = times.parse_rfc3339(orjson.loads(r.doc)["received_at"])
-            words, pairs, fields = event_lexemes(r.search_text, r.word_pairs, r.field_tokens)
             events.append((r.org_id, r.index, r.id, received, r.occurred_us, r.category,
                            r.result, r.action, r.actor_id, r.actor_email, r.actor_name,
                            r.resource_type, r.resource_id, r.method, r.path, r.ip,
-                           r.leaf_hash, r.search_text, tsvector_binary(words),
-                           tsvector_binary(pairs), tsvector_binary(fields)))
+                           r.leaf_hash, r.search_text, tsvector_binary(r.search_text),
+                           tsvector_binary(r.word_pairs), tsvector_binary(r.field_tokens)))
             docs.append((r.org_id, r.index, received, r.doc))
         built.append((events, docs, [("floor", level, i, h) for level, i, h in nodes]))
     return built

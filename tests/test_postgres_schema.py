@@ -432,6 +432,29 @@ def _matches(conn: psycopg.Connection, column: str, query: str, org_id: str = "a
         (org_id, query)).fetchone()[0] == 1
 
 
+def test_a_tsvector_sent_in_binary_is_the_one_array_to_tsvector_makes(postgres_url):
+    """The bytes ingest sends for a token run by binary COPY are read by PostgreSQL as
+    exactly array_to_tsvector(lexemes(run)): repeats once, non-ASCII letters, tokens cut
+    for being too long, field separators left out, and no token at all."""
+    from sealog.search import FIELD_SEPARATOR
+
+    runs = ["", "b a b a", "zürich 東京 zurich é e ab a", "x" * 2000 + " " + "ж" * 600 + " y",
+            f"ea1 {FIELD_SEPARATOR} ea1 h2 {FIELD_SEPARATOR}", "a_b b_c a_b"]
+    with _connect(postgres_url) as conn:
+        conn.execute("CREATE TEMPORARY TABLE sent (n int, v tsvector)")
+        with conn.cursor() as cursor, cursor.copy(
+                "COPY sent (n, v) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "bytea"])
+            for n, run in enumerate(runs):
+                copy.write_row((n, tokens.tsvector_binary(run)))
+        for n, run in enumerate(runs):
+            same, text = conn.execute(
+                "SELECT v = array_to_tsvector(%s::text[]) AND v::text = "
+                "array_to_tsvector(%s::text[])::text, v::text FROM sent WHERE n = %s",
+                (tokens.lexemes(run), tokens.lexemes(run), n)).fetchone()
+            assert same, (run[:40], text[:80])
+
+
 def test_the_tokens_are_stored_as_sealog_makes_them_and_match_word_prefixes(postgres_url):
     migrate(postgres_url)
     row = _row(action="guardrail.created", description="Guardrail made for alice@acme.com",

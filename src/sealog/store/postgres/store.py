@@ -37,7 +37,7 @@ from sealog.store.base import (
 )
 from sealog.store.postgres import partitions
 from sealog.store.postgres.migrations import keep_partitions, migrate, schema_change
-from sealog.store.postgres.tokens import TSVECTOR_OF, tokens_text
+from sealog.store.postgres.tokens import tsvector_binary
 from sealog.store.postgres.tsquery import token_conditions
 from sealog.store.sqlfilter import Dialect, Where, base_where, match_where
 
@@ -105,16 +105,11 @@ MAX_PROBE_ROWS = 20_000
 _PAGE_COLUMNS = "org_id, idx, received_at, occurred_at, id, leaf_hash"
 # How many batches a stream's fetching thread reads ahead of their use.
 STREAM_AHEAD = 2
-# Batches this large or larger go by COPY; a smaller one (an audit event) by INSERTs.
-COPY_FROM_ROWS = 16
+# The tsvectors go as the bytes of their binary form (tokens.tsvector_binary), which
+# psycopg's bytea dumper passes on as they are: a binary COPY's column decides their type.
 _EVENT_COPY_TYPES = ["text", "int8", "text", "int8", "int8", "text", "text", "text", "text",
                      "text", "text", "text", "text", "text", "text", "text", "bytea", "text",
-                     "text", "text", "text"]
-
-
-def _tsvectors(*runs: str) -> str:
-    """The words, pairs and fields columns made from three token runs (tokens_text's)."""
-    return ", ".join(TSVECTOR_OF.format(run) for run in runs)
+                     "bytea", "bytea", "bytea"]
 
 
 def _columns(columns: str, table: str) -> str:
@@ -241,45 +236,22 @@ class _Tx:
         if any(r.org_id != org_id for r in rows):
             raise ValueError("insert_events takes the rows of one org")
         received = [_received_at(r.doc) for r in rows]
-        events = [
-            (r.org_id, r.index, r.id, at, r.occurred_us, r.category, r.result, r.action,
-             r.actor_id, r.actor_email, r.actor_name, r.resource_type, r.resource_id,
-             r.method, r.path, r.ip, r.leaf_hash, r.search_text, tokens_text(r.search_text),
-             tokens_text(r.word_pairs), tokens_text(r.field_tokens))
-            for r, at in zip(rows, received, strict=True)
-        ]
-        docs = [(r.org_id, r.index, at, r.doc) for r, at in zip(rows, received, strict=True)]
-        if len(rows) < COPY_FROM_ROWS:
-            marks = ", ".join(["%s"] * 18)
-            with self.conn.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}, words, pairs, fields) "
-                    f"VALUES ({marks}, {_tsvectors('%s', '%s', '%s')})", events)
-                cursor.executemany("INSERT INTO event_docs (org_id, idx, received_at, doc) "
-                                   "VALUES (%s, %s, %s, %s)", docs)
-            return
-        # COPY takes values, not expressions: the token runs go to a table of this
-        # connection's, from which one INSERT … SELECT makes the tsvectors.
-        self.conn.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events ON COMMIT DELETE ROWS AS "
-            f"SELECT {_EVENT_COLUMNS}, NULL::text AS words, NULL::text AS pairs, "
-            "NULL::text AS fields FROM events WITH NO DATA")
         with self.conn.cursor() as cursor:
-            with cursor.copy(f"COPY incoming_events ({_EVENT_COLUMNS}, words, pairs, fields) "
+            with cursor.copy(f"COPY events ({_EVENT_COLUMNS}, words, pairs, fields) "
                              "FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_EVENT_COPY_TYPES)
-                for event in events:
-                    copy.write_row(event)
-            cursor.execute(
-                f"INSERT INTO events ({_EVENT_COLUMNS}, words, pairs, fields) "
-                f"SELECT {_EVENT_COLUMNS}, {_tsvectors('words', 'pairs', 'fields')} "
-                "FROM incoming_events")
-            cursor.execute("TRUNCATE incoming_events")  # the next chunk of this transaction
+                for r, at in zip(rows, received, strict=True):
+                    copy.write_row((
+                        r.org_id, r.index, r.id, at, r.occurred_us, r.category, r.result,
+                        r.action, r.actor_id, r.actor_email, r.actor_name, r.resource_type,
+                        r.resource_id, r.method, r.path, r.ip, r.leaf_hash, r.search_text,
+                        tsvector_binary(r.search_text), tsvector_binary(r.word_pairs),
+                        tsvector_binary(r.field_tokens)))
             with cursor.copy("COPY event_docs (org_id, idx, received_at, doc) "
                              "FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["text", "int8", "int8", "bytea"])
-                for doc in docs:
-                    copy.write_row(doc)
+                for r, at in zip(rows, received, strict=True):
+                    copy.write_row((r.org_id, r.index, at, r.doc))
 
     def insert_tree_nodes(self, org_id: str, nodes: list[tuple[int, int, bytes]]) -> None:
         if not nodes:

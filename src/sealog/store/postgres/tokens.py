@@ -1,12 +1,14 @@
 """The search tokens of an event as PostgreSQL stores them: sealog.search's own, unsplit.
 
 Each of the SQLite full-text index's columns (search_text, word_pairs, field_tokens) is a
-tsvector column of events (words, pairs, fields) made with array_to_tsvector, which keeps
-each token whole: PostgreSQL's parser never sees them. A term is asked of a column as a
+tsvector column of events (words, pairs, fields), built here and sent in binary, each token
+whole as a lexeme: PostgreSQL's parser never sees them. A term is asked of a column as a
 tsquery lexeme, with `:*` for a word prefix.
 """
 
 from __future__ import annotations
+
+import struct
 
 from sealog.search import FIELD_SEPARATOR
 
@@ -45,19 +47,18 @@ def event_lexemes(search_text: str, word_pairs: str, field_tokens: str
     return lexemes(search_text), lexemes(word_pairs), lexemes(field_tokens)
 
 
-# The SQL that makes a tsvector column from a run of tokens as tokens_text gives it, split
-# by PostgreSQL (much faster than sending each token as an array element): the same lexemes
-# as array_to_tsvector(lexemes(text)).
-TSVECTOR_OF = ("array_to_tsvector(array_remove(array_remove(string_to_array({}, ' '), "
-               f"'{FIELD_SEPARATOR}'), ''))")
-
-
-def tokens_text(text: str) -> str:
-    """A run of tokens (search_text, word_pairs or field_tokens) as TSVECTOR_OF takes it:
-    the text itself, or, when a token is too long for a lexeme, the lexemes joined."""
-    if max(map(len, text.split()), default=0) * 4 <= KEPT_BYTES:  # 4 bytes a character at most
-        return text
-    return " ".join(lexemes(text))
+def tsvector_binary(text: str) -> bytes:
+    """A run of tokens (search_text, word_pairs or field_tokens) as a tsvector in
+    PostgreSQL's binary form, which a binary COPY hands to the column as it is: the count of
+    lexemes, then each lexeme, its NUL and a zero count of positions, sorted and unique as
+    array_to_tsvector(lexemes(text)) makes them."""
+    unique = set(text.split())
+    unique.discard(FIELD_SEPARATOR)
+    if max(map(len, unique), default=0) * 4 > KEPT_BYTES:  # 4 bytes a character at most
+        unique = {lexeme(t) for t in unique}
+    # Code point order is UTF-8's byte order, the order of a tsvector's lexemes.
+    entries = "".join(t + "\0\0\0" for t in sorted(unique))
+    return struct.pack("!i", len(unique)) + entries.encode()
 
 
 def query_lexeme(token: str, *, prefix: bool) -> tuple[str, bool]:
