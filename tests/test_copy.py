@@ -34,6 +34,8 @@ from sealog.search import build_filter
 from sealog.store import Store, open_store
 from sealog.store.base import ROW_KINDS
 from sealog.store.postgres.partitions import month_of, partition_name
+from sealog.streams.delivery import new_webhook_stream
+from sealog.streams.secrets import SecretBox
 
 from conftest import ALL_SCOPES, SealogProcess
 
@@ -135,6 +137,12 @@ def _fill(store: Store, settings: Settings, signer: Signer) -> str:
                          host=settings.log_host)
     assert worker.run_one()
     assert store.get_export("acme", export.id).status == "completed"
+    stream, _ = new_webhook_stream(
+        org_id="acme", name="SIEM", url="https://siem.example.com/hook",
+        box=SecretBox.load(settings.data_dir / "streams.key"), start_index=3,
+        headers={"Authorization": "Bearer t"}, categories=("security_events",))
+    with store.writing() as tx:
+        tx.insert_stream(stream)
     # acme's latest checkpoint covers its whole log; beta's log has grown past its own.
     checkpoint.sign_latest(store=store, signer=signer, host=settings.log_host, org_id="acme")
     ingest(store=store, org_id="beta", raw_events=list(generate_events(20, days=1, seed=3)),
@@ -189,6 +197,7 @@ def _everything(store: Store) -> dict:
             "keys": store.list_api_keys(org.id),
             "sessions": store.list_sessions(org.id),
             "exports": store.list_exports(org.id),
+            "streams": store.list_streams(org.id),
             "head": head,
             "rows": list(store.iter_event_rows(org.id, 0, head.size)),
             "docs": list(store.iter_events_by_index(org.id, 0, head.size)),

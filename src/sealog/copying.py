@@ -4,6 +4,7 @@ a copy that fails half-way leaves the target as empty as it found it."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import orjson
@@ -74,6 +75,9 @@ def _copy_org(source: Store, tx: WriteTx, org: Org, head: LogHead, copied: dict[
     for export in source.list_exports(org.id):
         tx.insert_export(export)
         copied["exports"] += 1
+    for stream in source.list_streams(org.id):  # its secrets still sealed by the streams key
+        tx.insert_stream(dataclasses.replace(stream, lease_owner=None, lease_expires_at=None))
+        copied["streams"] += 1
 
     if progress is not None:
         progress(org.id, 0, head.size)

@@ -168,9 +168,38 @@ class ExportRow:
     file_path: str | None
 
 
+@dataclass(frozen=True)
+class StreamRow:
+    """A stream of an org's log to a destination, as stored: what it sends where (config,
+    a JSON object; sealed, its secrets encrypted by sealog.streams.secrets), its cursor
+    (next_index, the index of the next event to deliver) and its delivery state."""
+
+    id: str
+    org_id: str
+    name: str
+    kind: str  # "webhook"
+    format: str  # "sealog"
+    config: str
+    sealed: bytes
+    state: str  # "active", "paused", "failing" or "disabled"
+    next_index: int
+    delivered: int  # events delivered (matching the filters), all told
+    failures: int  # failed attempts, all told
+    attempts: int  # failed attempts since the last delivery
+    last_delivered_at: int | None
+    last_error: str | None
+    failing_since: int | None
+    retry_at: int | None
+    lease_owner: str | None
+    lease_expires_at: int | None
+    created_by: str | None
+    created_at: int
+    updated_at: int
+
+
 # What Store.row_counts counts: every kind of row a deployment holds.
 ROW_KINDS = ("orgs", "users", "API keys", "sessions", "failed sign-ins", "events",
-             "tree nodes", "checkpoints", "log keys", "exports")
+             "tree nodes", "checkpoints", "log keys", "exports", "streams")
 
 
 class WriteTx(Protocol):
@@ -269,6 +298,17 @@ class WriteTx(Protocol):
     def lock_export(self, org_id: str, export_id: str) -> ExportRow | None:
         """The org's export, locked until the transaction ends (PostgreSQL: SELECT … FOR
         UPDATE); None when there is none."""
+
+    def insert_stream(self, row: StreamRow) -> None:
+        """Conflict when the org has a stream of row's id."""
+
+    def lock_stream(self, org_id: str, stream_id: str) -> StreamRow | None:
+        """The stream, its row locked until the transaction ends; None when there is none."""
+
+    def update_stream(self, row: StreamRow) -> None:
+        """Stores every column of row over the stream of its org and id (locked first)."""
+
+    def delete_stream(self, org_id: str, stream_id: str) -> None: ...
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         """Cancels a queued or running job, its status read under lock_export; raises
@@ -437,6 +477,16 @@ class Store(Protocol):
 
     def expire_exports(self, now: int) -> list[ExportRow]:
         """Marks completed exports past their expiry as expired; returns them."""
+
+    def get_stream(self, org_id: str, stream_id: str) -> StreamRow | None: ...
+
+    def list_streams(self, org_id: str) -> list[StreamRow]:
+        """The org's streams, oldest first."""
+
+    def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
+        """Atomically leases a stream with events to deliver: active or failing, due (no
+        retry_at in the future), its lease free or expired, its cursor behind its org's log;
+        the one due longest first. One statement, as claim_export."""
 
 
 class OneCallWrites:

@@ -19,6 +19,7 @@ DISTRIBUTED_TABLES: dict[str, str] = {
     "checkpoints": "org_id",
     "exports": "org_id",
     "login_failures": "org_id",
+    "streams": "org_id",
 }
 
 # Small tables of no org, copied to every node: the log's verifier keys.

@@ -31,6 +31,7 @@ from sealog.store.base import (
     SessionRow,
     StorageFull,
     StoredDoc,
+    StreamRow,
     Unavailable,
     UserRow,
     stored_event_row,
@@ -57,6 +58,11 @@ _EXPORT_COLUMNS = (
     "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
     "lease_owner, lease_expires_at, attempts, file_path"
 )
+_STREAM_COLUMNS = (
+    "id, org_id, name, kind, format, config, sealed, state, next_index, delivered, failures, "
+    "attempts, last_delivered_at, last_error, failing_since, retry_at, lease_owner, "
+    "lease_expires_at, created_by, created_at, updated_at"
+)
 _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
                 "last_used_at, created_by")
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
@@ -73,7 +79,7 @@ _COUNTED = {"orgs": ("orgs", "count(*)"), "users": ("users", "count(*)"),
             "failed sign-ins": ("login_failures", "coalesce(sum(cardinality(failed_at)), 0)"),
             "events": ("events", "count(*)"), "tree nodes": ("tree_nodes", "count(*)"),
             "checkpoints": ("checkpoints", "count(*)"), "log keys": ("log_keys", "count(*)"),
-            "exports": ("exports", "count(*)")}
+            "exports": ("exports", "count(*)"), "streams": ("streams", "count(*)")}
 _HEAD_COLUMNS = "log_size, compact_range, last_received_at"
 # The first key of the advisory locks on signing an org's checkpoints ("ckpt" in ASCII);
 # the second is a hash of the org's id. Two 32-bit keys: a key space apart from the
@@ -438,6 +444,28 @@ class _Tx:
             f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = %s AND id = %s FOR UPDATE",
             (org_id, export_id))
         return ExportRow(*r) if r else None
+
+    def insert_stream(self, row: StreamRow) -> None:
+        cursor = self.conn.execute(
+            f"INSERT INTO streams ({_STREAM_COLUMNS}) VALUES ({', '.join(['%s'] * 21)}) "
+            "ON CONFLICT (org_id, id) DO NOTHING", tuple(row.__dict__.values()))
+        if cursor.rowcount != 1:
+            raise Conflict(f"a stream with id {row.id!r} already exists")
+
+    def lock_stream(self, org_id: str, stream_id: str) -> StreamRow | None:
+        r = self._one(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = %s AND id = %s "
+                      "FOR UPDATE", (org_id, stream_id))
+        return StreamRow(*r) if r else None
+
+    def update_stream(self, row: StreamRow) -> None:
+        values = {c: v for c, v in row.__dict__.items() if c not in ("id", "org_id")}
+        assignments = ", ".join(f"{c} = %s" for c in values)
+        self.conn.execute(f"UPDATE streams SET {assignments} WHERE org_id = %s AND id = %s",
+                          (*values.values(), row.org_id, row.id))
+
+    def delete_stream(self, org_id: str, stream_id: str) -> None:
+        self.conn.execute("DELETE FROM streams WHERE org_id = %s AND id = %s",
+                          (org_id, stream_id))
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         row = self.lock_export(org_id, export_id)
@@ -843,6 +871,30 @@ class PostgresStore(OneCallWrites):
             f"SELECT {_EXPORT_COLUMNS} FROM exports WHERE org_id = %s "
             "ORDER BY created_at DESC, id DESC", (org_id,))
         return [ExportRow(*r) for r in rows]
+
+    def get_stream(self, org_id: str, stream_id: str) -> StreamRow | None:
+        r = self._one(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = %s AND id = %s",
+                      (org_id, stream_id))
+        return StreamRow(*r) if r else None
+
+    def list_streams(self, org_id: str) -> list[StreamRow]:
+        rows = self._all(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = %s "
+                         "ORDER BY created_at, id", (org_id,))
+        return [StreamRow(*r) for r in rows]
+
+    def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
+        with self.writing() as tx:
+            r = tx.conn.execute(
+                "UPDATE streams s SET lease_owner = %(owner)s, lease_expires_at = %(until)s "
+                "FROM (SELECT s.org_id, s.id FROM streams s JOIN orgs o ON o.id = s.org_id "
+                "WHERE s.state IN ('active', 'failing') AND coalesce(s.retry_at, 0) <= %(now)s "
+                "AND (s.lease_owner IS NULL OR s.lease_expires_at < %(now)s) "
+                "AND s.next_index < o.log_size ORDER BY coalesce(s.retry_at, 0), s.updated_at "
+                "LIMIT 1 FOR UPDATE OF s SKIP LOCKED) AS due "
+                "WHERE s.org_id = due.org_id AND s.id = due.id "
+                f"RETURNING {_columns(_STREAM_COLUMNS, 's')}",
+                {"owner": owner, "until": now + lease_us, "now": now}).fetchone()
+        return StreamRow(*r) if r else None
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
         with self.writing() as tx:

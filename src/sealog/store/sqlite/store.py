@@ -38,6 +38,7 @@ from sealog.store.base import (
     SessionRow,
     StorageFull,
     StoredDoc,
+    StreamRow,
     UserRow,
     stored_event_row,
 )
@@ -93,6 +94,11 @@ _EXPORT_COLUMNS = (
     "size_bytes, sha256, error, created_by, created_at, started_at, finished_at, expires_at, "
     "lease_owner, lease_expires_at, attempts, file_path"
 )
+_STREAM_COLUMNS = (
+    "id, org_id, name, kind, format, config, sealed, state, next_index, delivered, failures, "
+    "attempts, last_delivered_at, last_error, failing_since, retry_at, lease_owner, "
+    "lease_expires_at, created_by, created_at, updated_at"
+)
 _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
                 "last_used_at, created_by")
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
@@ -106,7 +112,7 @@ _ROW_COLUMNS = ("e.org_id, e.idx, e.id, e.occurred_at, e.category, e.result, e.a
 _COUNTED = {"orgs": "orgs", "users": "users", "API keys": "api_keys", "sessions": "sessions",
             "failed sign-ins": "login_failures", "events": "events",
             "tree nodes": "tree_nodes", "checkpoints": "checkpoints", "log keys": "log_keys",
-            "exports": "exports"}
+            "exports": "exports", "streams": "streams"}
 _HEAD_COLUMNS = "log_size, compact_range, last_received_at"
 # The extended result codes of a write that a UNIQUE index or a PRIMARY KEY refused.
 _UNIQUE_VIOLATIONS = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
@@ -547,6 +553,30 @@ class _Tx:
             (org_id, export_id),
         ).fetchone()
         return ExportRow(*r) if r else None
+
+    def insert_stream(self, row: StreamRow) -> None:
+        with _taken(f"a stream with id {row.id!r} already exists"):
+            self.conn.execute(
+                f"INSERT INTO streams ({_STREAM_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                tuple(row.__dict__.values()))
+
+    def lock_stream(self, org_id: str, stream_id: str) -> StreamRow | None:
+        r = self.conn.execute(
+            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = ? AND id = ?",
+            (org_id, stream_id)).fetchone()
+        return StreamRow(*r) if r else None
+
+    def update_stream(self, row: StreamRow) -> None:
+        values = row.__dict__
+        assignments = ", ".join(f"{c} = ?" for c in values if c not in ("id", "org_id"))
+        self.conn.execute(
+            f"UPDATE streams SET {assignments} WHERE org_id = ? AND id = ?",
+            (*(v for c, v in values.items() if c not in ("id", "org_id")), row.org_id,
+             row.id))
+
+    def delete_stream(self, org_id: str, stream_id: str) -> None:
+        self.conn.execute("DELETE FROM streams WHERE org_id = ? AND id = ?",
+                          (org_id, stream_id))
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         row = self.lock_export(org_id, export_id)
@@ -1069,6 +1099,30 @@ class SQLiteStore(OneCallWrites):
             "ORDER BY created_at DESC, id DESC", (org_id,),
         )
         return [ExportRow(*r) for r in rows]
+
+    def get_stream(self, org_id: str, stream_id: str) -> StreamRow | None:
+        r = self._reader().execute(
+            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = ? AND id = ?",
+            (org_id, stream_id)).fetchone()
+        return StreamRow(*r) if r else None
+
+    def list_streams(self, org_id: str) -> list[StreamRow]:
+        rows = self._reader().execute(
+            f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = ? "
+            "ORDER BY created_at, id", (org_id,))
+        return [StreamRow(*r) for r in rows]
+
+    def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
+        with self.writing() as tx:
+            r = tx.conn.execute(
+                "UPDATE streams SET lease_owner = ?, lease_expires_at = ? WHERE rowid = ("
+                "SELECT s.rowid FROM streams s JOIN orgs o ON o.id = s.org_id "
+                "WHERE s.state IN ('active', 'failing') AND coalesce(s.retry_at, 0) <= ? "
+                "AND (s.lease_owner IS NULL OR s.lease_expires_at < ?) "
+                "AND s.next_index < o.log_size ORDER BY coalesce(s.retry_at, 0), s.updated_at "
+                f"LIMIT 1) RETURNING {_STREAM_COLUMNS}",
+                (owner, now + lease_us, now, now)).fetchone()
+        return StreamRow(*r) if r else None
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
         with self.writing() as tx:

@@ -1,0 +1,294 @@
+"""Delivering streams: a worker leases a due stream, sends the next batch of its org's log
+from the stream's cursor, and moves the cursor past it only once the destination took it
+(at least once, in index order). Each batch carries the signed checkpoint that covers its
+last event, so that a receiver can verify every event with the log's pinned key."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import logging
+import random
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import httpx
+import orjson
+import uuid_utils
+
+from sealog import times
+from sealog.eventlog import event_json
+from sealog.ledger import checkpoint
+from sealog.ledger.note import Signer
+from sealog.store.base import Store, StreamRow
+from sealog.streams import webhooks
+from sealog.streams.secrets import SecretBox
+
+log = logging.getLogger("sealog.streams")
+
+KINDS = ("webhook",)
+FORMATS = ("sealog",)
+STATES = ("active", "paused", "failing", "disabled")
+DEFAULT_BATCH_EVENTS = 500
+DEFAULT_BATCH_BYTES = 1 << 20
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 16 << 20
+MAX_HEADERS = 20
+# How long a worker may hold a stream for one batch (µs): above the request's timeout.
+LEASE_US = 60_000_000
+REQUEST_TIMEOUT = 30.0
+# Backoff after a failed attempt: full jitter (a random wait up to the cap), the cap
+# doubling from RETRY_BASE_US to RETRY_MAX_US; a receiver's Retry-After is honoured up to
+# RETRY_MAX_US.
+RETRY_BASE_US = 1_000_000
+RETRY_MAX_US = 600_000_000
+# A stream failing this long is disabled until an org admin enables it again.
+DISABLE_AFTER_US = 3 * 86_400_000_000
+# The receiver's answer kept with a failed attempt, at most.
+KEPT_ANSWER_CHARS = 1000
+
+
+class StreamError(ValueError):
+    """A stream's settings that Sealog cannot take, naming the setting."""
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """Where and what a webhook stream sends: its URL, batch limits, the categories it
+    sends (all when empty) and the names of its custom headers (their values are secret)."""
+
+    url: str
+    batch_events: int = DEFAULT_BATCH_EVENTS
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    categories: tuple[str, ...] = ()
+    header_names: tuple[str, ...] = ()
+
+    def json(self) -> str:
+        return orjson.dumps(dataclasses.asdict(self)).decode()
+
+    @classmethod
+    def parse(cls, text: str) -> WebhookConfig:
+        raw = orjson.loads(text)
+        return cls(raw["url"], raw["batch_events"], raw["batch_bytes"],
+                   tuple(raw["categories"]), tuple(raw["header_names"]))
+
+
+def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
+                       start_index: int, headers: dict[str, str] | None = None,
+                       categories: tuple[str, ...] = (),
+                       batch_events: int = DEFAULT_BATCH_EVENTS,
+                       batch_bytes: int = DEFAULT_BATCH_BYTES, created_by: str | None = None,
+                       allow_http: bool = False, now_us: int | None = None
+                       ) -> tuple[StreamRow, str]:
+    """A new active webhook stream starting at start_index (0: the log's beginning; its
+    size: from now), and its signing secret, which is shown once and stored only sealed.
+    Raises StreamError naming a setting it cannot take."""
+    parts = urllib.parse.urlsplit(url)
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise StreamError(f"url: {url!r} is not an {' or '.join(schemes)} URL with a host")
+    if not name.strip():
+        raise StreamError("name: a stream needs a name")
+    if not 1 <= batch_events <= MAX_BATCH_EVENTS:
+        raise StreamError(f"batch_events: from 1 to {MAX_BATCH_EVENTS:,}, not {batch_events}")
+    if not 1024 <= batch_bytes <= MAX_BATCH_BYTES:
+        raise StreamError(f"batch_bytes: from 1,024 to {MAX_BATCH_BYTES:,}, not {batch_bytes}")
+    headers = dict(headers or {})
+    if len(headers) > MAX_HEADERS:
+        raise StreamError(f"headers: at most {MAX_HEADERS}, not {len(headers)}")
+    for header in headers:
+        if header.lower().startswith("webhook-") or header.lower() in (
+                "content-type", "content-length", "host"):
+            raise StreamError(f"headers: {header} is Sealog's to set")
+    now = times.now_us() if now_us is None else now_us
+    stream_id = f"str_{uuid_utils.uuid7().hex}"
+    secret = webhooks.new_secret()
+    config = WebhookConfig(url, batch_events, batch_bytes, tuple(categories),
+                           tuple(headers))
+    sealed = box.seal(org_id, stream_id, {"secrets": [{"secret": secret, "until": None}],
+                                          "headers": headers})
+    row = StreamRow(
+        id=stream_id, org_id=org_id, name=name.strip(), kind="webhook", format="sealog",
+        config=config.json(), sealed=sealed, state="active", next_index=start_index,
+        delivered=0, failures=0, attempts=0, last_delivered_at=None, last_error=None,
+        failing_since=None, retry_at=None, lease_owner=None, lease_expires_at=None,
+        created_by=created_by, created_at=now, updated_at=now)
+    return row, secret
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The events of [start, stop) of the org's log that the stream sends (those its
+    filters let through), as the API shows each."""
+
+    start: int
+    stop: int
+    events: list[bytes]
+
+
+def next_batch(store: Store, stream: StreamRow, config: WebhookConfig) -> Batch:
+    """The stream's next batch from its cursor: up to batch_events events sent, or
+    batch_bytes of them (at least one), no further than the log's head."""
+    size = store.log_head(stream.org_id).size
+    events: list[bytes] = []
+    held = 0
+    stop = stream.next_index
+    wanted = set(config.categories)
+    # Filtered-out events only move the cursor; read at most this many ahead for one batch.
+    limit = min(size, stream.next_index + config.batch_events * 20)
+    for stored in store.iter_events_by_index(stream.org_id, stream.next_index, limit):
+        if wanted and orjson.loads(stored.doc)["category"] not in wanted:
+            stop = stored.index + 1
+            continue
+        event = event_json(stored)
+        if events and held + len(event) > config.batch_bytes:
+            break
+        events.append(event)
+        held += len(event)
+        stop = stored.index + 1
+        if len(events) == config.batch_events:
+            break
+    return Batch(stream.next_index, stop, events)
+
+
+def batch_body(stream: StreamRow, batch: Batch, note: str) -> bytes:
+    """What a receiver gets, in the sealog format: the events of the batch, the index
+    range it covers, and the signed checkpoint (a C2SP note) that covers its last event."""
+    head = orjson.dumps({"type": "sealog.events", "org_id": stream.org_id,
+                         "stream_id": stream.id, "from_index": batch.start,
+                         "to_index": batch.stop, "checkpoint": note})
+    return head[:-1] + b',"events":[' + b",".join(batch.events) + b"]}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How sending a batch went: delivered, or an error, whether to try again, and when a
+    receiver asked to be tried again (µs from now)."""
+
+    delivered: bool
+    error: str | None = None
+    retryable: bool = True
+    retry_after_us: int | None = None
+
+
+def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
+    """Sends one batch and says how it went: a 2xx is delivered; a network error, 408, 429
+    and 5xx are tried again; another answer puts the stream in failing, kept."""
+    try:
+        answer = client.post(url, content=body, headers=headers, timeout=REQUEST_TIMEOUT)
+    except httpx.HTTPError as exc:
+        return Attempt(False, f"{type(exc).__name__}: {exc}"[:KEPT_ANSWER_CHARS])
+    if 200 <= answer.status_code < 300:
+        return Attempt(True)
+    error = f"HTTP {answer.status_code}: {answer.text}"[:KEPT_ANSWER_CHARS]
+    retryable = answer.status_code in (408, 429) or answer.status_code >= 500
+    return Attempt(False, error, retryable, _retry_after_us(answer.headers.get("retry-after")))
+
+
+def _retry_after_us(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return int(value) * 1_000_000
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0, int((when.timestamp() - time.time()) * 1_000_000))
+
+
+def backoff_us(attempts: int, retry_after_us: int | None) -> int:
+    """The wait before attempt attempts + 1: the receiver's Retry-After when it gave one,
+    else full jitter under a cap that doubles with each failed attempt."""
+    if retry_after_us is not None:
+        return min(retry_after_us, RETRY_MAX_US)
+    cap = min(RETRY_MAX_US, RETRY_BASE_US << min(attempts, 30))
+    return random.randint(0, cap)
+
+
+class Deliverer:
+    """Delivers due streams, one batch a call, as owner (one worker of one process)."""
+
+    def __init__(self, *, store: Store, box: SecretBox, signer: Signer, host: str,
+                 owner: str, client: httpx.Client | None = None):
+        self.store, self.box, self.signer, self.host, self.owner = (
+            store, box, signer, host, owner)
+        self.client = client or httpx.Client(follow_redirects=False)
+
+    def deliver_one(self) -> StreamRow | None:
+        """Leases a due stream and sends its next batch; the stream as it then is, or None
+        when no stream was due."""
+        stream = self.store.claim_stream(owner=self.owner, now=times.now_us(),
+                                         lease_us=LEASE_US)
+        if stream is None:
+            return None
+        try:
+            return self._deliver(stream)
+        except Exception:
+            self._release(stream)
+            raise
+
+    def _deliver(self, stream: StreamRow) -> StreamRow | None:
+        config = WebhookConfig.parse(stream.config)
+        batch = next_batch(self.store, stream, config)
+        attempt = Attempt(True)
+        if batch.events:
+            note = checkpoint.sign_latest(store=self.store, signer=self.signer,
+                                          host=self.host, org_id=stream.org_id).note
+            body = batch_body(stream, batch, note)
+            secrets = self.box.open(stream.org_id, stream.id, stream.sealed)
+            now_s = int(time.time())
+            valid = [s["secret"] for s in secrets["secrets"]
+                     if s["until"] is None or s["until"] > now_s * 1_000_000]
+            headers = {**secrets["headers"], "content-type": "application/json",
+                       **webhooks.headers(valid, f"{stream.id}_{batch.start}_{batch.stop}",
+                                          now_s, body)}
+            attempt = post(self.client, config.url, body, headers)
+        return self._record(stream, batch, attempt)
+
+    def _record(self, leased: StreamRow, batch: Batch, attempt: Attempt) -> StreamRow | None:
+        """Moves the cursor past a delivered batch, or records the failed attempt, if the
+        stream is still this worker's; releases its lease either way."""
+        now = times.now_us()
+        with self.store.writing() as tx:
+            stream = tx.lock_stream(leased.org_id, leased.id)
+            if stream is None or stream.lease_owner != self.owner:
+                return stream  # deleted, or taken over after the lease ran out
+            if stream.next_index != leased.next_index:  # replayed meanwhile: send again
+                updated = dataclasses.replace(stream, lease_owner=None, lease_expires_at=None)
+            elif attempt.delivered:
+                updated = dataclasses.replace(
+                    stream, next_index=batch.stop, delivered=stream.delivered + len(batch.events),
+                    attempts=0, last_delivered_at=now if batch.events else stream.last_delivered_at,
+                    failing_since=None, retry_at=None,
+                    state="active" if stream.state == "failing" else stream.state,
+                    lease_owner=None, lease_expires_at=None, updated_at=now)
+            else:
+                failing_since = stream.failing_since or now
+                state = stream.state
+                if state in ("active", "failing"):
+                    if now - failing_since >= DISABLE_AFTER_US:
+                        state = "disabled"
+                    elif not attempt.retryable:
+                        state = "failing"
+                updated = dataclasses.replace(
+                    stream, failures=stream.failures + 1, attempts=stream.attempts + 1,
+                    last_error=attempt.error, failing_since=failing_since, state=state,
+                    retry_at=now + backoff_us(stream.attempts, attempt.retry_after_us),
+                    lease_owner=None, lease_expires_at=None, updated_at=now)
+            tx.update_stream(updated)
+        if not attempt.delivered:
+            log.warning("stream %s of org %s: %s", leased.id, leased.org_id, attempt.error)
+        return updated
+
+    def _release(self, leased: StreamRow) -> None:
+        with self.store.writing() as tx:
+            stream = tx.lock_stream(leased.org_id, leased.id)
+            if stream is not None and stream.lease_owner == self.owner:
+                tx.update_stream(dataclasses.replace(stream, lease_owner=None,
+                                                     lease_expires_at=None))
+
+    def close(self) -> None:
+        self.client.close()
+

@@ -1,0 +1,342 @@
+"""Streams on both backends: a webhook stream delivers the org's log in index order, at
+least once, each batch signed per Standard Webhooks (checked by the `standardwebhooks`
+package, which nobody here wrote) and carrying the signed checkpoint that covers it; a
+real HTTP server in the test is the receiver."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import standardwebhooks
+
+from sealog import auth, events, times
+from sealog.events import Redactor
+from sealog.ingest import ingest
+from sealog.ledger import checkpoint, merkle
+from sealog.ledger.note import Verifier
+from sealog.store import Store
+from sealog.store.base import StreamRow
+from sealog.streams import delivery
+from sealog.streams.delivery import Deliverer, new_webhook_stream
+from sealog.streams.secrets import SecretBox, SecretsError
+
+from conftest import event
+
+HOST = "sealog.test"
+
+
+class Receiver:
+    """A webhook receiver on a free local port: answers each request with the next of
+    `answers` (then 200), and keeps every request it verified with standardwebhooks."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.answers: list[tuple[int, dict[str, str], str]] = []
+        self.bodies: list[dict] = []
+        self.refused: list[str] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["content-length"]))
+                status, headers, text = (receiver.answers.pop(0) if receiver.answers
+                                         else (200, {}, "ok"))
+                if status == 200:
+                    try:
+                        standardwebhooks.Webhook(receiver.secret).verify(
+                            body, {k.lower(): v for k, v in self.headers.items()})
+                    except standardwebhooks.WebhookVerificationError as exc:
+                        receiver.refused.append(str(exc))
+                        status, text = 401, "bad signature"
+                    else:
+                        receiver.bodies.append(orjson.loads(body))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict]:
+        return [e for body in self.bodies for e in body["events"]]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> SecretBox:
+    return SecretBox.load(tmp_path / "data" / "streams.key")
+
+
+@pytest.fixture
+def signer(tmp_path: Path):
+    return checkpoint.load_signer(tmp_path / "data" / "signing.key", HOST)
+
+
+def _log(store: Store, count: int, **fields) -> None:
+    """An org "acme" with count events (and whatever audit events its creation made)."""
+    if not any(o.id == "acme" for o in store.list_orgs()):
+        auth.create_org(store=store, name="Acme", org_id="acme")
+    for first in range(0, count, 1000):
+        batch = [event(description=f"event {n}", **fields)
+                 for n in range(first, min(first + 1000, count))]
+        ingest(store=store, org_id="acme", raw_events=batch, redactor=Redactor())
+
+
+def _stream(store: Store, box: SecretBox, receiver: Receiver, **settings) -> StreamRow:
+    row, secret = new_webhook_stream(org_id="acme", name="SIEM", url=receiver.url, box=box,
+                                     start_index=settings.pop("start_index", 0),
+                                     allow_http=True, **settings)
+    receiver.secret = secret
+    with store.writing() as tx:
+        tx.insert_stream(row)
+    return row
+
+
+def _deliver_all(deliverer: Deliverer, limit: int = 100) -> int:
+    """Calls the deliverer until no stream is due; how many calls delivered a batch."""
+    for calls in range(limit):
+        if deliverer.deliver_one() is None:
+            return calls
+    raise AssertionError(f"streams still due after {limit} batches")
+
+
+def _deliverer(store: Store, box: SecretBox, signer, owner: str = "w1") -> Deliverer:
+    return Deliverer(store=store, box=box, signer=signer, host=HOST, owner=owner)
+
+
+def test_a_webhook_stream_delivers_the_log_in_order_signed_and_verifiable(
+        store, box, signer, receiver):
+    """1,200 events from the log's beginning, batches of 500: every event once, in index
+    order, exactly as GET /events/{id} shows it; each batch verified by standardwebhooks,
+    and its checkpoint a note the log's key signed, covering the batch, whose root the
+    batch's leaf hashes (with the log's earlier ones) make."""
+    _log(store, 1200)
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, batch_events=500)
+    assert _deliver_all(_deliverer(store, box, signer)) == 3
+    assert receiver.refused == []
+    got = receiver.events()
+    assert [e["index"] for e in got] == list(range(size))
+    stored = [store.get_event("acme", e["id"]) for e in got]
+    for e, s in zip(got, stored, strict=True):
+        assert s is not None and e["leaf_hash"] == s.leaf_hash.hex()
+        # The document less its leaf_hash is the sealed document, whose hash it is.
+        doc = orjson.dumps({k: v for k, v in e.items() if k != "leaf_hash"})
+        assert events.leaf_hash(s.doc) == bytes.fromhex(e["leaf_hash"])
+        assert orjson.loads(doc) == orjson.loads(s.doc)
+    verifier = Verifier.parse(signer.verifier.text())  # as pinned by the receiver
+    leaves = [bytes.fromhex(e["leaf_hash"]) for e in got]
+    assert [(b["from_index"], b["to_index"]) for b in receiver.bodies] == [
+        (0, 500), (500, 1000), (1000, size)]
+    for body in receiver.bodies:
+        signed = checkpoint.open_checkpoint(body["checkpoint"], [verifier])
+        assert signed.size >= body["to_index"]
+        assert merkle.root_of_leaves(leaves[:signed.size]) == signed.root
+    stream = store.list_streams("acme")[0]
+    assert (stream.next_index, stream.delivered, stream.state, stream.attempts) == (
+        size, size, "active", 0)
+    assert stream.lease_owner is None
+
+    # A receiver with another secret refuses what the stream sends.
+    receiver.secret = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    _log(store, 3)
+    assert _deliver_all(_deliverer(store, box, signer)) == 1
+    assert receiver.refused and "signature" in receiver.refused[0].lower()
+    stream = store.list_streams("acme")[0]
+    assert stream.next_index == size and stream.state == "failing"
+    assert stream.last_error == "HTTP 401: bad signature"
+
+
+def test_a_stream_started_from_now_sends_only_later_events(store, box, signer, receiver):
+    _log(store, 50)
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, start_index=size)
+    assert _deliver_all(_deliverer(store, box, signer)) == 0
+    _log(store, 5)
+    assert _deliver_all(_deliverer(store, box, signer)) == 1
+    assert [e["index"] for e in receiver.events()] == list(range(size, size + 5))
+
+
+def test_retried_failures_back_off_honour_retry_after_and_skip_nothing(
+        store, box, signer, receiver, monkeypatch):
+    """A 503, a 429 with Retry-After and a lost connection are tried again later, the
+    cursor unmoved; then everything arrives once, in order."""
+    _log(store, 30)
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, batch_events=10)
+    receiver.answers = [(503, {}, "busy"), (429, {"Retry-After": "7"}, "slow down")]
+    deliverer = _deliverer(store, box, signer)
+    first = deliverer.deliver_one()
+    assert first is not None and first.state == "active" and first.attempts == 1
+    assert first.next_index == 0 and first.last_error == "HTTP 503: busy"
+    assert deliverer.deliver_one() is None  # not due before its retry time
+    assert 0 <= first.retry_at - first.updated_at <= delivery.RETRY_BASE_US
+
+    def due(stream: StreamRow) -> None:
+        with store.writing() as tx:
+            locked = tx.lock_stream(stream.org_id, stream.id)
+            assert locked is not None
+            tx.update_stream(dataclasses.replace(locked, retry_at=times.now_us()))
+
+    due(first)
+    second = deliverer.deliver_one()
+    assert second is not None and second.attempts == 2 and second.failures == 2
+    assert second.retry_at - second.updated_at == 7_000_000  # the receiver's Retry-After
+    due(second)
+    receiver.close()  # nobody listens: a connection error
+    third = deliverer.deliver_one()
+    assert third is not None and third.attempts == 3 and "ConnectError" in third.last_error
+    revived = Receiver()
+    try:
+        revived.secret = receiver.secret
+        with store.writing() as tx:
+            locked = tx.lock_stream(third.org_id, third.id)
+            assert locked is not None
+            config = orjson.loads(locked.config) | {"url": revived.url}
+            tx.update_stream(dataclasses.replace(locked, config=orjson.dumps(config).decode(),
+                                                 retry_at=times.now_us()))
+        _deliver_all(deliverer)
+        assert [e["index"] for e in revived.events()] == list(range(size))
+        final = store.list_streams("acme")[0]
+        assert (final.state, final.attempts, final.failing_since, final.failures) == (
+            "active", 0, None, 3)
+    finally:
+        revived.close()
+
+
+def test_a_refusal_makes_the_stream_failing_with_the_answer_until_it_is_taken(
+        store, box, signer, receiver, monkeypatch):
+    monkeypatch.setattr(delivery, "RETRY_BASE_US", 0)
+    _log(store, 20)
+    _stream(store, box, receiver, batch_events=100)
+    receiver.answers = [(400, {}, "unknown tenant token"), (404, {}, "no such hook")]
+    deliverer = _deliverer(store, box, signer)
+    failed = deliverer.deliver_one()
+    assert failed is not None and failed.state == "failing" and failed.next_index == 0
+    assert failed.last_error == "HTTP 400: unknown tenant token"
+    assert deliverer.deliver_one().last_error == "HTTP 404: no such hook"
+    assert deliverer.deliver_one().state == "active"  # the receiver took it
+    assert len(receiver.events()) == store.log_head("acme").size
+
+
+def test_a_stream_failing_past_the_limit_is_disabled_and_not_tried(
+        store, box, signer, receiver, monkeypatch):
+    monkeypatch.setattr(delivery, "RETRY_BASE_US", 0)
+    monkeypatch.setattr(delivery, "DISABLE_AFTER_US", 0)
+    _log(store, 5)
+    _stream(store, box, receiver)
+    receiver.answers = [(500, {}, "down")]
+    deliverer = _deliverer(store, box, signer)
+    assert deliverer.deliver_one().state == "disabled"
+    assert deliverer.deliver_one() is None and receiver.bodies == []
+
+
+def test_only_the_chosen_categories_are_sent_and_the_others_move_the_cursor(
+        store, box, signer, receiver):
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    raw = [event(description=f"e{n}", action=("auth.login_failed" if n % 3 == 0
+                                              else "agent.created")) for n in range(90)]
+    ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
+    _stream(store, box, receiver, categories=("security_events",), batch_events=7)
+    _deliver_all(_deliverer(store, box, signer))
+    got = receiver.events()
+    assert {e["category"] for e in got} == {"security_events"}
+    assert len(got) == 30 and [e["index"] for e in got] == sorted(e["index"] for e in got)
+    assert store.list_streams("acme")[0].next_index == store.log_head("acme").size
+
+
+def test_one_worker_at_a_time_delivers_a_stream(store, box, signer, receiver):
+    """While one worker holds a stream's lease, no other claims it; a worker whose lease
+    ran out and was taken over moves nothing when it finishes; two workers delivering at
+    once send each batch once, in order."""
+    _log(store, 40)
+    size = store.log_head("acme").size
+    row = _stream(store, box, receiver, batch_events=5)
+    now = times.now_us()
+    held = store.claim_stream(owner="w1", now=now, lease_us=delivery.LEASE_US)
+    assert held is not None and held.lease_owner == "w1"
+    assert store.claim_stream(owner="w2", now=now, lease_us=delivery.LEASE_US) is None
+    later = now + delivery.LEASE_US + 1
+    taken = store.claim_stream(owner="w2", now=later, lease_us=delivery.LEASE_US)
+    assert taken is not None and taken.lease_owner == "w2"
+    late = _deliverer(store, box, signer, owner="w1")
+    batch = delivery.next_batch(store, held, delivery.WebhookConfig.parse(held.config))
+    late._record(held, batch, delivery.Attempt(True))
+    assert store.get_stream("acme", row.id).next_index == 0  # w1's batch moved nothing
+    with store.writing() as tx:
+        locked = tx.lock_stream("acme", row.id)
+        assert locked is not None
+        tx.update_stream(dataclasses.replace(locked, lease_owner=None, lease_expires_at=None))
+
+    workers = [_deliverer(store, box, signer, owner=f"t{n}") for n in range(2)]
+    threads = [threading.Thread(target=_deliver_all, args=(w, 200)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [e["index"] for e in receiver.events()] == list(range(size))
+
+
+def test_secrets_are_stored_sealed_and_open_only_with_their_key(
+        store, store_url, box, signer, receiver, tmp_path):
+    _log(store, 1)
+    row, secret = new_webhook_stream(org_id="acme", name="SIEM", url=receiver.url, box=box,
+                                     start_index=0, allow_http=True,
+                                     headers={"Authorization": "Splunk tok-4e1f9c"})
+    with store.writing() as tx:
+        tx.insert_stream(row)
+    stored = store.get_stream("acme", row.id)
+    assert stored is not None and stored.sealed == row.sealed
+    for plain in (secret, "tok-4e1f9c"):
+        assert plain.encode() not in stored.sealed and plain not in stored.config
+    if store_url.startswith("sqlite"):
+        files = [p for p in (tmp_path).rglob("*") if p.is_file() and "sealog.db" in p.name]
+        assert files and not any(b"tok-4e1f9c" in p.read_bytes() for p in files)
+    assert box.open("acme", row.id, stored.sealed)["headers"] == {
+        "Authorization": "Splunk tok-4e1f9c"}
+    other = SecretBox.load(tmp_path / "other.key")
+    with pytest.raises(SecretsError, match="streams key"):
+        other.open("acme", row.id, stored.sealed)
+    with pytest.raises(SecretsError):  # bound to its stream: not another's
+        box.open("acme", "str_other", stored.sealed)
+    assert (tmp_path / "data" / "streams.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("settings", "named"), [
+    ({"url": "ftp://siem.example.com/x"}, "url"),
+    ({"url": "http://siem.example.com/x", "allow_http": False}, "url"),
+    ({"batch_events": 0}, "batch_events"),
+    ({"batch_bytes": 10}, "batch_bytes"),
+    ({"headers": {f"X-{n}": "v" for n in range(21)}}, "headers"),
+    ({"headers": {"Webhook-Signature": "forged"}}, "headers"),
+    ({"name": " "}, "name"),
+])
+def test_settings_a_stream_cannot_take_are_refused_naming_them(box, settings, named):
+    args = {"org_id": "acme", "name": "SIEM", "url": "https://siem.example.com/hook",
+            "box": box, "start_index": 0, "allow_http": True} | settings
+    with pytest.raises(delivery.StreamError, match=f"^{named}:"):
+        new_webhook_stream(**args)
