@@ -9,9 +9,11 @@ import base64
 import dataclasses
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import standardwebhooks
@@ -125,7 +127,8 @@ def _deliver_all(deliverer: Deliverer, limit: int = 100) -> int:
 
 
 def _deliverer(store: Store, box: SecretBox, signer, owner: str = "w1") -> Deliverer:
-    return Deliverer(store=store, box=box, signer=signer, host=HOST, owner=owner)
+    return Deliverer(store=store, box=box, signer=signer, host=HOST, owner=owner,
+                     allow_private=True)
 
 
 def test_a_webhook_stream_delivers_the_log_in_order_signed_and_verifiable(
@@ -340,3 +343,106 @@ def test_settings_a_stream_cannot_take_are_refused_naming_them(box, settings, na
             "box": box, "start_index": 0, "allow_http": True} | settings
     with pytest.raises(delivery.StreamError, match=f"^{named}:"):
         new_webhook_stream(**args)
+
+
+# -- through the API ---------------------------------------------------------------------
+
+def test_a_stream_made_through_the_api_of_a_real_server_delivers_pauses_replays(
+        tmp_path, store_url, receiver):
+    """`sealog serve` delivers a stream made through the API (its stream worker): every
+    event from the beginning, then, paused, nothing, then the rest once resumed, then all
+    again from a replayed index; the changes are audit events of the org's log, and the
+    secret is in the creating answer only."""
+    from conftest import SealogProcess, acme_data_folder, wait_for
+
+    data = tmp_path / "data"
+    secret = acme_data_folder(data, store_url)
+    server = SealogProcess(data, database_url=store_url, env={
+        "SEALOG_STREAMS_ALLOW_PRIVATE": "1", "SEALOG_STREAMS_ALLOW_HTTP": "1"})
+    server.start()
+    api = httpx.Client(base_url=f"{server.base}/api/v1",
+                       headers={"Authorization": f"Bearer {secret}"})
+    try:
+        sent = [event(description=f"e{n}") for n in range(300)]
+        assert api.post("/events", json={"events": sent}).status_code == 201
+        made = api.post("/streams", json={"name": "SIEM", "url": receiver.url,
+                                          "start": "beginning", "batch_events": 100})
+        assert made.status_code == 201, made.text
+        stream = made.json()
+        receiver.secret = stream["secret"]
+        assert stream["secret"].startswith("whsec_") and stream["state"] == "active"
+        sid = stream["id"]
+
+        def lag() -> int:
+            return api.get(f"/streams/{sid}").json()["lag_events"]
+
+        wait_for(lambda: lag() == 0, 30, "the stream to catch up")
+        shown = api.get(f"/streams/{sid}").json()
+        assert "secret" not in shown and shown["delivered"] == shown["next_index"]
+        indexes = [e["index"] for e in receiver.events()]
+        assert indexes == list(range(shown["next_index"]))
+        assert {e["description"] for e in receiver.events()} >= {f"e{n}" for n in range(300)}
+
+        assert api.post(f"/streams/{sid}/pause").json()["state"] == "paused"
+        got = len(receiver.events())
+        assert api.post("/events", json={"events": [event(description="later")]}
+                        ).status_code == 201
+        time.sleep(1.0)  # several of the worker's rounds
+        assert len(receiver.events()) == got
+        assert api.post(f"/streams/{sid}/resume").json()["state"] == "active"
+        wait_for(lambda: lag() == 0, 30, "the resumed stream to catch up")
+        assert "later" in {e["description"] for e in receiver.events()}
+
+        replayed = api.post(f"/streams/{sid}/replay", json={"index": 5})
+        assert replayed.status_code == 200 and replayed.json()["next_index"] == 5
+        wait_for(lambda: lag() == 0, 30, "the replay")
+        again = [e["index"] for e in receiver.events()]
+        assert again[-(api.get(f"/streams/{sid}").json()["next_index"] - 5):][0] == 5
+
+        listed = api.get("/streams").json()["data"]
+        assert [s["id"] for s in listed] == [sid] and "secret" not in listed[0]
+        assert api.delete(f"/streams/{sid}").status_code == 204
+        assert api.get(f"/streams/{sid}").status_code == 404
+        actions = [e["action"] for e in api.get(
+            "/events", params={"range": "24h", "q": "action:stream.*", "limit": 50}
+        ).json()["data"]]
+        assert sorted(actions) == sorted(["stream.created", "stream.paused", "stream.resumed",
+                                          "stream.replayed", "stream.deleted"])
+    finally:
+        api.close()
+        server.stop()
+        print(server.output())
+
+
+def test_the_api_refuses_what_a_stream_cannot_take_naming_it(tenant_factory):
+    admin = tenant_factory("acme")
+    reader = tenant_factory("acme", scopes=["events:read", "exports"])
+    body = {"name": "SIEM", "url": "https://127.0.0.1/hook"}
+    refused = admin.client.post("/api/v1/streams", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "url"
+    assert "loopback" in refused.json()["detail"]
+    assert "SEALOG_STREAMS_ALLOW_PRIVATE" in refused.json()["detail"]
+    for bad, field in ((body | {"url": "http://siem.example.com/x"}, "url"),
+                       (body | {"categories": ["nope"]}, "categories"),
+                       (body | {"batch_events": 0}, "batch_events")):
+        answer = admin.client.post("/api/v1/streams", json=bad)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == field
+    assert admin.client.post("/api/v1/streams", json=body | {"start": "yesterday"}
+                             ).status_code == 422
+    assert reader.client.post("/api/v1/streams", json=body).status_code == 403
+    assert reader.client.get("/api/v1/streams").status_code == 403
+    assert admin.client.get("/api/v1/streams/str_none").status_code == 404
+    assert admin.client.get("/api/v1/streams").json() == {"data": []}
+
+
+def test_a_destination_that_resolves_to_a_private_address_is_refused_at_connection(
+        store, box, signer, receiver):
+    """Made while allowed, a stream to a loopback address is not sent to by a deliverer
+    that does not allow private addresses: the check is made on connecting."""
+    _log(store, 3)
+    _stream(store, box, receiver)
+    strict = Deliverer(store=store, box=box, signer=signer, host=HOST, owner="w")
+    failed = strict.deliver_one()
+    assert failed is not None and failed.next_index == 0 and receiver.bodies == []
+    assert "127.0.0.1 is a loopback address" in failed.last_error

@@ -274,6 +274,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import threading
 
     from sealog.exports import jobs
+    from sealog.streams import delivery
+    from sealog.streams.secrets import SecretBox
 
     settings = _settings(args)
     count = args.workers or max(settings.export_workers, 1)
@@ -286,17 +288,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     workers = [jobs.Worker(store=store, folder=settings.resolved_export_dir, signer=signer,
                            host=settings.log_host, lease_seconds=settings.export_lease_seconds)
                for _ in range(count)]
+    box = SecretBox.load(settings.resolved_streams_key_file)
+    stream_workers = [
+        delivery.StreamWorker(delivery.Deliverer(
+            store=store, box=box, signer=signer, host=settings.log_host,
+            allow_private=settings.streams_allow_private))
+        for _ in range(settings.stream_workers)]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for worker in workers:
         worker.start()
-    print(f"Sealog export worker: {count} worker(s) on {settings.resolved_database_url}",
-          file=sys.stderr)
+    for stream_worker in stream_workers:
+        stream_worker.start()
+    print(f"Sealog export worker: {count} worker(s) and {len(stream_workers)} stream "
+          f"worker(s) on {settings.resolved_database_url}", file=sys.stderr)
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        for stream_worker in stream_workers:
+            stream_worker.stop()
         for worker in workers:
             worker.stop()
         store.close()

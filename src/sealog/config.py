@@ -46,6 +46,13 @@ class Settings:
     search_concurrency: int | None = None
     search_queue_seconds: float = 10
     search_budget_seconds: float = 5
+    # Streams: the key that seals their secrets (made on first start, shared like the
+    # signing key), how many deliver at once in each serve or worker process, and whether
+    # they may send over plain HTTP or to private addresses.
+    streams_key_file: Path | None = None
+    stream_workers: int = 1
+    streams_allow_http: bool = False
+    streams_allow_private: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -80,6 +87,11 @@ class Settings:
         """Where the log's signing key lives (made on first start)."""
         return self.signing_key_file or self.data_dir / "signing.key"
 
+    @property
+    def resolved_streams_key_file(self) -> Path:
+        """Where the key sealing streams' secrets lives (made on first start)."""
+        return self.streams_key_file or self.data_dir / "streams.key"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from SEALOG_* variables, then overrides that are not None."""
@@ -109,9 +121,18 @@ class Settings:
                 raise SettingsError(
                     "SEALOG_CHECKPOINT_INTERVAL must be seconds, e.g. 1 or 0.5"
                 ) from None
+        if env.get("SEALOG_STREAMS_KEY_FILE"):
+            values["streams_key_file"] = Path(env["SEALOG_STREAMS_KEY_FILE"])
+        for name, key in (("SEALOG_STREAMS_ALLOW_HTTP", "streams_allow_http"),
+                          ("SEALOG_STREAMS_ALLOW_PRIVATE", "streams_allow_private")):
+            if env.get(name):
+                if env[name] not in ("0", "1"):
+                    raise SettingsError(f"{name} must be 1 (allow) or 0, not {env[name]!r}")
+                values[key] = env[name] == "1"
         if env.get("SEALOG_EXPORT_DIR"):
             values["export_dir"] = Path(env["SEALOG_EXPORT_DIR"])
         for name, key, kind in (("SEALOG_EXPORT_WORKERS", "export_workers", int),
+                                ("SEALOG_STREAM_WORKERS", "stream_workers", int),
                                 ("SEALOG_INGEST_PROCESSES", "ingest_processes", int),
                                 ("SEALOG_SEARCH_CONCURRENCY", "search_concurrency", int),
                                 ("SEALOG_SEARCH_QUEUE_SECONDS", "search_queue_seconds", float),
@@ -147,6 +168,8 @@ class Settings:
             )
         if not 0 <= self.export_workers <= 16:
             raise SettingsError("SEALOG_EXPORT_WORKERS must be 0 (none) to 16")
+        if not 0 <= self.stream_workers <= 16:
+            raise SettingsError("SEALOG_STREAM_WORKERS must be 0 (none) to 16")
         if self.ingest_processes is not None and not 0 <= self.ingest_processes <= 16:
             raise SettingsError("SEALOG_INGEST_PROCESSES must be 0 (prepare in the serving "
                                 "process) to 16")

@@ -124,6 +124,13 @@ CATALOG: dict[str, CatalogEntry] = {
         "audit_log.exported": "Exported audit log",
         "audit_log.export_downloaded": "Downloaded audit log export",
     }),
+    **_entries("user_actions", "Log Stream", {
+        "stream.created": "Created log stream",
+        "stream.paused": "Paused log stream",
+        "stream.resumed": "Resumed log stream",
+        "stream.replayed": "Replayed log stream",
+        "stream.deleted": "Deleted log stream",
+    }),
     **_entries("security_events", "Login Attempt", {
         "auth.login_succeeded": "Signed in",
         "auth.login_failed": "Failed sign-in attempt",

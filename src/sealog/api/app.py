@@ -13,7 +13,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from sealog import __version__, times
-from sealog.api import access, events, exports, log, problems
+from sealog.api import access, events, exports, log, problems, streams
 from sealog.api.deps import StoreDep
 from sealog.api.events import _BATCH_SCHEMA
 from sealog.api.schemas import PROBLEM_RESPONSES
@@ -24,6 +24,8 @@ from sealog.exports import jobs
 from sealog.ledger import checkpoint
 from sealog.preparers import Preparers
 from sealog.store import Store, open_store
+from sealog.streams import delivery
+from sealog.streams.secrets import SecretBox
 
 WEB_FOLDER = Path(__file__).resolve().parent.parent / "web"
 # The UI loads nothing but its own files: no inline script or style, no other origin.
@@ -53,7 +55,8 @@ class _UiFiles(StaticFiles):
 def create_app(settings: Settings, *, store: Store | None = None,
                run_workers: bool = True) -> FastAPI:
     """The app on settings' database, or on store when given (then the caller closes it);
-    it runs settings.export_workers export workers unless run_workers is False."""
+    it runs settings.export_workers export workers and settings.stream_workers stream
+    workers unless run_workers is False."""
     owns_store = store is None
     the_store = store if store is not None else open_store(settings.resolved_database_url)
 
@@ -70,6 +73,14 @@ def create_app(settings: Settings, *, store: Store | None = None,
         for _ in range(settings.export_workers if run_workers else 0)
     ]
 
+    box = SecretBox.load(settings.resolved_streams_key_file)
+    stream_workers = [
+        delivery.StreamWorker(delivery.Deliverer(
+            store=the_store, box=box, signer=signer, host=settings.log_host,
+            allow_private=settings.streams_allow_private))
+        for _ in range(settings.stream_workers if run_workers else 0)
+    ]
+
     redactor = Redactor(settings.redact_keys)
     # Started when the first batch large enough to use them arrives.
     processes = settings.resolved_ingest_processes
@@ -80,7 +91,11 @@ def create_app(settings: Settings, *, store: Store | None = None,
         checkpointer.start()
         for worker in workers:
             worker.start()
+        for stream_worker in stream_workers:
+            stream_worker.start()
         yield
+        for stream_worker in stream_workers:
+            stream_worker.stop()
         for worker in workers:
             worker.stop()
         if preparers is not None:
@@ -105,6 +120,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.authenticator = KeyAuthenticator(the_store)
     app.state.signer = signer
     app.state.checkpointer = checkpointer
+    app.state.streams_box = box
     app.state.login_throttle = LoginThrottle()
     app.state.searches = events.Searches(
         concurrency=settings.resolved_search_concurrency, wait=settings.search_queue_seconds,
@@ -113,6 +129,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.include_router(events.router)
     app.include_router(log.router)
     app.include_router(exports.router)
+    app.include_router(streams.router)
     app.include_router(access.router)
     app.mount("/static", _UiFiles(directory=WEB_FOLDER), name="static")
 

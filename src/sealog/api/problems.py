@@ -19,6 +19,7 @@ from sealog.ingest import IdConflict
 from sealog.preparers import PreparerFailed
 from sealog.search import CursorError, FilterError, QueryTooCostly, SearchSyntaxError
 from sealog.store.base import Conflict, NotFound, StorageFull, Unavailable
+from sealog.streams.delivery import StreamError
 from sealog.times import TimeError
 
 log = logging.getLogger("sealog.api")
@@ -97,6 +98,9 @@ def as_problem(exc: Exception) -> Problem:
                        errors=[FieldError(None, "q", str(exc))])
     if isinstance(exc, TimeError | FilterError | ExportError):
         return Problem(422, str(exc), kind="validation")
+    if isinstance(exc, StreamError):  # its message starts with the setting it names
+        return Problem(422, str(exc), kind="validation",
+                       errors=[FieldError(None, str(exc).split(":", 1)[0], str(exc))])
     if isinstance(exc, CursorError):
         return Problem(400, str(exc), kind="bad-cursor")
     if isinstance(exc, AuthError):
@@ -133,7 +137,8 @@ def install(app: FastAPI) -> None:
         return as_problem(exc).response()
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
-                TimeError, FilterError, CursorError, ExportError, AuthError, ScopeError,
+                TimeError, FilterError, CursorError, ExportError, StreamError, AuthError,
+                ScopeError,
                 NotFound, Conflict, SignInLocked, PreparerFailed, StorageFull, Unavailable):
         app.add_exception_handler(cls, on_library_error)
 

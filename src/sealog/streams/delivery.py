@@ -8,9 +8,13 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import logging
+import os
 import random
+import socket
+import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 
 import httpx
@@ -22,7 +26,7 @@ from sealog.eventlog import event_json
 from sealog.ledger import checkpoint
 from sealog.ledger.note import Signer
 from sealog.store.base import Store, StreamRow
-from sealog.streams import webhooks
+from sealog.streams import destinations, webhooks
 from sealog.streams.secrets import SecretBox
 
 log = logging.getLogger("sealog.streams")
@@ -74,16 +78,9 @@ class WebhookConfig:
                    tuple(raw["categories"]), tuple(raw["header_names"]))
 
 
-def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
-                       start_index: int, headers: dict[str, str] | None = None,
-                       categories: tuple[str, ...] = (),
-                       batch_events: int = DEFAULT_BATCH_EVENTS,
-                       batch_bytes: int = DEFAULT_BATCH_BYTES, created_by: str | None = None,
-                       allow_http: bool = False, now_us: int | None = None
-                       ) -> tuple[StreamRow, str]:
-    """A new active webhook stream starting at start_index (0: the log's beginning; its
-    size: from now), and its signing secret, which is shown once and stored only sealed.
-    Raises StreamError naming a setting it cannot take."""
+def check_settings(*, name: str, url: str, headers: dict[str, str], batch_events: int,
+                   batch_bytes: int, allow_http: bool) -> None:
+    """Raises StreamError naming the first of a webhook stream's settings it cannot take."""
     parts = urllib.parse.urlsplit(url)
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes or not parts.hostname:
@@ -94,13 +91,27 @@ def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
         raise StreamError(f"batch_events: from 1 to {MAX_BATCH_EVENTS:,}, not {batch_events}")
     if not 1024 <= batch_bytes <= MAX_BATCH_BYTES:
         raise StreamError(f"batch_bytes: from 1,024 to {MAX_BATCH_BYTES:,}, not {batch_bytes}")
-    headers = dict(headers or {})
     if len(headers) > MAX_HEADERS:
         raise StreamError(f"headers: at most {MAX_HEADERS}, not {len(headers)}")
     for header in headers:
         if header.lower().startswith("webhook-") or header.lower() in (
                 "content-type", "content-length", "host"):
             raise StreamError(f"headers: {header} is Sealog's to set")
+
+
+def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
+                       start_index: int, headers: dict[str, str] | None = None,
+                       categories: tuple[str, ...] = (),
+                       batch_events: int = DEFAULT_BATCH_EVENTS,
+                       batch_bytes: int = DEFAULT_BATCH_BYTES, created_by: str | None = None,
+                       allow_http: bool = False, now_us: int | None = None
+                       ) -> tuple[StreamRow, str]:
+    """A new active webhook stream starting at start_index (0: the log's beginning; its
+    size: from now), and its signing secret, which is shown once and stored only sealed.
+    Raises StreamError naming a setting it cannot take."""
+    headers = dict(headers or {})
+    check_settings(name=name, url=url, headers=headers, batch_events=batch_events,
+                   batch_bytes=batch_bytes, allow_http=allow_http)
     now = times.now_us() if now_us is None else now_us
     stream_id = f"str_{uuid_utils.uuid7().hex}"
     secret = webhooks.new_secret()
@@ -211,10 +222,10 @@ class Deliverer:
     """Delivers due streams, one batch a call, as owner (one worker of one process)."""
 
     def __init__(self, *, store: Store, box: SecretBox, signer: Signer, host: str,
-                 owner: str, client: httpx.Client | None = None):
-        self.store, self.box, self.signer, self.host, self.owner = (
-            store, box, signer, host, owner)
-        self.client = client or httpx.Client(follow_redirects=False)
+                 owner: str | None = None, allow_private: bool = False):
+        self.store, self.box, self.signer, self.host = store, box, signer, host
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.client = destinations.client(allow_private=allow_private)
 
     def deliver_one(self) -> StreamRow | None:
         """Leases a due stream and sends its next batch; the stream as it then is, or None
@@ -291,4 +302,36 @@ class Deliverer:
 
     def close(self) -> None:
         self.client.close()
+
+
+class StreamWorker:
+    """A thread that delivers due streams until stopped, in serve and in worker."""
+
+    def __init__(self, deliverer: Deliverer, poll_seconds: float = 0.2):
+        self.deliverer = deliverer
+        self.poll = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="sealog-stream-worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=REQUEST_TIMEOUT + 5)
+        self.deliverer.close()
+
+    def run(self) -> None:
+        """Delivers batches while streams are due; waits poll_seconds when none is."""
+        while not self._stop.is_set():
+            try:
+                delivered = self.deliverer.deliver_one() is not None
+            except Exception:  # noqa: BLE001 - the worker outlives one bad round
+                log.exception("stream worker: the round failed; trying again")
+                delivered = False
+            if not delivered:
+                self._stop.wait(self.poll)
 

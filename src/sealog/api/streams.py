@@ -1,0 +1,160 @@
+"""Routes of /api/v1/streams: an org's streams of its log to webhooks; owners and admins
+make, list, pause, resume, replay and delete them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from sealog.api.bodies import JsonBodyRoute
+from sealog.api.deps import CurrentPrincipal, RedactorDep, SettingsDep, StoreDep
+from sealog.api.schemas import PROBLEM_RESPONSES
+from sealog.streams import delivery, manage
+
+router = APIRouter(prefix="/api/v1/streams", tags=["streams"], route_class=JsonBodyRoute)
+JSON = "application/json"
+
+
+class StreamIn(BaseModel):
+    """A webhook stream: where to, from when, which categories, and batch limits."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    url: str
+    start: Literal["now", "beginning"] = "now"
+    headers: dict[str, str] = Field(default_factory=dict)
+    categories: list[str] = []
+    batch_events: int = delivery.DEFAULT_BATCH_EVENTS
+    batch_bytes: int = delivery.DEFAULT_BATCH_BYTES
+
+
+class ReplayIn(BaseModel):
+    """Where to move the cursor: an index of the log, or a received time (RFC 3339)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    index: int | None = None
+    from_: str | None = Field(None, alias="from")
+
+
+class StreamOut(BaseModel):
+    id: str
+    name: str
+    kind: Literal["webhook"]
+    format: Literal["sealog"]
+    url: str
+    header_names: list[str]
+    categories: list[str]
+    batch_events: int
+    batch_bytes: int
+    state: Literal["active", "paused", "failing", "disabled"]
+    next_index: int
+    lag_events: int
+    delivered: int
+    failures: int
+    attempts: int
+    last_delivered_at: str | None
+    last_error: str | None
+    failing_since: str | None
+    retry_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class CreatedStream(StreamOut):
+    secret: str = Field(description="The signing secret (whsec_…), shown this once")
+
+
+class StreamList(BaseModel):
+    data: list[StreamOut]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
+
+
+def _shown(store: Any, row: Any) -> dict[str, Any]:
+    return manage.view(row, store.log_head(row.org_id).size)
+
+
+def _box(request: Request) -> Any:
+    return request.app.state.streams_box
+
+
+@router.post("", status_code=201, response_model=CreatedStream, responses=PROBLEM_RESPONSES,
+             summary="Make a stream; its signing secret is in this answer only")
+async def create(spec: StreamIn, request: Request, principal: CurrentPrincipal,
+                 store: StoreDep, redactor: RedactorDep, settings: SettingsDep) -> Response:
+    principal.require("admin")
+    policy = manage.Policy(allow_http=settings.streams_allow_http,
+                           allow_private=settings.streams_allow_private)
+
+    def made() -> dict[str, Any]:
+        row, secret = manage.create_stream(
+            store=store, box=_box(request), redactor=redactor, policy=policy,
+            org_id=principal.org_id, actor=principal.actor, name=spec.name, url=spec.url,
+            start=spec.start, headers=spec.headers, categories=spec.categories,
+            batch_events=spec.batch_events, batch_bytes=spec.batch_bytes)
+        return {**_shown(store, row), "secret": secret}
+
+    return _json(await run_in_threadpool(made), 201)
+
+
+@router.get("", response_model=StreamList, responses=PROBLEM_RESPONSES,
+            summary="The org's streams, oldest first")
+def list_all(principal: CurrentPrincipal, store: StoreDep) -> Response:
+    principal.require("admin")
+    size = store.log_head(principal.org_id).size
+    return _json({"data": [manage.view(r, size) for r in store.list_streams(principal.org_id)]})
+
+
+@router.get("/{stream_id}", response_model=StreamOut, responses=PROBLEM_RESPONSES,
+            summary="One stream: its settings, cursor, lag and state")
+def get_one(stream_id: str, principal: CurrentPrincipal, store: StoreDep) -> Response:
+    principal.require("admin")
+    return _json(_shown(store, manage.get_stream(store, principal.org_id, stream_id)))
+
+
+@router.post("/{stream_id}/pause", response_model=StreamOut, responses=PROBLEM_RESPONSES,
+             summary="Pause a stream; it keeps its place")
+def pause(stream_id: str, principal: CurrentPrincipal, store: StoreDep,
+          redactor: RedactorDep) -> Response:
+    principal.require("admin")
+    row = manage.set_state(store=store, redactor=redactor, org_id=principal.org_id,
+                           actor=principal.actor, stream_id=stream_id, action="pause")
+    return _json(_shown(store, row))
+
+
+@router.post("/{stream_id}/resume", response_model=StreamOut, responses=PROBLEM_RESPONSES,
+             summary="Resume a paused, failing or disabled stream, at once")
+def resume(stream_id: str, principal: CurrentPrincipal, store: StoreDep,
+           redactor: RedactorDep) -> Response:
+    principal.require("admin")
+    row = manage.set_state(store=store, redactor=redactor, org_id=principal.org_id,
+                           actor=principal.actor, stream_id=stream_id, action="resume")
+    return _json(_shown(store, row))
+
+
+@router.post("/{stream_id}/replay", response_model=StreamOut, responses=PROBLEM_RESPONSES,
+             summary="Send again from an index of the log or a received time")
+def replay(stream_id: str, spec: ReplayIn, principal: CurrentPrincipal, store: StoreDep,
+           redactor: RedactorDep) -> Response:
+    principal.require("admin")
+    row = manage.replay(store=store, redactor=redactor, org_id=principal.org_id,
+                        actor=principal.actor, stream_id=stream_id, index=spec.index,
+                        received_from=spec.from_)
+    return _json(_shown(store, row))
+
+
+@router.delete("/{stream_id}", status_code=204, responses=PROBLEM_RESPONSES,
+               summary="Delete a stream")
+def delete(stream_id: str, principal: CurrentPrincipal, store: StoreDep,
+           redactor: RedactorDep) -> Response:
+    principal.require("admin")
+    manage.delete_stream(store=store, redactor=redactor, org_id=principal.org_id,
+                         actor=principal.actor, stream_id=stream_id)
+    return Response(status_code=204)

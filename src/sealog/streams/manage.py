@@ -1,0 +1,185 @@
+"""Managing an org's streams: what the API and the CLI call. Each change is an audit event in
+the org's own log, written in the change's transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from sealog import events, times
+from sealog.events import Redactor
+from sealog.ingest import record_action
+from sealog.store.base import NotFound, Store, StreamRow, WriteTx
+from sealog.streams import delivery, destinations
+from sealog.streams.delivery import StreamError, WebhookConfig, new_webhook_stream
+from sealog.streams.secrets import SecretBox
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the operator lets streams send to: plain HTTP, private addresses."""
+
+    allow_http: bool = False
+    allow_private: bool = False
+
+
+def create_stream(*, store: Store, box: SecretBox, redactor: Redactor, policy: Policy,
+                  org_id: str, actor: dict[str, Any], name: str, url: str,
+                  start: Literal["now", "beginning"] = "now",
+                  headers: dict[str, str] | None = None, categories: list[str] | None = None,
+                  batch_events: int = delivery.DEFAULT_BATCH_EVENTS,
+                  batch_bytes: int = delivery.DEFAULT_BATCH_BYTES) -> tuple[StreamRow, str]:
+    """Makes an active webhook stream from now (the log's next event) or from its
+    beginning (backfill), and returns it with its signing secret, shown this once. Raises
+    StreamError naming a setting it cannot take, DestinationRefused for a destination the
+    operator does not allow."""
+    wanted = list(dict.fromkeys(categories or []))
+    unknown = [c for c in wanted if c not in events.CATEGORIES]
+    if unknown:
+        raise StreamError(f"categories: {', '.join(unknown)} is not one of "
+                          f"{', '.join(events.CATEGORIES)}")
+    if start not in ("now", "beginning"):
+        raise StreamError(f"start: now or beginning, not {start!r}")
+    delivery.check_settings(name=name, url=url, headers=dict(headers or {}),
+                            batch_events=batch_events, batch_bytes=batch_bytes,
+                            allow_http=policy.allow_http)
+    try:
+        destinations.check_url(url, allow_private=policy.allow_private)
+    except destinations.DestinationRefused as exc:
+        raise StreamError(f"url: {exc}") from None
+    except ValueError as exc:  # not a URL at all
+        raise StreamError(f"url: {url!r} is not a URL ({exc})") from None
+    with store.writing() as tx:
+        head = tx.lock_log(org_id)
+        row, secret = new_webhook_stream(
+            org_id=org_id, name=name, url=url, box=box,
+            start_index=0 if start == "beginning" else head.size, headers=headers,
+            categories=tuple(wanted), batch_events=batch_events, batch_bytes=batch_bytes,
+            created_by=actor.get("id"), allow_http=policy.allow_http)
+        tx.insert_stream(row)
+        _record(tx, redactor, row, actor, "stream.created",
+                {"destination": _shown_url(url), "start": start, "categories": wanted,
+                 "header_names": sorted(headers or {})})
+    return row, secret
+
+
+def set_state(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any],
+              stream_id: str, action: Literal["pause", "resume"]) -> StreamRow:
+    """Pauses a stream (it keeps its cursor), or resumes a paused, failing or disabled one
+    (tried again at once)."""
+    with store.writing() as tx:
+        row = _locked(tx, org_id, stream_id)
+        now = times.now_us()
+        if action == "pause":
+            changed = dataclasses.replace(row, state="paused", updated_at=now)
+        else:
+            changed = dataclasses.replace(row, state="active", retry_at=None, attempts=0,
+                                          failing_since=None, updated_at=now)
+        tx.update_stream(changed)
+        _record(tx, redactor, changed, actor, f"stream.{action}d",
+                {"state_before": row.state})
+    return changed
+
+
+def replay(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any],
+           stream_id: str, index: int | None = None, received_from: str | None = None
+           ) -> StreamRow:
+    """Moves a stream's cursor back (or on) to index, or to the first event received at or
+    after received_from (RFC 3339): received time never falls as the index rises, so that
+    is one place in the log."""
+    if (index is None) == (received_from is None):
+        raise StreamError("replay: give an index or a time (from), one of them")
+    if index is None:
+        assert received_from is not None
+        try:
+            since = times.parse_rfc3339(received_from)
+        except ValueError as exc:
+            raise StreamError(f"from: {exc}") from None
+        # Stored events never change: found before the transaction, on the log then.
+        index = _first_received_at(store, org_id, store.log_head(org_id).size, since)
+    with store.writing() as tx:
+        row = _locked(tx, org_id, stream_id)
+        size = tx.lock_log(org_id).size
+        if not 0 <= index <= size:
+            raise StreamError(f"index: the log holds indexes 0 to {size - 1}, not {index}")
+        changed = dataclasses.replace(row, next_index=index, retry_at=None, attempts=0,
+                                      updated_at=times.now_us())
+        tx.update_stream(changed)
+        _record(tx, redactor, changed, actor, "stream.replayed",
+                {"from_index": index, "cursor_before": row.next_index})
+    return changed
+
+
+def delete_stream(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any],
+                  stream_id: str) -> None:
+    with store.writing() as tx:
+        row = _locked(tx, org_id, stream_id)
+        tx.delete_stream(org_id, stream_id)
+        _record(tx, redactor, row, actor, "stream.deleted", {"cursor": row.next_index})
+
+
+def get_stream(store: Store, org_id: str, stream_id: str) -> StreamRow:
+    row = store.get_stream(org_id, stream_id)
+    if row is None:
+        raise NotFound(f"stream {stream_id!r} does not exist")
+    return row
+
+
+def view(row: StreamRow, log_size: int) -> dict[str, Any]:
+    """The stream as the API shows it: its settings (no secret), cursor and state."""
+    config = WebhookConfig.parse(row.config)
+    return {
+        "id": row.id, "name": row.name, "kind": row.kind, "format": row.format,
+        "url": config.url, "header_names": list(config.header_names),
+        "categories": list(config.categories), "batch_events": config.batch_events,
+        "batch_bytes": config.batch_bytes, "state": row.state,
+        "next_index": row.next_index,
+        "lag_events": max(0, log_size - row.next_index),
+        "delivered": row.delivered, "failures": row.failures, "attempts": row.attempts,
+        "last_delivered_at": _time(row.last_delivered_at), "last_error": row.last_error,
+        "failing_since": _time(row.failing_since), "retry_at": _time(row.retry_at),
+        "created_at": _time(row.created_at), "updated_at": _time(row.updated_at),
+    }
+
+
+def _time(us: int | None) -> str | None:
+    return None if us is None else times.format_rfc3339(us)
+
+
+def _locked(tx: WriteTx, org_id: str, stream_id: str) -> StreamRow:
+    row = tx.lock_stream(org_id, stream_id)
+    if row is None:
+        raise NotFound(f"stream {stream_id!r} does not exist")
+    return row
+
+
+def _first_received_at(store: Store, org_id: str, size: int, since: int) -> int:
+    """The index of the org's first event received at or after since (size when none)."""
+    low, high = 0, size
+    while low < high:
+        middle = (low + high) // 2
+        doc = next(iter(store.iter_events_by_index(org_id, middle, middle + 1)))
+        if times.parse_rfc3339(orjson.loads(doc.doc)["received_at"]) < since:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def _shown_url(url: str) -> str:
+    """url without its query and credentials, which may hold a receiver's token."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _record(tx: WriteTx, redactor: Redactor, row: StreamRow, actor: dict[str, Any],
+            action: str, metadata: dict[str, Any]) -> None:
+    record_action(tx=tx, redactor=redactor, org_id=row.org_id, action=action, actor=actor,
+                  resource={"type": "stream", "id": row.id, "name": row.name},
+                  metadata=metadata)
