@@ -63,6 +63,11 @@ _STREAM_COLUMNS = (
     "attempts, last_delivered_at, last_error, failing_since, retry_at, lease_owner, "
     "lease_expires_at, created_by, created_at, updated_at"
 )
+# The streams (alias s) with events to deliver now, given now twice.
+_DUE_STREAMS = (
+    "streams s JOIN orgs o ON o.id = s.org_id WHERE s.state IN ('active', 'failing') "
+    "AND coalesce(s.retry_at, 0) <= %s "
+    "AND (s.lease_owner IS NULL OR s.lease_expires_at < %s) AND s.next_index < o.log_size")
 _KEY_COLUMNS = ("id, org_id, name, secret_hash, scopes, created_at, revoked_at, "
                 "last_used_at, created_by")
 _USER_COLUMNS = "id, org_id, email, name, role, password_hash, created_at, removed_at"
@@ -883,17 +888,19 @@ class PostgresStore(OneCallWrites):
         return [StreamRow(*r) for r in rows]
 
     def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
+        # Asked first without a transaction: workers poll often, and most polls find
+        # nothing due.
+        if self._one(f"SELECT 1 FROM {_DUE_STREAMS} LIMIT 1", (now, now)) is None:
+            return None
         with self.writing() as tx:
             r = tx.conn.execute(
-                "UPDATE streams s SET lease_owner = %(owner)s, lease_expires_at = %(until)s "
-                "FROM (SELECT s.org_id, s.id FROM streams s JOIN orgs o ON o.id = s.org_id "
-                "WHERE s.state IN ('active', 'failing') AND coalesce(s.retry_at, 0) <= %(now)s "
-                "AND (s.lease_owner IS NULL OR s.lease_expires_at < %(now)s) "
-                "AND s.next_index < o.log_size ORDER BY coalesce(s.retry_at, 0), s.updated_at "
+                "UPDATE streams t SET lease_owner = %s, lease_expires_at = %s "
+                f"FROM (SELECT s.org_id, s.id FROM {_DUE_STREAMS} "
+                "ORDER BY coalesce(s.retry_at, 0), s.updated_at "
                 "LIMIT 1 FOR UPDATE OF s SKIP LOCKED) AS due "
-                "WHERE s.org_id = due.org_id AND s.id = due.id "
-                f"RETURNING {_columns(_STREAM_COLUMNS, 's')}",
-                {"owner": owner, "until": now + lease_us, "now": now}).fetchone()
+                "WHERE t.org_id = due.org_id AND t.id = due.id "
+                f"RETURNING {_columns(_STREAM_COLUMNS, 't')}",
+                (owner, now + lease_us, now, now)).fetchone()
         return StreamRow(*r) if r else None
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
