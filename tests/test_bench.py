@@ -44,6 +44,9 @@ SCRIPTS = {
         "bare read + SHA-256 of each event (baseline):", "sealog verify of the bundle",
     ]),
     "middleware.py": (["--requests", "300"], ["added per request (ms):", "ratio:"]),
+    "streams.py": (["--events", "3000", "--postgres", "{postgres}"], [
+        "read + serialise (floor):", "PostgreSQL read + serialise (floor):",
+    ]),
     "wal.py": (["--seconds", "3"], ["WAL with 1 writer(s)", "WAL with 4 writer(s)"]),
 }
 

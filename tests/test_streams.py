@@ -23,7 +23,7 @@ from sealog.events import Redactor
 from sealog.ingest import ingest
 from sealog.ledger import checkpoint, merkle
 from sealog.ledger.note import Verifier
-from sealog.store import Store
+from sealog.store import Store, open_store
 from sealog.store.base import StreamRow
 from sealog.streams import delivery
 from sealog.streams.delivery import Deliverer, new_webhook_stream
@@ -43,6 +43,11 @@ class Receiver:
         self.answers: list[tuple[int, dict[str, str], str]] = []
         self.bodies: list[dict] = []
         self.refused: list[str] = []
+        # The request (counted from 1) the receiver takes and then holds, unanswered,
+        # until release is set: a delivery in flight.
+        self.hold_at: int | None = None
+        self.held, self.release = threading.Event(), threading.Event()
+        self.requests = 0
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -59,6 +64,10 @@ class Receiver:
                         status, text = 401, "bad signature"
                     else:
                         receiver.bodies.append(orjson.loads(body))
+                receiver.requests += 1
+                if receiver.requests == receiver.hold_at:
+                    receiver.held.set()
+                    receiver.release.wait(60)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -446,3 +455,98 @@ def test_a_destination_that_resolves_to_a_private_address_is_refused_at_connecti
     failed = strict.deliver_one()
     assert failed is not None and failed.next_index == 0 and receiver.bodies == []
     assert "127.0.0.1 is a loopback address" in failed.last_error
+
+
+def test_the_command_line_makes_lists_changes_and_deletes_streams(
+        capsys, store, store_url, tmp_path, receiver, signer, monkeypatch):
+    """`sealog streams` over the same functions as the API: the secret printed once, the
+    list showing state and lag, pause, resume, replay and delete, each an audit event of
+    the operator's; a refused setting exits 2 naming it."""
+    from sealog.cli import main
+
+    monkeypatch.setenv("SEALOG_STREAMS_ALLOW_PRIVATE", "1")
+    monkeypatch.setenv("SEALOG_STREAMS_ALLOW_HTTP", "1")
+    db = ["--database-url", store_url, "--data-dir", str(tmp_path / "data")]
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    _log(store, 10)
+    code, out, _ = run("streams", "create", "--org", "acme", "--name", "SIEM", "--url",
+                       receiver.url, "--start", "beginning", "--header",
+                       "Authorization: Bearer t0k", "--json", *db)
+    assert code == 0, out
+    made = orjson.loads(out)
+    assert made["secret"].startswith("whsec_") and made["header_names"] == ["Authorization"]
+    receiver.secret = made["secret"]
+    sid = made["id"]
+    code, out, _ = run("streams", "list", "--org", "acme", *db)
+    assert code == 0 and sid in out and "active" in out and made["secret"] not in out
+    box = SecretBox.load(tmp_path / "data" / "streams.key")
+    assert _deliver_all(_deliverer(store, box, signer)) >= 1  # the key the command made
+    assert len(receiver.events()) == 11
+    assert orjson.loads(run("streams", "pause", "--org", "acme", sid, "--json", *db)[1]
+                        )["state"] == "paused"
+    assert orjson.loads(run("streams", "resume", "--org", "acme", sid, "--json", *db)[1]
+                        )["state"] == "active"
+    code, out, _ = run("streams", "replay", "--org", "acme", sid, "--index", "2", *db)
+    assert code == 0 and "next index 2" in out
+    code, _, err = run("streams", "replay", "--org", "acme", sid, "--index", "999", *db)
+    assert code == 2 and "index: the log holds indexes 0 to" in err
+    code, _, err = run("streams", "create", "--org", "acme", "--name", "x", "--url",
+                       receiver.url, "--category", "nope", *db)
+    assert code == 2 and "categories: nope" in err
+    assert run("streams", "delete", "--org", "acme", sid, *db)[0] == 0
+    assert run("streams", "list", "--org", "acme", *db)[1].strip() == "(no streams)"
+    actions = [orjson.loads(d.doc) for d in store.iter_events_by_index(
+        "acme", 0, store.log_head("acme").size)]
+    by_cli = [e["action"] for e in actions if e["actor"]["id"] == "sealog-cli"]
+    assert by_cli == ["stream.created", "stream.paused", "stream.resumed", "stream.replayed",
+                      "stream.deleted"]
+
+
+def test_a_worker_killed_mid_batch_repeats_only_that_batch_once_restarted(
+        tmp_path, store_url, receiver, box):
+    """`sealog worker` processes deliver a stream; the first is SIGKILLed while the receiver
+    holds its fifth request: a second worker, started after, sends that batch again once
+    the lease has run out, then the rest: every event arrives, in order, and the only
+    repeats are the batch that was in flight."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    data = tmp_path / "data"
+    store = open_store(store_url)
+    try:
+        _log(store, 2000)
+        size = store.log_head("acme").size
+        _stream(store, box, receiver, batch_events=100)
+    finally:
+        store.close()
+    env = {**os.environ, "SEALOG_STREAMS_ALLOW_PRIVATE": "1", "SEALOG_DATABASE_URL": store_url,
+           "SEALOG_STREAM_LEASE_SECONDS": "2", "SEALOG_EXPORT_WORKERS": "0"}
+    command = [sys.executable, "-m", "sealog", "worker", "--data-dir", str(data)]
+    receiver.hold_at = 5
+    first = subprocess.Popen(command, env=env)
+    second = None
+    try:
+        assert receiver.held.wait(60), "the worker did not reach its fifth batch"
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        receiver.release.set()
+        second = subprocess.Popen(command, env=env)
+        wait_for(lambda: len({e["index"] for e in receiver.events()}) == size, 60,
+                 "every event to arrive")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+    got = [e["index"] for e in receiver.events()]
+    in_flight = list(range(400, 500))
+    assert got == list(range(500)) + in_flight + list(range(500, size))

@@ -292,7 +292,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stream_workers = [
         delivery.StreamWorker(delivery.Deliverer(
             store=store, box=box, signer=signer, host=settings.log_host,
-            allow_private=settings.streams_allow_private))
+            allow_private=settings.streams_allow_private,
+            lease_us=int(settings.stream_lease_seconds * 1_000_000)))
         for _ in range(settings.stream_workers)]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -395,6 +396,79 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     with _store(args) as store:
         row = auth.revoke_api_key(store=store, org_id=args.org, key_id=args.key_id)
     _print(args, _key_dict(row), f"Revoked API key {row.id} of org {row.org_id}")
+    return 0
+
+
+# The actor of changes made through the command line: the operator at the machine.
+CLI_ACTOR = {"id": "sealog-cli", "name": "Operator (sealog command line)", "type": "system"}
+
+
+def _streams_context(args: argparse.Namespace) -> tuple[Settings, Any]:
+    from sealog.streams.secrets import SecretBox
+
+    settings = _settings(args)
+    return settings, SecretBox.load(settings.resolved_streams_key_file)
+
+
+def _stream_line(view: dict[str, Any]) -> str:
+    return (f"{view['id']}\t{view['name']}\t{view['state']}\t{view['url']}\t"
+            f"next index {view['next_index']:,}, {view['lag_events']:,} behind"
+            + (f"\tlast error: {view['last_error']}" if view["last_error"] else ""))
+
+
+def cmd_streams_create(args: argparse.Namespace) -> int:
+    from sealog.streams import manage
+
+    settings, box = _streams_context(args)
+    headers = {}
+    for header in args.header or []:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise CommandError(f"--header {header!r}: write it as Name: value")
+        headers[name.strip()] = value.strip()
+    with _store(args) as store:
+        row, secret = manage.create_stream(
+            store=store, box=box, redactor=Redactor(settings.redact_keys),
+            policy=manage.Policy(settings.streams_allow_http, settings.streams_allow_private),
+            org_id=args.org, actor=CLI_ACTOR, name=args.name, url=args.url, start=args.start,
+            headers=headers, categories=args.category or [],
+            batch_events=args.batch_events, batch_bytes=args.batch_bytes)
+        view = manage.view(row, store.log_head(args.org).size)
+    _print(args, {**view, "secret": secret},
+           f"Created stream {row.id} to {view['url']} for org {args.org}.\n"
+           f"Signing secret (shown once, give it to the receiver now):\n{secret}")
+    return 0
+
+
+def cmd_streams_list(args: argparse.Namespace) -> int:
+    from sealog.streams import manage
+
+    with _store(args) as store:
+        size = store.log_head(args.org).size
+        views = [manage.view(r, size) for r in store.list_streams(args.org)]
+    _print(args, views, "\n".join(map(_stream_line, views)) or "(no streams)")
+    return 0
+
+
+def cmd_streams_change(args: argparse.Namespace) -> int:
+    from sealog.streams import manage
+
+    settings = _settings(args)
+    redactor = Redactor(settings.redact_keys)
+    with _store(args) as store:
+        common = {"store": store, "redactor": redactor, "org_id": args.org,
+                  "actor": CLI_ACTOR, "stream_id": args.stream_id}
+        if args.streams_command == "delete":
+            manage.delete_stream(**common)
+            _print(args, {"id": args.stream_id, "deleted": True},
+                   f"Deleted stream {args.stream_id}")
+            return 0
+        if args.streams_command == "replay":
+            row = manage.replay(**common, index=args.index, received_from=args.start)
+        else:
+            row = manage.set_state(**common, action=args.streams_command)
+        view = manage.view(row, store.log_head(args.org).size)
+    _print(args, view, _stream_line(view))
     return 0
 
 
@@ -684,6 +758,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--org", required=True, help="org id")
     _add_db(p)
     _add_json(p)
+
+    streams = _command(sub, "streams", "Create, list, pause, resume, replay and delete the "
+                       "streams that push an org's log to webhooks (docs/streams.md).",
+                       "sealog streams list --org acme", None)  # type: ignore[arg-type]
+    streams_sub = streams.add_subparsers(dest="streams_command", required=True,
+                                         metavar="ACTION")
+    p = _command(streams_sub, "create", "Create a webhook stream; its signing secret is "
+                 "printed once.", "sealog streams create --org acme --name SIEM "
+                 "--url https://siem.example.com/sealog --start beginning", cmd_streams_create)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--name", required=True, help="a label for the stream")
+    p.add_argument("--url", required=True, help="the receiver's https:// URL")
+    p.add_argument("--start", choices=["now", "beginning"], default="now",
+                   help="from the log's next event (default) or from its first")
+    p.add_argument("--category", action="append", help="send only these (repeatable)")
+    p.add_argument("--header", action="append",
+                   help="'Name: value' sent with each request (repeatable; kept secret)")
+    p.add_argument("--batch-events", type=int, default=500, help="events a request at most")
+    p.add_argument("--batch-bytes", type=int, default=1 << 20, help="bytes a request at most")
+    _add_db(p)
+    _add_json(p)
+    p = _command(streams_sub, "list", "List an org's streams with their state and lag.",
+                 "sealog streams list --org acme", cmd_streams_list)
+    p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+    for action, text in (("pause", "Pause a stream; it keeps its place."),
+                         ("resume", "Resume a paused, failing or disabled stream at once."),
+                         ("delete", "Delete a stream."),
+                         ("replay", "Send again from an index of the log or a received "
+                                    "time.")):
+        p = _command(streams_sub, action, text, f"sealog streams {action} --org acme str_…",
+                     cmd_streams_change)
+        p.add_argument("--org", required=True, help="org id")
+        p.add_argument("stream_id", help="the stream's id (str_…)")
+        if action == "replay":
+            where = p.add_mutually_exclusive_group(required=True)
+            where.add_argument("--index", type=int, help="the first index to send again")
+            where.add_argument("--from", dest="start",
+                               help="the first received time to send again (RFC 3339)")
+        _add_db(p)
+        _add_json(p)
 
     p = _command(sub, "verify", "Verify a log: a server's, one event, or an export bundle.",
                  "sealog verify --url http://127.0.0.1:8000 --api-key $KEY "

@@ -51,6 +51,7 @@ class Settings:
     # they may send over plain HTTP or to private addresses.
     streams_key_file: Path | None = None
     stream_workers: int = 1
+    stream_lease_seconds: float = 60
     streams_allow_http: bool = False
     streams_allow_private: bool = False
 
@@ -139,7 +140,9 @@ class Settings:
                                 ("SEALOG_SEARCH_BUDGET_SECONDS", "search_budget_seconds",
                                  float),
                                 ("SEALOG_EXPORT_EXPIRY_DAYS", "export_expiry_days", float),
-                                ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float)):
+                                ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float),
+                                ("SEALOG_STREAM_LEASE_SECONDS", "stream_lease_seconds",
+                                 float)):
             if env.get(name):
                 try:
                     values[key] = kind(env[name])
@@ -168,6 +171,8 @@ class Settings:
             )
         if not 0 <= self.export_workers <= 16:
             raise SettingsError("SEALOG_EXPORT_WORKERS must be 0 (none) to 16")
+        if not 1 <= self.stream_lease_seconds <= 3600:
+            raise SettingsError("SEALOG_STREAM_LEASE_SECONDS must be 1 to 3600 (default 60)")
         if not 0 <= self.stream_workers <= 16:
             raise SettingsError("SEALOG_STREAM_WORKERS must be 0 (none) to 16")
         if self.ingest_processes is not None and not 0 <= self.ingest_processes <= 16:

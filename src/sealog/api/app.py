@@ -77,7 +77,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
     stream_workers = [
         delivery.StreamWorker(delivery.Deliverer(
             store=the_store, box=box, signer=signer, host=settings.log_host,
-            allow_private=settings.streams_allow_private))
+            allow_private=settings.streams_allow_private,
+            lease_us=int(settings.stream_lease_seconds * 1_000_000)))
         for _ in range(settings.stream_workers if run_workers else 0)
     ]
 

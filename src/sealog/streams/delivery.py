@@ -39,7 +39,8 @@ DEFAULT_BATCH_BYTES = 1 << 20
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 16 << 20
 MAX_HEADERS = 20
-# How long a worker may hold a stream for one batch (µs): above the request's timeout.
+# How long a worker may hold a stream for one batch (µs; SEALOG_STREAM_LEASE_SECONDS): more
+# than the request's timeout. A worker that dies holding one delays it this long.
 LEASE_US = 60_000_000
 REQUEST_TIMEOUT = 30.0
 # Backoff after a failed attempt: full jitter (a random wait up to the cap), the cap
@@ -183,11 +184,12 @@ class Attempt:
     retry_after_us: int | None = None
 
 
-def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
+def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str],
+         timeout: float = REQUEST_TIMEOUT) -> Attempt:
     """Sends one batch and says how it went: a 2xx is delivered; a network error, 408, 429
     and 5xx are tried again; another answer puts the stream in failing, kept."""
     try:
-        answer = client.post(url, content=body, headers=headers, timeout=REQUEST_TIMEOUT)
+        answer = client.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         return Attempt(False, f"{type(exc).__name__}: {exc}"[:KEPT_ANSWER_CHARS])
     if 200 <= answer.status_code < 300:
@@ -222,8 +224,12 @@ class Deliverer:
     """Delivers due streams, one batch a call, as owner (one worker of one process)."""
 
     def __init__(self, *, store: Store, box: SecretBox, signer: Signer, host: str,
-                 owner: str | None = None, allow_private: bool = False):
+                 owner: str | None = None, allow_private: bool = False,
+                 lease_us: int = LEASE_US):
         self.store, self.box, self.signer, self.host = store, box, signer, host
+        self.lease_us = lease_us
+        # A request ends well inside the lease, so that no other worker sends meanwhile.
+        self.timeout = min(REQUEST_TIMEOUT, lease_us / 2_000_000)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.client = destinations.client(allow_private=allow_private)
 
@@ -231,7 +237,7 @@ class Deliverer:
         """Leases a due stream and sends its next batch; the stream as it then is, or None
         when no stream was due."""
         stream = self.store.claim_stream(owner=self.owner, now=times.now_us(),
-                                         lease_us=LEASE_US)
+                                         lease_us=self.lease_us)
         if stream is None:
             return None
         try:
@@ -255,7 +261,7 @@ class Deliverer:
             headers = {**secrets["headers"], "content-type": "application/json",
                        **webhooks.headers(valid, f"{stream.id}_{batch.start}_{batch.stop}",
                                           now_s, body)}
-            attempt = post(self.client, config.url, body, headers)
+            attempt = post(self.client, config.url, body, headers, self.timeout)
         return self._record(stream, batch, attempt)
 
     def _record(self, leased: StreamRow, batch: Batch, attempt: Attempt) -> StreamRow | None:
