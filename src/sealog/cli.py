@@ -813,7 +813,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default=str(Path.home() / ".local/state/sealog/verify-state.json"),
                    help="where the last checkpoint seen is kept, to catch a rewritten history")
 
-    p = _command(sub, "worker", "Run export workers only (as many processes as you like).",
+    p = _command(sub, "worker", "Run export and stream workers only (as many processes as "
+                 "you like).",
                  "sealog worker --database-url sqlite:////var/lib/sealog/sealog.db", cmd_worker)
     _add_db(p)
     p.add_argument("--workers", type=int, help="threads in this process (default: "
