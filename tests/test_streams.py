@@ -550,3 +550,45 @@ def test_a_worker_killed_mid_batch_repeats_only_that_batch_once_restarted(
     got = [e["index"] for e in receiver.events()]
     in_flight = list(range(400, 500))
     assert got == list(range(500)) + in_flight + list(range(500, size))
+
+
+def test_a_rotated_secret_leaves_the_old_one_valid_for_the_overlap_only(
+        store, signer, receiver, tenant_factory, monkeypatch):
+    """After a rotation each request is signed by the new secret and, during the overlap,
+    the old: a receiver holding either verifies it (standardwebhooks); past the overlap
+    only the new one does. The new secret is in the rotating answer alone."""
+    from sealog.streams import manage
+
+    admin = tenant_factory("acme")  # the app's streams key is its data folder's
+    box = admin.client.app.state.streams_box
+    monkeypatch.setattr(delivery, "RETRY_BASE_US", 0)
+    made = admin.client.post("/api/v1/streams", json={
+        "name": "SIEM", "url": receiver.url, "start": "beginning"})
+    assert made.status_code == 422  # a private address, refused without the operator's leave
+    row = _stream(store, box, receiver)
+    old = receiver.secret
+    rotated = admin.client.post(f"/api/v1/streams/{row.id}/rotate-secret",
+                                json={"overlap_seconds": 3600})
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["secret"]
+    assert new.startswith("whsec_") and new != old
+    assert "secret" not in admin.client.get(f"/api/v1/streams/{row.id}").json()
+    deliverer = _deliverer(store, box, signer)
+    for secret in (old, new):
+        receiver.secret = secret
+        _log(store, 1)
+        _deliver_all(deliverer)
+        assert receiver.refused == [], secret
+    with pytest.raises(delivery.StreamError, match="^overlap_seconds:"):
+        manage.rotate_secret(store=store, box=box, redactor=Redactor(), org_id="acme",
+                             actor={"id": "t", "type": "system"}, stream_id=row.id,
+                             overlap_seconds=-1)
+    manage.rotate_secret(store=store, box=box, redactor=Redactor(), org_id="acme",
+                         actor={"id": "t", "type": "system"}, stream_id=row.id,
+                         overlap_seconds=0)  # the earlier secrets end now
+    receiver.secret = new
+    _log(store, 1)
+    refused = deliverer.deliver_one()
+    assert refused is not None and refused.last_error == "HTTP 401: bad signature"
+    assert len(receiver.refused) == 1
+    assert {e["action"] for e in receiver.events()} >= {"stream.secret_rotated"}

@@ -450,6 +450,21 @@ def cmd_streams_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_streams_rotate_secret(args: argparse.Namespace) -> int:
+    from sealog.streams import manage
+
+    settings, box = _streams_context(args)
+    with _store(args) as store:
+        row, secret = manage.rotate_secret(
+            store=store, box=box, redactor=Redactor(settings.redact_keys), org_id=args.org,
+            actor=CLI_ACTOR, stream_id=args.stream_id, overlap_seconds=args.overlap_seconds)
+        view = manage.view(row, store.log_head(args.org).size)
+    _print(args, {**view, "secret": secret},
+           f"New signing secret for stream {row.id} (shown once; the old one stays valid "
+           f"{args.overlap_seconds:,.0f} s more):\n{secret}")
+    return 0
+
+
 def cmd_streams_change(args: argparse.Namespace) -> int:
     from sealog.streams import manage
 
@@ -782,6 +797,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(streams_sub, "list", "List an org's streams with their state and lag.",
                  "sealog streams list --org acme", cmd_streams_list)
     p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+    p = _command(streams_sub, "rotate-secret", "Give a stream a new signing secret, printed "
+                 "once; the old one stays valid for the overlap.",
+                 "sealog streams rotate-secret --org acme str_… --overlap-seconds 3600",
+                 cmd_streams_rotate_secret)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("stream_id", help="the stream's id (str_…)")
+    p.add_argument("--overlap-seconds", type=float, default=86_400,
+                   help="how long the old secret stays valid (default 86400, one day)")
     _add_db(p)
     _add_json(p)
     for action, text in (("pause", "Pause a stream; it keeps its place."),

@@ -129,6 +129,7 @@ CATALOG: dict[str, CatalogEntry] = {
         "stream.paused": "Paused log stream",
         "stream.resumed": "Resumed log stream",
         "stream.replayed": "Replayed log stream",
+        "stream.secret_rotated": "Rotated log stream signing secret",
         "stream.deleted": "Deleted log stream",
     }),
     **_entries("security_events", "Login Attempt", {

@@ -150,6 +150,26 @@ def replay(stream_id: str, spec: ReplayIn, principal: CurrentPrincipal, store: S
     return _json(_shown(store, row))
 
 
+class RotateIn(BaseModel):
+    """How long the current secrets stay valid beside the new one (seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    overlap_seconds: float = manage.DEFAULT_OVERLAP_SECONDS
+
+
+@router.post("/{stream_id}/rotate-secret", response_model=CreatedStream,
+             responses=PROBLEM_RESPONSES,
+             summary="A new signing secret, in this answer only; the old stays valid a while")
+def rotate_secret(stream_id: str, spec: RotateIn, request: Request,
+                  principal: CurrentPrincipal, store: StoreDep,
+                  redactor: RedactorDep) -> Response:
+    principal.require("admin")
+    row, secret = manage.rotate_secret(
+        store=store, box=_box(request), redactor=redactor, org_id=principal.org_id,
+        actor=principal.actor, stream_id=stream_id, overlap_seconds=spec.overlap_seconds)
+    return _json({**_shown(store, row), "secret": secret})
+
+
 @router.delete("/{stream_id}", status_code=204, responses=PROBLEM_RESPONSES,
                summary="Delete a stream")
 def delete(stream_id: str, principal: CurrentPrincipal, store: StoreDep,

@@ -54,6 +54,10 @@ DISABLE_AFTER_US = 3 * 86_400_000_000
 KEPT_ANSWER_CHARS = 1000
 
 
+# The backoff's own source of randomness, apart from the random module's shared state.
+_JITTER = random.SystemRandom()
+
+
 class StreamError(ValueError):
     """A stream's settings that Sealog cannot take, naming the setting."""
 
@@ -217,7 +221,7 @@ def backoff_us(attempts: int, retry_after_us: int | None) -> int:
     if retry_after_us is not None:
         return min(retry_after_us, RETRY_MAX_US)
     cap = min(RETRY_MAX_US, RETRY_BASE_US << min(attempts, 30))
-    return random.randint(0, cap)
+    return _JITTER.randint(0, cap)
 
 
 class Deliverer:
@@ -255,9 +259,10 @@ class Deliverer:
                                           host=self.host, org_id=stream.org_id).note
             body = batch_body(stream, batch, note)
             secrets = self.box.open(stream.org_id, stream.id, stream.sealed)
-            now_s = int(time.time())
+            now_us = times.now_us()
+            now_s = now_us // 1_000_000
             valid = [s["secret"] for s in secrets["secrets"]
-                     if s["until"] is None or s["until"] > now_s * 1_000_000]
+                     if s["until"] is None or s["until"] > now_us]
             headers = {**secrets["headers"], "content-type": "application/json",
                        **webhooks.headers(valid, f"{stream.id}_{batch.start}_{batch.stop}",
                                           now_s, body)}

@@ -14,9 +14,13 @@ from sealog import events, times
 from sealog.events import Redactor
 from sealog.ingest import record_action
 from sealog.store.base import NotFound, Store, StreamRow, WriteTx
-from sealog.streams import delivery, destinations
+from sealog.streams import delivery, destinations, webhooks
 from sealog.streams.delivery import StreamError, WebhookConfig, new_webhook_stream
 from sealog.streams.secrets import SecretBox
+
+# How long a rotated secret stays valid beside the new one, by default and at most.
+DEFAULT_OVERLAP_SECONDS = 86_400
+MAX_OVERLAP_SECONDS = 30 * 86_400
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,32 @@ def replay(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, An
         _record(tx, redactor, changed, actor, "stream.replayed",
                 {"from_index": index, "cursor_before": row.next_index})
     return changed
+
+
+def rotate_secret(*, store: Store, box: SecretBox, redactor: Redactor, org_id: str,
+                  actor: dict[str, Any], stream_id: str,
+                  overlap_seconds: float = DEFAULT_OVERLAP_SECONDS) -> tuple[StreamRow, str]:
+    """A new signing secret for the stream, shown this once; the current ones stay valid
+    for overlap_seconds more (each request carries a signature by every valid secret, as
+    Standard Webhooks allows), so that the receiver can change over without a gap."""
+    if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+        raise StreamError(f"overlap_seconds: from 0 to {MAX_OVERLAP_SECONDS:,}, not "
+                          f"{overlap_seconds}")
+    with store.writing() as tx:
+        row = _locked(tx, org_id, stream_id)
+        now = times.now_us()
+        until = now + int(overlap_seconds * 1_000_000)
+        secrets = box.open(org_id, stream_id, row.sealed)
+        kept = [{"secret": s["secret"], "until": min(until, s["until"] or until)}
+                for s in secrets["secrets"] if s["until"] is None or s["until"] > now]
+        secret = webhooks.new_secret()
+        secrets["secrets"] = [{"secret": secret, "until": None}, *kept]
+        changed = dataclasses.replace(row, sealed=box.seal(org_id, stream_id, secrets),
+                                      updated_at=now)
+        tx.update_stream(changed)
+        _record(tx, redactor, changed, actor, "stream.secret_rotated",
+                {"old_secrets_valid_until": times.format_rfc3339(until)})
+    return changed, secret
 
 
 def delete_stream(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any],
