@@ -287,8 +287,10 @@ def test_writers_killed_inside_their_transaction_store_none_of_their_batch(tmp_p
 
 # -- 3. two export workers --------------------------------------------------------------
 
-EXPORT_EVENTS = 2_000
-JOBS = ["csv", "jsonl", "xlsx"] * 3
+# Enough work that the jobs last several of a worker's 1 s polls: else the first worker to
+# wake may finish them all before the other looks.
+EXPORT_EVENTS = 6_000
+JOBS = ["csv", "jsonl", "xlsx"] * 4
 
 
 def start_worker(data: Path, url: str) -> subprocess.Popen:
