@@ -592,3 +592,39 @@ def test_a_rotated_secret_leaves_the_old_one_valid_for_the_overlap_only(
     assert refused is not None and refused.last_error == "HTTP 401: bad signature"
     assert len(receiver.refused) == 1
     assert {e["action"] for e in receiver.events()} >= {"stream.secret_rotated"}
+
+
+def test_the_test_action_sends_a_signed_message_and_shows_the_answer(
+        store, tmp_path, receiver):
+    """POST /streams/{id}/test: the destination gets a signed message with the org's latest
+    checkpoint and no event, and the caller sees its answer; a refusal is shown, and the
+    stream's cursor and state are left as they were."""
+    from fastapi.testclient import TestClient
+
+    from sealog.api.app import create_app
+    from sealog.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", streams_allow_private=True,
+                        streams_allow_http=True)
+    app = create_app(settings, store=store, run_workers=False)
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    key = auth.create_api_key(store=store, org_id="acme", scopes=["admin"]).secret
+    client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
+    made = client.post("/api/v1/streams", json={"name": "SIEM", "url": receiver.url})
+    assert made.status_code == 201, made.text
+    stream = made.json()
+    receiver.secret = stream["secret"]
+    answer = client.post(f"/api/v1/streams/{stream['id']}/test")
+    assert answer.json() == {"delivered": True, "status": 200, "error": None}
+    assert receiver.refused == [] and receiver.bodies[0]["type"] == "sealog.test"
+    assert receiver.bodies[0]["events"] == []
+    assert checkpoint.open_checkpoint(receiver.bodies[0]["checkpoint"],
+                                      [app.state.signer.verifier]).size == store.log_head(
+        "acme").size
+    receiver.answers = [(403, {}, "forbidden by the SIEM")]
+    assert client.post(f"/api/v1/streams/{stream['id']}/test").json() == {
+        "delivered": False, "status": 403, "error": "HTTP 403: forbidden by the SIEM"}
+    after = client.get(f"/api/v1/streams/{stream['id']}").json()
+    assert (after["state"], after["next_index"], after["failures"]) == (
+        "active", stream["next_index"], 0)
+    assert client.post("/api/v1/streams/str_none/test").status_code == 404

@@ -150,6 +150,25 @@ def replay(stream_id: str, spec: ReplayIn, principal: CurrentPrincipal, store: S
     return _json(_shown(store, row))
 
 
+class TestOut(BaseModel):
+    delivered: bool = Field(description="whether the destination answered 2xx")
+    status: int | None = Field(description="the destination's HTTP status, if it answered")
+    error: str | None = Field(description="its answer or the network error, when not 2xx")
+
+
+@router.post("/{stream_id}/test", response_model=TestOut, responses=PROBLEM_RESPONSES,
+             summary="Send the destination a signed test message now and show its answer")
+def send_test(stream_id: str, request: Request, principal: CurrentPrincipal,
+              store: StoreDep, settings: SettingsDep) -> Response:
+    principal.require("admin")
+    row = manage.get_stream(store, principal.org_id, stream_id)
+    attempt = delivery.send_test(store=store, box=_box(request), signer=request.app.state.signer,
+                                 host=settings.log_host, stream=row,
+                                 allow_private=settings.streams_allow_private)
+    return _json({"delivered": attempt.delivered, "status": attempt.status,
+                  "error": attempt.error})
+
+
 class RotateIn(BaseModel):
     """How long the current secrets stay valid beside the new one (seconds)."""
 

@@ -186,6 +186,7 @@ class Attempt:
     error: str | None = None
     retryable: bool = True
     retry_after_us: int | None = None
+    status: int | None = None  # the receiver's HTTP status, when it answered
 
 
 def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str],
@@ -197,10 +198,11 @@ def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str],
     except httpx.HTTPError as exc:
         return Attempt(False, f"{type(exc).__name__}: {exc}"[:KEPT_ANSWER_CHARS])
     if 200 <= answer.status_code < 300:
-        return Attempt(True)
+        return Attempt(True, status=answer.status_code)
     error = f"HTTP {answer.status_code}: {answer.text}"[:KEPT_ANSWER_CHARS]
     retryable = answer.status_code in (408, 429) or answer.status_code >= 500
-    return Attempt(False, error, retryable, _retry_after_us(answer.headers.get("retry-after")))
+    return Attempt(False, error, retryable, _retry_after_us(answer.headers.get("retry-after")),
+                   answer.status_code)
 
 
 def _retry_after_us(value: str | None) -> int | None:
@@ -222,6 +224,32 @@ def backoff_us(attempts: int, retry_after_us: int | None) -> int:
         return min(retry_after_us, RETRY_MAX_US)
     cap = min(RETRY_MAX_US, RETRY_BASE_US << min(attempts, 30))
     return _JITTER.randint(0, cap)
+
+
+def signed_headers(box: SecretBox, stream: StreamRow, msg_id: str, body: bytes
+                   ) -> dict[str, str]:
+    """The headers of one request of the stream: its custom headers, then the Standard
+    Webhooks ones, signed by each of its secrets still valid."""
+    secrets = box.open(stream.org_id, stream.id, stream.sealed)
+    now_us = times.now_us()
+    valid = [s["secret"] for s in secrets["secrets"]
+             if s["until"] is None or s["until"] > now_us]
+    return {**secrets["headers"], "content-type": "application/json",
+            **webhooks.headers(valid, msg_id, now_us // 1_000_000, body)}
+
+
+def send_test(*, store: Store, box: SecretBox, signer: Signer, host: str, stream: StreamRow,
+              allow_private: bool) -> Attempt:
+    """Sends the stream's destination a test message, signed as a batch is and carrying
+    the org's latest checkpoint but no event, and says how it went; the stream's cursor
+    and state are left as they are."""
+    note = checkpoint.sign_latest(store=store, signer=signer, host=host,
+                                  org_id=stream.org_id).note
+    body = orjson.dumps({"type": "sealog.test", "org_id": stream.org_id,
+                         "stream_id": stream.id, "checkpoint": note, "events": []})
+    headers = signed_headers(box, stream, f"{stream.id}_test_{uuid.uuid4().hex}", body)
+    with destinations.client(allow_private=allow_private) as client:
+        return post(client, WebhookConfig.parse(stream.config).url, body, headers)
 
 
 class Deliverer:
@@ -258,14 +286,8 @@ class Deliverer:
             note = checkpoint.sign_latest(store=self.store, signer=self.signer,
                                           host=self.host, org_id=stream.org_id).note
             body = batch_body(stream, batch, note)
-            secrets = self.box.open(stream.org_id, stream.id, stream.sealed)
-            now_us = times.now_us()
-            now_s = now_us // 1_000_000
-            valid = [s["secret"] for s in secrets["secrets"]
-                     if s["until"] is None or s["until"] > now_us]
-            headers = {**secrets["headers"], "content-type": "application/json",
-                       **webhooks.headers(valid, f"{stream.id}_{batch.start}_{batch.stop}",
-                                          now_s, body)}
+            headers = signed_headers(self.box, stream, f"{stream.id}_{batch.start}_{batch.stop}",
+                                     body)
             attempt = post(self.client, config.url, body, headers, self.timeout)
         return self._record(stream, batch, attempt)
 
