@@ -345,6 +345,9 @@ def test_secrets_are_stored_sealed_and_open_only_with_their_key(
     ({"batch_bytes": 10}, "batch_bytes"),
     ({"headers": {f"X-{n}": "v" for n in range(21)}}, "headers"),
     ({"headers": {"Webhook-Signature": "forged"}}, "headers"),
+    ({"headers": {"X-Token": "a\r\nX-Injected: 1"}}, "headers"),
+    ({"headers": {"X Token": "a"}}, "headers"),
+    ({"headers": {"": "a"}}, "headers"),
     ({"name": " "}, "name"),
 ])
 def test_settings_a_stream_cannot_take_are_refused_naming_them(box, settings, named):

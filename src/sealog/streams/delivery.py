@@ -10,6 +10,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -31,9 +32,6 @@ from sealog.streams.secrets import SecretBox
 
 log = logging.getLogger("sealog.streams")
 
-KINDS = ("webhook",)
-FORMATS = ("sealog",)
-STATES = ("active", "paused", "failing", "disabled")
 DEFAULT_BATCH_EVENTS = 500
 DEFAULT_BATCH_BYTES = 1 << 20
 MAX_BATCH_EVENTS = 10_000
@@ -54,6 +52,9 @@ DISABLE_AFTER_US = 3 * 86_400_000_000
 KEPT_ANSWER_CHARS = 1000
 
 
+# RFC 9110's token (a header's name), and a field value: visible characters, spaces and tabs.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]*")
 # The backoff's own source of randomness, apart from the random module's shared state.
 _JITTER = random.SystemRandom()
 
@@ -98,10 +99,16 @@ def check_settings(*, name: str, url: str, headers: dict[str, str], batch_events
         raise StreamError(f"batch_bytes: from 1,024 to {MAX_BATCH_BYTES:,}, not {batch_bytes}")
     if len(headers) > MAX_HEADERS:
         raise StreamError(f"headers: at most {MAX_HEADERS}, not {len(headers)}")
-    for header in headers:
+    for header, value in headers.items():
+        if not _HEADER_NAME.fullmatch(header):
+            raise StreamError(f"headers: {header!r} is not a header name (letters, digits "
+                              "and !#$%&'*+-.^_`|~)")
         if header.lower().startswith("webhook-") or header.lower() in (
                 "content-type", "content-length", "host"):
             raise StreamError(f"headers: {header} is Sealog's to set")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise StreamError(f"headers: the value of {header} holds a control character "
+                              "(a line break, say), which no request may carry")
 
 
 def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
