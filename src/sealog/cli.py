@@ -275,7 +275,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from sealog.exports import jobs
     from sealog.streams import delivery
-    from sealog.streams.secrets import SecretBox
 
     settings = _settings(args)
     count = args.workers or max(settings.export_workers, 1)
@@ -288,13 +287,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     workers = [jobs.Worker(store=store, folder=settings.resolved_export_dir, signer=signer,
                            host=settings.log_host, lease_seconds=settings.export_lease_seconds)
                for _ in range(count)]
-    box = SecretBox.load(settings.resolved_streams_key_file)
-    stream_workers = [
-        delivery.StreamWorker(delivery.Deliverer(
-            store=store, box=box, signer=signer, host=settings.log_host,
-            allow_private=settings.streams_allow_private,
-            lease_us=int(settings.stream_lease_seconds * 1_000_000)))
-        for _ in range(settings.stream_workers)]
+    stream_workers = delivery.stream_workers(settings=settings, store=store, signer=signer)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for worker in workers:

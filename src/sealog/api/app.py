@@ -73,14 +73,8 @@ def create_app(settings: Settings, *, store: Store | None = None,
         for _ in range(settings.export_workers if run_workers else 0)
     ]
 
-    box = SecretBox.load(settings.resolved_streams_key_file)
-    stream_workers = [
-        delivery.StreamWorker(delivery.Deliverer(
-            store=the_store, box=box, signer=signer, host=settings.log_host,
-            allow_private=settings.streams_allow_private,
-            lease_us=int(settings.stream_lease_seconds * 1_000_000)))
-        for _ in range(settings.stream_workers if run_workers else 0)
-    ]
+    stream_workers = (delivery.stream_workers(settings=settings, store=the_store, signer=signer)
+                      if run_workers else [])
 
     redactor = Redactor(settings.redact_keys)
     # Started when the first batch large enough to use them arrives.
@@ -121,7 +115,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.state.authenticator = KeyAuthenticator(the_store)
     app.state.signer = signer
     app.state.checkpointer = checkpointer
-    app.state.streams_box = box
+    app.state.streams_box = SecretBox.load(settings.resolved_streams_key_file)
     app.state.login_throttle = LoginThrottle()
     app.state.searches = events.Searches(
         concurrency=settings.resolved_search_concurrency, wait=settings.search_queue_seconds,

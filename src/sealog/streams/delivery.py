@@ -23,6 +23,7 @@ import orjson
 import uuid_utils
 
 from sealog import times
+from sealog.config import Settings
 from sealog.eventlog import event_json
 from sealog.ledger import checkpoint
 from sealog.ledger.note import Signer
@@ -342,6 +343,16 @@ class Deliverer:
 
     def close(self) -> None:
         self.client.close()
+
+
+def stream_workers(*, settings: Settings, store: Store, signer: Signer) -> list[StreamWorker]:
+    """The stream workers settings asks of a serve or worker process (not started)."""
+    box = SecretBox.load(settings.resolved_streams_key_file)
+    return [StreamWorker(Deliverer(
+        store=store, box=box, signer=signer, host=settings.log_host,
+        allow_private=settings.streams_allow_private,
+        lease_us=int(settings.stream_lease_seconds * 1_000_000)))
+        for _ in range(settings.stream_workers)]
 
 
 class StreamWorker:
