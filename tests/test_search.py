@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -384,6 +385,25 @@ def test_both_backends_give_every_query_the_same_answers(tmp_path, migrated_post
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_query_matches_in_hand_the_events_a_store_finds(store):
+    """search.matches (what a stream's query filter uses on each event) takes exactly the
+    events the store's search finds, for every kind of query (negations among them taking
+    some events and leaving others)."""
+    raw = _crowded_log(store)
+    start = times.format_rfc3339(min(times.parse_rfc3339(e["occurred_at"]) for e in raw))
+    docs = [orjson.loads(d.doc) for d in
+            store.iter_events_by_index("acme", 0, store.log_head("acme").size)]
+    negated_somewhere = False
+    for q in CROWDED_QUERIES:
+        flt = build_filter(org_id="acme", q=q, range_preset="custom", start=start)
+        found = {d.id for d in store.iter_events_ascending(flt, batch=500)}
+        in_hand = {doc["id"] for doc in docs if search.matches(flt.query, doc)}
+        assert in_hand == found, q
+        if any(m.negated for m in (*flt.query.text, *flt.query.fields)):
+            negated_somewhere |= 0 < len(found) < len(docs)
+    assert negated_somewhere
 
 
 @pytest.mark.backends("sqlite")

@@ -40,11 +40,6 @@ class Sealable(NamedTuple):
     canonical_tail: bytes
 
 
-# The stored qualifier columns, in EventRow's order after action.
-_COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_id", "method",
-            "path", "ip")
-
-
 def prepare(new: NewEvent, *, org_id: str,
             recorded_by: dict[str, Any] = events.RECORDED_BY_SEALOG) -> Sealable:
     """Everything of a validated event's row that does not depend on its place in the log;
@@ -52,17 +47,10 @@ def prepare(new: NewEvent, *, org_id: str,
     doc = new.doc
     doc["org_id"] = org_id
     doc["recorded_by"] = recorded_by
-    actor = doc["actor"]
-    resource = doc["resource"] or {}
-    request = doc["request"] or {}
-    columns = (
-        _lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
-        _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
-        _lower(request.get("path")), _lower(doc["context"]["ip"]),
-    )
+    columns = search.stored_columns(doc)
     tokens = search.field_tokens((
         ("category", doc["category"]), ("result", doc["result"]), ("action", doc["action"]),
-        *zip(_COLUMNS, columns, strict=True),
+        *zip(search.STORED_COLUMNS, columns, strict=True),
     ))
     return Sealable(
         doc["id"], new.id_supplied, new.occurred_supplied, new.occurred_us, doc["category"],
@@ -102,10 +90,6 @@ def seal(item: Sealable, *, org_id: str, index: int, received_at: str | None = N
         search_text=item.search_text, word_pairs=item.word_pairs,
         field_tokens=item.field_tokens, doc=doc,
     )
-
-
-def _lower(value: str | None) -> str | None:
-    return value.lower() if value is not None else None
 
 
 __all__ = ["Sealable", "canonical", "prepare", "prepare_events", "seal"]

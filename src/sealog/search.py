@@ -24,6 +24,19 @@ _WORD = re.compile(r"[^\W_]+")
 FIELD_SEPARATOR = "|"
 
 QUALIFIERS = ("actor", "action", "result", "category", "resource", "method", "path", "ip")
+# The stored columns a qualifier's value is tested on, in order (resource: type, then id).
+QUALIFIER_COLUMNS = {
+    "actor": ("actor_email", "actor_id", "actor_name"),
+    "action": ("action",),
+    "result": ("result",),
+    "category": ("category",),
+    "method": ("method",),
+    "path": ("path",),
+    "ip": ("ip",),
+}
+# The qualifier columns an event's row stores beside category, result and action.
+STORED_COLUMNS = ("actor_id", "actor_email", "actor_name", "resource_type", "resource_id",
+                  "method", "path", "ip")
 
 
 def words(text: str | None) -> list[str]:
@@ -93,6 +106,25 @@ def search_words(doc: dict[str, Any]) -> tuple[str, str]:
         doc["description"], doc["action"], actor["email"], actor["name"],
         resource.get("type"), resource.get("id"), resource.get("name"), request.get("path"),
     ])
+
+
+_Value = str | None
+StoredValues = tuple[_Value, _Value, _Value, _Value, _Value, _Value, _Value, _Value]
+
+
+def stored_columns(doc: dict[str, Any]) -> StoredValues:
+    """The values of an event's STORED_COLUMNS, as its row stores them: lowercased, but
+    the request's method as sent."""
+    actor = doc["actor"]
+    resource = doc["resource"] or {}
+    request = doc["request"] or {}
+    return (_lower(actor["id"]), _lower(actor["email"]), _lower(actor["name"]),
+            _lower(resource.get("type")), _lower(resource.get("id")), request.get("method"),
+            _lower(request.get("path")), _lower(doc["context"]["ip"]))
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value is not None else None
 
 
 def word_pairs(text: str) -> str:
@@ -297,6 +329,36 @@ def _qualifier(name: str, value: str, negated: bool, token: str, pos: int) -> Fi
             raise SearchSyntaxError("resource: takes a prefix only on the id", token, pos)
         return FieldMatch("resource", rtype, prefix, negated, rid if colon else None)
     return FieldMatch(name, value, prefix, negated)
+
+
+def matches(query: Query, doc: dict[str, Any]) -> bool:
+    """Whether the event doc holds every part of query: what the stores' exact conditions
+    (store.sqlfilter) decide, for one event in hand."""
+    if query.text:
+        text = search_words(doc)[0]
+        for match in query.text:
+            if (match.needle() in text) == match.negated:
+                return False
+    if query.fields:
+        values = dict(zip(STORED_COLUMNS, stored_columns(doc), strict=True),
+                      category=doc["category"], result=doc["result"], action=doc["action"])
+        for field_match in query.fields:
+            if field_match.field == "resource":
+                hit = values["resource_type"] == field_match.value and (
+                    field_match.resource_id is None or _value_holds(
+                        values["resource_id"], field_match.resource_id, field_match.prefix))
+            else:
+                hit = any(_value_holds(values[column], field_match.value, field_match.prefix)
+                          for column in QUALIFIER_COLUMNS[field_match.field])
+            if hit == field_match.negated:
+                return False
+    return True
+
+
+def _value_holds(stored: str | None, value: str, prefix: bool) -> bool:
+    if stored is None:
+        return False
+    return stored.startswith(value) if prefix else stored == value
 
 
 class QueryTooCostly(ValueError):

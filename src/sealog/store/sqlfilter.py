@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealog.search import Cursor, EventFilter, FieldMatch, TextMatch
-from sealog.store.tokenplan import QUALIFIER_COLUMNS
+from sealog.search import QUALIFIER_COLUMNS, Cursor, EventFilter, FieldMatch, TextMatch
 
 
 @dataclass(frozen=True)

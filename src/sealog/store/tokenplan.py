@@ -14,6 +14,7 @@ from itertools import pairwise
 from sealog.search import (
     FIELD_TOKEN_BYTES,
     PAIR_JOINER,
+    QUALIFIER_COLUMNS,
     EventFilter,
     FieldMatch,
     TextMatch,
@@ -22,16 +23,6 @@ from sealog.search import (
 
 # The index's token sets, as the index names them.
 TEXT, PAIRS, FIELDS = "search_text", "word_pairs", "field_tokens"
-# The columns a qualifier's value is tested on, in order (see sqlfilter).
-QUALIFIER_COLUMNS = {
-    "actor": ("actor_email", "actor_id", "actor_name"),
-    "action": ("action",),
-    "result": ("result",),
-    "category": ("category",),
-    "method": ("method",),
-    "path": ("path",),
-    "ip": ("ip",),
-}
 
 
 @dataclass(frozen=True)
