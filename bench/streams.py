@@ -23,7 +23,7 @@ from sealog.events import Redactor  # noqa: E402
 from sealog.ingest import ingest  # noqa: E402
 from sealog.ledger import checkpoint  # noqa: E402
 from sealog.store import open_store  # noqa: E402
-from sealog.streams import delivery  # noqa: E402
+from sealog.streams import delivery, formats  # noqa: E402
 from sealog.streams.secrets import SecretBox  # noqa: E402
 
 from common import Databases, add_postgres_option, free_port, postgres_admin  # noqa: E402
@@ -60,20 +60,23 @@ def measure(prefix: str, url: str, folder: Path, port: int, batch: int) -> None:
     signer = checkpoint.load_signer(folder / "signing.key", "bench.example.com")
     try:
         size = store.log_head("bench").size
-        row, _ = delivery.new_webhook_stream(
-            org_id="bench", name="bench", url=f"http://127.0.0.1:{port}/", box=box,
-            start_index=0, batch_events=batch, allow_http=True)
+        row, _ = delivery.new_stream(
+            org_id="bench", name="bench", box=box, start_index=0, allow_http=True,
+            config=delivery.StreamConfig(f"http://127.0.0.1:{port}/", batch_events=batch))
         with store.writing() as tx:
             tx.insert_stream(row)
-        config = delivery.WebhookConfig.parse(row.config)
-        note = checkpoint.sign_latest(store=store, signer=signer, host="bench.example.com",
-                                      org_id="bench").note
+        config = delivery.StreamConfig.parse(row.config)
+        signed = checkpoint.sign_latest(store=store, signer=signer, host="bench.example.com",
+                                        org_id="bench")
+        source = checkpoint.origin("bench.example.com", "bench")
 
         started = time.perf_counter()
         cursor = row
         while cursor.next_index < size:  # the floor: read and serialise, nothing sent
-            b = delivery.next_batch(store, cursor, config)
-            delivery.batch_body(cursor, b, note)
+            b = delivery.next_batch(store, cursor, config, source)
+            record = formats.checkpoint_record(org_id="bench", stream_id=row.id, start=b.start,
+                                               stop=b.stop, note=signed.note, proofs=None)
+            formats.webhook_body(row.format, b.events, record, source)
             cursor = dataclasses.replace(cursor, next_index=b.stop)
         floor = size / (time.perf_counter() - started)
 

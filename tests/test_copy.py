@@ -34,7 +34,7 @@ from sealog.search import build_filter
 from sealog.store import Store, open_store
 from sealog.store.base import ROW_KINDS
 from sealog.store.postgres.partitions import month_of, partition_name
-from sealog.streams.delivery import new_webhook_stream
+from sealog.streams.delivery import StreamConfig, new_stream
 from sealog.streams.secrets import SecretBox
 
 from conftest import ALL_SCOPES, SealogProcess
@@ -137,10 +137,10 @@ def _fill(store: Store, settings: Settings, signer: Signer) -> str:
                          host=settings.log_host)
     assert worker.run_one()
     assert store.get_export("acme", export.id).status == "completed"
-    stream, _ = new_webhook_stream(
-        org_id="acme", name="SIEM", url="https://siem.example.com/hook",
-        box=SecretBox.load(settings.data_dir / "streams.key"), start_index=3,
-        headers={"Authorization": "Bearer t"}, categories=("security_events",))
+    stream, _ = new_stream(
+        org_id="acme", name="SIEM", box=SecretBox.load(settings.data_dir / "streams.key"),
+        config=StreamConfig("https://siem.example.com/hook", categories=("security_events",)),
+        start_index=3, headers={"Authorization": "Bearer t"})
     with store.writing() as tx:
         tx.insert_stream(stream)
     # acme's latest checkpoint covers its whole log; beta's log has grown past its own.

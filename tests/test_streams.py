@@ -8,10 +8,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.server
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -19,17 +22,19 @@ import pytest
 import standardwebhooks
 
 from sealog import auth, events, times
+from sealog.eventlog import event_json
 from sealog.events import Redactor
 from sealog.ingest import ingest
 from sealog.ledger import checkpoint, merkle
 from sealog.ledger.note import Verifier
+from sealog.sampledata import generate_events
 from sealog.store import Store, open_store
 from sealog.store.base import StreamRow
 from sealog.streams import delivery
-from sealog.streams.delivery import Deliverer, new_webhook_stream
+from sealog.streams.delivery import Deliverer, StreamConfig, new_stream
 from sealog.streams.secrets import SecretBox, SecretsError
 
-from conftest import event
+from conftest import event, wait_for
 
 HOST = "sealog.test"
 
@@ -41,7 +46,9 @@ class Receiver:
     def __init__(self) -> None:
         self.secret = ""
         self.answers: list[tuple[int, dict[str, str], str]] = []
-        self.bodies: list[dict] = []
+        self.bodies: list = []
+        self.raw: list[bytes] = []  # the verified bodies as they came
+        self.content_types: list[str] = []
         self.refused: list[str] = []
         # The request (counted from 1) the receiver takes and then holds, unanswered,
         # until release is set: a delivery in flight.
@@ -64,6 +71,8 @@ class Receiver:
                         status, text = 401, "bad signature"
                     else:
                         receiver.bodies.append(orjson.loads(body))
+                        receiver.raw.append(body)
+                        receiver.content_types.append(self.headers["content-type"])
                 receiver.requests += 1
                 if receiver.requests == receiver.hold_at:
                     receiver.held.set()
@@ -117,10 +126,18 @@ def _log(store: Store, count: int, **fields) -> None:
         ingest(store=store, org_id="acme", raw_events=batch, redactor=Redactor())
 
 
+def _new(box: SecretBox, *, url: str, name: str = "SIEM", start_index: int = 0,
+         kind: str = "webhook", fmt: str = "sealog", headers: dict[str, str] | None = None,
+         allow_http: bool = True, **config) -> tuple[StreamRow, str | None]:
+    """A new stream of org acme (not stored), its config made of the other settings."""
+    return new_stream(org_id="acme", name=name, config=StreamConfig(url=url, **config),
+                      box=box, start_index=start_index, kind=kind, fmt=fmt, headers=headers,
+                      allow_http=allow_http)
+
+
 def _stream(store: Store, box: SecretBox, receiver: Receiver, **settings) -> StreamRow:
-    row, secret = new_webhook_stream(org_id="acme", name="SIEM", url=receiver.url, box=box,
-                                     start_index=settings.pop("start_index", 0),
-                                     allow_http=True, **settings)
+    row, secret = _new(box, url=receiver.url, **settings)
+    assert secret is not None
     receiver.secret = secret
     with store.writing() as tx:
         tx.insert_stream(row)
@@ -296,7 +313,7 @@ def test_one_worker_at_a_time_delivers_a_stream(store, box, signer, receiver):
     taken = store.claim_stream(owner="w2", now=later, lease_us=delivery.LEASE_US)
     assert taken is not None and taken.lease_owner == "w2"
     late = _deliverer(store, box, signer, owner="w1")
-    batch = delivery.next_batch(store, held, delivery.WebhookConfig.parse(held.config))
+    batch = delivery.next_batch(store, held, StreamConfig.parse(held.config), "src")
     late._record(held, batch, delivery.Attempt(True))
     assert store.get_stream("acme", row.id).next_index == 0  # w1's batch moved nothing
     with store.writing() as tx:
@@ -316,9 +333,8 @@ def test_one_worker_at_a_time_delivers_a_stream(store, box, signer, receiver):
 def test_secrets_are_stored_sealed_and_open_only_with_their_key(
         store, store_url, box, signer, receiver, tmp_path):
     _log(store, 1)
-    row, secret = new_webhook_stream(org_id="acme", name="SIEM", url=receiver.url, box=box,
-                                     start_index=0, allow_http=True,
-                                     headers={"Authorization": "Splunk tok-4e1f9c"})
+    row, secret = _new(box, url=receiver.url, headers={"Authorization": "Splunk tok-4e1f9c"})
+    assert secret is not None
     with store.writing() as tx:
         tx.insert_stream(row)
     stored = store.get_stream("acme", row.id)
@@ -349,12 +365,25 @@ def test_secrets_are_stored_sealed_and_open_only_with_their_key(
     ({"headers": {"X Token": "a"}}, "headers"),
     ({"headers": {"": "a"}}, "headers"),
     ({"name": " "}, "name"),
+    ({"kind": "email"}, "kind"),
+    ({"fmt": "xml"}, "format"),
+    ({"categories": ("security_events", "gossip")}, "categories"),
+    ({"query": 'actor:"unclosed'}, "query"),
+    ({"query": "colour:red"}, "query"),
+    ({"ca_bundle": "-----BEGIN CERTIFICATE-----"}, "ca_bundle"),
+    ({"kind": "syslog"}, "url"),
+    ({"kind": "syslog", "url": "tcp://siem.example.com"}, "url"),
+    ({"kind": "syslog", "url": "tcp://siem.example.com:99999"}, "url"),
+    ({"kind": "syslog", "url": "tcp://siem.example.com:514/path"}, "url"),
+    ({"kind": "syslog", "url": "tcp://siem.example.com:514",
+      "headers": {"X-Token": "a"}}, "headers"),
+    ({"kind": "syslog", "url": "tcp://siem.example.com:514", "ca_bundle": "x"}, "ca_bundle"),
+    ({"kind": "syslog", "url": "tls://siem.example.com:6514", "ca_bundle": "x"}, "ca_bundle"),
 ])
 def test_settings_a_stream_cannot_take_are_refused_naming_them(box, settings, named):
-    args = {"org_id": "acme", "name": "SIEM", "url": "https://siem.example.com/hook",
-            "box": box, "start_index": 0, "allow_http": True} | settings
+    args = {"url": "https://siem.example.com/hook"} | settings
     with pytest.raises(delivery.StreamError, match=f"^{named}:"):
-        new_webhook_stream(**args)
+        _new(box, **args)
 
 
 # -- through the API ---------------------------------------------------------------------
@@ -597,11 +626,9 @@ def test_a_rotated_secret_leaves_the_old_one_valid_for_the_overlap_only(
     assert {e["action"] for e in receiver.events()} >= {"stream.secret_rotated"}
 
 
-def test_the_test_action_sends_a_signed_message_and_shows_the_answer(
-        store, tmp_path, receiver):
-    """POST /streams/{id}/test: the destination gets a signed message with the org's latest
-    checkpoint and no event, and the caller sees its answer; a refusal is shown, and the
-    stream's cursor and state are left as they were."""
+def _admin_api(store: Store, tmp_path: Path) -> tuple[Any, Any]:
+    """An app over store (no workers; streams may go to local HTTP receivers) with org
+    acme, and a test client with an admin key of it."""
     from fastapi.testclient import TestClient
 
     from sealog.api.app import create_app
@@ -612,7 +639,15 @@ def test_the_test_action_sends_a_signed_message_and_shows_the_answer(
     app = create_app(settings, store=store, run_workers=False)
     auth.create_org(store=store, name="Acme", org_id="acme")
     key = auth.create_api_key(store=store, org_id="acme", scopes=["admin"]).secret
-    client = TestClient(app, headers={"Authorization": f"Bearer {key}"})
+    return app, TestClient(app, headers={"Authorization": f"Bearer {key}"})
+
+
+def test_the_test_action_sends_a_signed_message_and_shows_the_answer(
+        store, tmp_path, receiver):
+    """POST /streams/{id}/test: the destination gets a signed message with the org's latest
+    checkpoint and no event, and the caller sees its answer; a refusal is shown, and the
+    stream's cursor and state are left as they were."""
+    app, client = _admin_api(store, tmp_path)
     made = client.post("/api/v1/streams", json={"name": "SIEM", "url": receiver.url})
     assert made.status_code == 201, made.text
     stream = made.json()
@@ -631,3 +666,411 @@ def test_the_test_action_sends_a_signed_message_and_shows_the_answer(
     assert (after["state"], after["next_index"], after["failures"]) == (
         "active", stream["next_index"], 0)
     assert client.post("/api/v1/streams/str_none/test").status_code == 404
+
+
+# -- formats, filters, proofs ------------------------------------------------------------
+
+OCSF_SCHEMAS = Path(__file__).parent / "data" / "ocsf"
+
+
+def _varied_events() -> list[dict]:
+    """Sample events of every kind, and the IAM actions that have OCSF classes of their own."""
+    raw = list(generate_events(150, days=2, seed=11))
+    member = {"type": "member", "id": "usr_0042", "name": "ana@acme.com"}
+    raw += [event(action="member.invited", resource=member, metadata={"role": "auditor"}),
+            event(action="member.role_changed", resource=member,
+                  metadata={"from": "auditor", "to": "admin"}),
+            event(action="member.removed", resource=member, result="success"),
+            event(action="auth.logout"), event(action="auth.login_failed", result="failed"),
+            event(action="security.suspicious_activity", result="warning"),
+            event(action="stream.paused", resource={"type": "stream", "id": "str_1"}),
+            event(action="custom.thing_done", category="system_events")]
+    return raw
+
+
+def test_a_query_filter_sends_only_matching_events_and_moves_past_the_rest(
+        store, box, signer, receiver):
+    _log(store, 0)
+    raw = [event(description=f"e{n}", actor={"id": f"usr_{n % 3}", "email": None,
+                                              "name": ["Bob Stone", "Alice", "Bob Ray"][n % 3]},
+                 result=["success", "denied"][n % 2]) for n in range(60)]
+    ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, query="actor:bob* -result:denied", batch_events=4)
+    _deliver_all(_deliverer(store, box, signer))
+    got = [e["description"] for e in receiver.events()]
+    wanted = [e["description"] for n, e in enumerate(raw) if n % 3 != 1 and n % 2 == 0]
+    assert got == wanted and len(wanted) == 20
+    assert store.list_streams("acme")[0].next_index == size
+
+
+def test_an_ocsf_stream_sends_events_each_valid_against_its_class_schema(
+        store, box, signer, receiver):
+    """Every event in OCSF 1.8, valid against the official schema of the class its action
+    maps to (all five classes seen), type_uid its class and activity, the Sealog id, index
+    and leaf hash kept; with proofs, every batch verifies offline."""
+    import jsonschema
+
+    from sealog.streams import received
+
+    _log(store, 0)
+    ingest(store=store, org_id="acme", raw_events=_varied_events(), redactor=Redactor())
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, fmt="ocsf", include_proofs=True, batch_events=40)
+    _deliver_all(_deliverer(store, box, signer))
+    validators = {int(p.name.split("_")[0]): jsonschema.Draft202012Validator(
+        orjson.loads(p.read_bytes())) for p in OCSF_SCHEMAS.glob("*.schema.json")}
+    got = receiver.events()
+    assert len(got) == size
+    classes = {}
+    for out in got:
+        validators[out["class_uid"]].validate(out)
+        assert out["type_uid"] == out["class_uid"] * 100 + out["activity_id"]
+        kept = out["unmapped"]["sealog"]
+        stored = store.get_event("acme", kept["id"])
+        assert stored is not None and kept["leaf_hash"] == stored.leaf_hash.hex()
+        assert out["metadata"]["uid"] == kept["id"] and out["metadata"]["sequence"] == (
+            kept["index"]) == stored.index
+        classes.setdefault(out["class_uid"], set()).add(kept["action"])
+    assert set(classes) == {3001, 3002, 3004, 3005, 6003}
+    assert "member.role_changed" in classes[3005] and "auth.logout" in classes[3002]
+    roles = [o for o in got if o["unmapped"]["sealog"]["action"] == "member.role_changed"]
+    assert all(r["privileges"] for r in roles)  # the role given, from metadata or request
+    assert [(r["privileges"], r["user"]["uid"]) for r in roles
+            if r["user"]["uid"] == "usr_0042"] == [(["admin"], "usr_0042")]
+    verifier = Verifier.parse(signer.verifier.text())
+    for body in receiver.raw:
+        report = received.verify_batch(body, [verifier])
+        assert report.ok and report.valid == len(orjson.loads(body)["events"]), report.text()
+
+
+def test_a_cloudevents_stream_sends_batches_a_cloudevents_sdk_reads(
+        store, box, signer, receiver):
+    """Batches in CloudEvents 1.0 batch mode, each event read by the CloudEvents SDK (which
+    nobody here wrote), its data the event as the API shows it, its checkpoint the batch's
+    last event; the batches verify offline."""
+    from cloudevents.core.formats.json import JSONFormat
+
+    from sealog.streams import received
+
+    _log(store, 25)
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, fmt="cloudevents", include_proofs=True, batch_events=10)
+    _deliver_all(_deliverer(store, box, signer))
+    assert set(receiver.content_types) == {"application/cloudevents-batch+json"}
+    indexes = []
+    for batch in receiver.bodies:
+        read = [JSONFormat().read(None, orjson.dumps(e)) for e in batch]
+        assert [e.get_type() for e in read][-1] == "sealog.checkpoint"
+        for e in read[:-1]:
+            data = e.get_data()
+            stored = store.get_event("acme", e.get_id())
+            assert stored is not None and data["leaf_hash"] == stored.leaf_hash.hex()
+            assert e.get_source() == f"{HOST}/sealog/acme"
+            assert e.get_type() == "sealog." + data["action"]
+            assert e.get_extension("sealogindex") == data["index"] == stored.index
+            indexes.append(data["index"])
+    assert indexes == list(range(size))
+    verifier = Verifier.parse(signer.verifier.text())
+    assert all(received.verify_batch(b, [verifier]).ok for b in receiver.raw)
+
+
+def test_batches_with_proofs_verify_offline_and_a_changed_one_is_named(
+        store, box, signer, receiver, tmp_path, capsys):
+    """A receiver's saved batches verify with the pinned key alone (library and `sealog
+    verify --batch`); an event changed, a proof changed, another log's key and a batch
+    without proofs are each reported, and the command exits 1."""
+    from sealog.cli import main
+    from sealog.streams import received
+
+    _log(store, 30)
+    _stream(store, box, receiver, include_proofs=True, batch_events=8)
+    _deliver_all(_deliverer(store, box, signer))
+    saved = tmp_path / "received"
+    saved.mkdir()
+    for n, body in enumerate(receiver.raw):
+        (saved / f"{n:04}.json").write_bytes(body)
+    key = signer.verifier.text()
+    assert main(["verify", "--batch", str(saved), "--verifier-key", key]) == 0
+    out = capsys.readouterr().out
+    assert f"{store.log_head('acme').size}/{store.log_head('acme').size} events valid" in out
+
+    verifier = Verifier.parse(key)
+    body = orjson.loads(receiver.raw[1])
+    changed = {**body, "events": [{**body["events"][2], "description": "nothing to see"},
+                                  *body["events"][3:]]}
+    report = received.verify_batch(orjson.dumps(changed), [verifier])
+    assert [f.kind for f in report.failures] == ["modified"]
+    assert report.failures[0].index == body["events"][2]["index"]
+    proofs = [dict(p) for p in body["inclusion_proofs"]]
+    proofs[0]["hashes"] = [base64.b64encode(b"\x01" * 32).decode(), *proofs[0]["hashes"][1:]]
+    report = received.verify_batch(orjson.dumps({**body, "inclusion_proofs": proofs}),
+                                   [verifier])
+    assert [f.kind for f in report.failures] == ["root mismatch"]
+    other = checkpoint.load_signer(tmp_path / "other.key", HOST).verifier
+    assert [f.kind for f in received.verify_batch(receiver.raw[0], [other]).failures] == [
+        "unknown key"]
+    bare = {k: v for k, v in body.items() if k != "inclusion_proofs"}
+    report = received.verify_batch(orjson.dumps(bare), [verifier])
+    assert not report.ok and [f.kind for f in report.failures] == ["not proven"]
+    (saved / "9999.json").write_bytes(orjson.dumps(changed))
+    assert main(["verify", "--batch", str(saved), "--verifier-key", key]) == 1
+    assert "FAILED modified" in capsys.readouterr().out
+
+
+def test_a_stream_changed_through_the_api_keeps_its_place_and_checks_its_settings(
+        store, tmp_path, receiver, box, signer):
+    """PATCH /streams/{id}: the settings given change (format, query, headers replaced),
+    the cursor and state stay, a setting it cannot take is refused naming it and changes
+    nothing, and the change is an audit event naming what changed, no header value."""
+    _, client = _admin_api(store, tmp_path)
+    made = client.post("/api/v1/streams", json={
+        "name": "SIEM", "url": receiver.url, "start": "beginning",
+        "headers": {"Authorization": "Bearer old"}}).json()
+    sid = made["id"]
+    changed = client.patch(f"/api/v1/streams/{sid}", json={
+        "format": "ocsf", "query": "action:member.*", "headers": {"X-Token": "new-t0k"},
+        "name": "Security lake"})
+    assert changed.status_code == 200, changed.text
+    view = changed.json()
+    assert (view["format"], view["query"], view["header_names"], view["name"]) == (
+        "ocsf", "action:member.*", ["X-Token"], "Security lake")
+    assert (view["next_index"], view["state"], view["url"]) == (0, "active", receiver.url)
+    row = store.get_stream("acme", sid)
+    assert row is not None and box.open("acme", sid, row.sealed)["headers"] == {
+        "X-Token": "new-t0k"}
+    for bad, field in (({"query": "colour:red"}, "query"), ({"batch_events": 0},
+                       "batch_events"), ({"url": "ftp://siem.example.com/x"}, "url"),
+                       ({"ca_bundle": "x"}, "ca_bundle")):
+        refused = client.patch(f"/api/v1/streams/{sid}", json=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["errors"][0]["field"] == field
+    assert client.patch(f"/api/v1/streams/{sid}", json={"kind": "syslog"}
+                        ).status_code == 422
+    assert client.get(f"/api/v1/streams/{sid}").json() == view
+    assert client.patch("/api/v1/streams/str_none", json={"name": "x"}).status_code == 404
+    docs = [orjson.loads(d.doc) for d in store.iter_events_by_index(
+        "acme", 0, store.log_head("acme").size)]
+    updated = [d for d in docs if d["action"] == "stream.updated"]
+    assert len(updated) == 1 and updated[0]["metadata"]["changed"] == [
+        "format", "headers", "name", "query"]
+    assert b"new-t0k" not in b"".join(orjson.dumps(d) for d in docs)
+
+
+# -- syslog, to a real rsyslogd ----------------------------------------------------------
+
+RSYSLOG_CONFIG = """
+global(maxMessageSize="1m" workDirectory="{folder}"{tls_files})
+module(load="imtcp"{tls_driver})
+template(name="fields" type="list") {{
+  constant(value="{{\\"msgid\\":\\"") property(name="msgid" format="json")
+  constant(value="\\",\\"sd\\":\\"") property(name="structured-data" format="json")
+  constant(value="\\",\\"app\\":\\"") property(name="app-name" format="json")
+  constant(value="\\",\\"host\\":\\"") property(name="hostname" format="json")
+  constant(value="\\",\\"time\\":\\"") property(name="timereported" dateFormat="rfc3339"
+                                                format="json")
+  constant(value="\\",\\"pri\\":\\"") property(name="pri")
+  constant(value="\\",\\"msg\\":\\"") property(name="msg" format="json")
+  constant(value="\\"}}\\n")
+}}
+input(type="imtcp" port="{port}" ruleset="out")
+ruleset(name="out") {{ action(type="omfile" file="{folder}/received.jsonl" template="fields") }}
+"""
+
+
+class Rsyslog:
+    """A real rsyslogd on a free local port, taking RFC 5424 over TCP (or TLS with the
+    given CA, certificate and key files) and writing each message it parsed as a JSON line
+    of its fields."""
+
+    def __init__(self, folder: Path, tls: tuple[Path, Path, Path] | None = None):
+        import socket
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        files = driver = ""
+        if tls is not None:
+            ca, cert, key = tls
+            files = (f' DefaultNetstreamDriverCAFile="{ca}" DefaultNetstreamDriverCertFile='
+                     f'"{cert}" DefaultNetstreamDriverKeyFile="{key}"')
+            driver = ' StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon"'
+        (folder / "rsyslog.conf").write_text(RSYSLOG_CONFIG.format(
+            folder=folder, port=self.port, tls_files=files, tls_driver=driver))
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        import socket
+
+        with (self.folder / "rsyslogd.log").open("ab") as errors:
+            self.process = subprocess.Popen(
+                ["rsyslogd", "-n", "-f", str(self.folder / "rsyslog.conf"),
+                 "-i", str(self.folder / "rsyslog.pid")],
+                stdout=subprocess.DEVNULL, stderr=errors)
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+        wait_for(listening, 20, "rsyslogd to listen")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(20)
+            self.process = None
+
+    def received(self, count: int) -> list[dict]:
+        """The first count messages rsyslogd wrote, waiting for them."""
+        path = self.folder / "received.jsonl"
+
+        def written() -> list[dict] | None:
+            lines = path.read_bytes().splitlines() if path.exists() else []
+            return [orjson.loads(line) for line in lines] if len(lines) >= count else None
+        return wait_for(written, 20, f"{count} messages in {path}")
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    server = Rsyslog(tmp_path / "rsyslog")
+    yield server
+    server.stop()
+
+
+_SD_PARAM = re.compile(r'(\w+)="((?:[^"\\\]]|\\.)*)"')
+
+
+def _structured(sd: str) -> dict[str, str]:
+    assert sd.startswith("[sealog@32473 ") and sd.endswith("]"), sd
+    return {k: re.sub(r"\\(.)", r"\1", v) for k, v in _SD_PARAM.findall(sd)}
+
+
+def test_a_syslog_stream_sends_rfc5424_messages_that_rsyslog_parses_in_order(
+        store, box, signer, rsyslog):
+    """A syslog stream over TCP to a real rsyslogd: each event one RFC 5424 message its
+    parser reads (facility log audit, Sealog's structured data, the event as the API shows
+    it), each batch then its checkpoint record, whose signed checkpoint the events' leaf
+    hashes make; with rsyslogd stopped the batch is tried again, and nothing is lost."""
+    _log(store, 30)
+    size = store.log_head("acme").size
+    row, secret = _new(box, kind="syslog", url=f"tcp://127.0.0.1:{rsyslog.port}",
+                       batch_events=12)
+    assert secret is None
+    with store.writing() as tx:
+        tx.insert_stream(row)
+    deliverer = _deliverer(store, box, signer)
+    assert _deliver_all(deliverer) == 3
+    lines = rsyslog.received(size + 3)
+    assert [m["msgid"] for m in lines] == (["event"] * 12 + ["checkpoint"]) * 2 + [
+        "event"] * (size - 24) + ["checkpoint"]
+    sent = [m for m in lines if m["msgid"] == "event"]
+    leaves = []
+    for n, m in enumerate(sent):
+        stored = next(iter(store.iter_events_by_index("acme", n, n + 1)))
+        assert m["msg"].lstrip("\ufeff").encode() == event_json(stored)
+        params = _structured(m["sd"])
+        assert (params["org"], params["index"], params["leaf_hash"]) == (
+            "acme", str(n), stored.leaf_hash.hex())
+        doc = orjson.loads(stored.doc)
+        assert (m["app"], m["host"], m["pri"], m["time"]) == (
+            "sealog", HOST, str(13 * 8 + 6), doc["occurred_at"])
+        leaves.append(stored.leaf_hash)
+    verifier = Verifier.parse(signer.verifier.text())
+    records = [orjson.loads(m["msg"].lstrip("\ufeff")) for m in lines
+               if m["msgid"] == "checkpoint"]
+    assert [(r["from_index"], r["to_index"]) for r in records] == [(0, 12), (12, 24),
+                                                                   (24, size)]
+    for record in records:
+        signed = checkpoint.open_checkpoint(record["checkpoint"], [verifier])
+        assert signed.size >= record["to_index"]
+        assert merkle.root_of_leaves(leaves[:signed.size]) == signed.root
+
+    rsyslog.stop()
+    _log(store, 4)
+    failed = deliverer.deliver_one()
+    assert failed is not None and failed.next_index == size and failed.attempts == 1
+    assert "ConnectionRefused" in failed.last_error and failed.state == "active"
+    rsyslog.start()
+    with store.writing() as tx:
+        locked = tx.lock_stream("acme", row.id)
+        assert locked is not None
+        tx.update_stream(dataclasses.replace(locked, retry_at=times.now_us()))
+    assert _deliver_all(deliverer) == 1
+    later = [m for m in rsyslog.received(size + 3 + 5) if m["msgid"] == "event"]
+    assert [int(_structured(m["sd"])["index"]) for m in later] == list(range(size + 4))
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate it signed for localhost and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+
+    def built(subject: str, public: Any, ca: bool) -> x509.Certificate:
+        made = (x509.CertificateBuilder().subject_name(name(subject))
+                .issuer_name(name("Sealog test CA")).public_key(public)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1)))
+        if ca:
+            made = made.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        else:
+            made = made.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                False)
+        return made.sign(ca_key, hashes.SHA256())
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    pem = serialization.Encoding.PEM
+    paths[0].write_bytes(built("Sealog test CA", ca_key.public_key(), True).public_bytes(pem))
+    paths[1].write_bytes(built("localhost", key.public_key(), False).public_bytes(pem))
+    paths[2].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_a_syslog_stream_over_tls_trusts_its_ca_bundle_and_nothing_else(
+        store, box, signer, tmp_path):
+    """Over TLS (RFC 5425) to rsyslogd with a certificate of a private CA: a stream given
+    that CA delivers (here in OCSF); one trusting the system's CAs refuses the certificate
+    and keeps its place."""
+    certs = _certificates(tmp_path / "certs")
+    server = Rsyslog(tmp_path / "tls", tls=certs)
+    try:
+        _log(store, 5)
+        size = store.log_head("acme").size
+        url = f"tls://localhost:{server.port}"
+        trusting, _ = _new(box, kind="syslog", url=url, fmt="ocsf",
+                           ca_bundle=certs[0].read_text())
+        strict, _ = _new(box, kind="syslog", url=url, name="strict")
+        with store.writing() as tx:
+            tx.insert_stream(trusting)
+            tx.insert_stream(strict)
+        _deliver_all(_deliverer(store, box, signer))
+        lines = server.received(size + 1)
+        assert [orjson.loads(m["msg"].lstrip("\ufeff"))["metadata"]["sequence"]
+                for m in lines if m["msgid"] == "event"] == list(range(size))
+        refused = store.get_stream("acme", strict.id)
+        assert refused is not None and refused.next_index == 0 and refused.attempts == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.last_error
+        stream = store.get_stream("acme", trusting.id)
+        assert stream is not None and stream.next_index == size
+    finally:
+        server.stop()

@@ -409,27 +409,68 @@ def _stream_line(view: dict[str, Any]) -> str:
             + (f"\tlast error: {view['last_error']}" if view["last_error"] else ""))
 
 
-def cmd_streams_create(args: argparse.Namespace) -> int:
-    from sealog.streams import manage
-
-    settings, box = _streams_context(args)
+def _stream_headers(given: list[str]) -> dict[str, str]:
     headers = {}
-    for header in args.header or []:
+    for header in given:
         name, sep, value = header.partition(":")
         if not sep or not name.strip():
             raise CommandError(f"--header {header!r}: write it as Name: value")
         headers[name.strip()] = value.strip()
+    return headers
+
+
+def _ca_bundle(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"--ca-bundle {path}: cannot read it ({exc})") from None
+
+
+def cmd_streams_create(args: argparse.Namespace) -> int:
+    from sealog.streams import manage
+
+    settings, box = _streams_context(args)
     with _store(args) as store:
         row, secret = manage.create_stream(
             store=store, box=box, redactor=Redactor(settings.redact_keys),
             policy=manage.Policy(settings.streams_allow_http, settings.streams_allow_private),
-            org_id=args.org, actor=CLI_ACTOR, name=args.name, url=args.url, start=args.start,
-            headers=headers, categories=args.category or [],
+            org_id=args.org, actor=CLI_ACTOR, name=args.name, url=args.url, kind=args.kind,
+            fmt=args.format, start=args.start, headers=_stream_headers(args.header or []),
+            categories=args.category or [], query=args.query or "",
+            include_proofs=args.include_proofs, ca_bundle=_ca_bundle(args.ca_bundle),
             batch_events=args.batch_events, batch_bytes=args.batch_bytes)
         view = manage.view(row, store.log_head(args.org).size)
-    _print(args, {**view, "secret": secret},
-           f"Created stream {row.id} to {view['url']} for org {args.org}.\n"
-           f"Signing secret (shown once, give it to the receiver now):\n{secret}")
+    text = f"Created {row.kind} stream {row.id} to {view['url']} for org {args.org}."
+    if secret is not None:
+        text += f"\nSigning secret (shown once, give it to the receiver now):\n{secret}"
+    _print(args, {**view, "secret": secret}, text)
+    return 0
+
+
+def cmd_streams_update(args: argparse.Namespace) -> int:
+    from sealog.streams import manage
+
+    settings, box = _streams_context(args)
+    changes: dict[str, Any] = {key: getattr(args, key) for key in (
+        "name", "url", "format", "query", "include_proofs", "batch_events", "batch_bytes")
+        if getattr(args, key) is not None}
+    if args.header is not None:
+        changes["headers"] = _stream_headers(args.header)
+    if args.category is not None:
+        changes["categories"] = args.category
+    if args.ca_bundle is not None:
+        changes["ca_bundle"] = _ca_bundle(args.ca_bundle) if args.ca_bundle else None
+    if not changes:
+        raise CommandError("nothing to change: give at least one setting (see --help)")
+    with _store(args) as store:
+        row = manage.update_stream(
+            store=store, box=box, redactor=Redactor(settings.redact_keys),
+            policy=manage.Policy(settings.streams_allow_http, settings.streams_allow_private),
+            org_id=args.org, actor=CLI_ACTOR, stream_id=args.stream_id, changes=changes)
+        view = manage.view(row, store.log_head(args.org).size)
+    _print(args, view, _stream_line(view))
     return 0
 
 
@@ -543,7 +584,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except NoteError as exc:
         raise CommandError(f"--verifier-key: {exc}") from None
     try:
-        if args.bundle:
+        if args.batch:
+            from sealog.streams import received
+
+            if args.bundle or args.url or args.event_id:
+                raise CommandError("give --batch files, a bundle file or --url, one of them")
+            report = received.verify_batches(map(Path, args.batch), verifiers)
+        elif args.bundle:
             if args.url or args.event_id:
                 raise CommandError("give a bundle file, or --url, not both")
             bar = ProgressBar(None, "Verifying")
@@ -663,6 +710,25 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
+def _stream_options(p: argparse.ArgumentParser, *, changing: bool) -> None:
+    """The options streams create and update share; for update, each left out stays."""
+    again = " (replaces them all)" if changing else " (repeatable)"
+    p.add_argument("--category", action="append", help="send only these" + again)
+    p.add_argument("--query", help="send only the events matching this search query")
+    p.add_argument("--include-proofs", action=argparse.BooleanOptionalAction,
+                   default=None if changing else False,
+                   help="each batch carries every event's inclusion proof")
+    p.add_argument("--ca-bundle", help="syslog over TLS: a PEM file of the CA certificates "
+                   "to trust instead of the system's" + (" ('' for the system's)" if changing
+                                                         else ""))
+    p.add_argument("--header", action="append", help="'Name: value' sent with each webhook "
+                   "request (kept secret)" + again)
+    p.add_argument("--batch-events", type=int, default=None if changing else 500,
+                   help="events a batch at most")
+    p.add_argument("--batch-bytes", type=int, default=None if changing else 1 << 20,
+                   help="bytes a batch at most")
+
+
 def _command(sub: Any, name: str, help_text: str, example: str,
              func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
@@ -767,24 +833,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     _add_json(p)
 
-    streams = _command(sub, "streams", "Create, list, pause, resume, replay and delete the "
-                       "streams that push an org's log to webhooks (docs/streams.md).",
+    streams = _command(sub, "streams", "Create, list, change, pause, resume, replay and "
+                       "delete the streams that push an org's log to webhooks and syslog "
+                       "receivers (docs/streams.md).",
                        "sealog streams list --org acme", None)  # type: ignore[arg-type]
     streams_sub = streams.add_subparsers(dest="streams_command", required=True,
                                          metavar="ACTION")
-    p = _command(streams_sub, "create", "Create a webhook stream; its signing secret is "
-                 "printed once.", "sealog streams create --org acme --name SIEM "
-                 "--url https://siem.example.com/sealog --start beginning", cmd_streams_create)
+    p = _command(streams_sub, "create", "Create a stream (a webhook's signing secret is "
+                 "printed once).", "sealog streams create --org acme --name SIEM "
+                 "--kind syslog --url tls://siem.example.com:6514 --format ocsf "
+                 "--start beginning", cmd_streams_create)
     p.add_argument("--org", required=True, help="org id")
     p.add_argument("--name", required=True, help="a label for the stream")
-    p.add_argument("--url", required=True, help="the receiver's https:// URL")
+    p.add_argument("--kind", choices=["webhook", "syslog"], default="webhook",
+                   help="an HTTPS webhook (default) or a syslog receiver over TCP or TLS")
+    p.add_argument("--url", required=True, help="the webhook's https:// URL, or "
+                   "tcp://host:port or tls://host:port for syslog")
+    p.add_argument("--format", choices=["sealog", "ocsf", "cloudevents"], default="sealog",
+                   help="the events as the API returns them (default), OCSF or CloudEvents")
     p.add_argument("--start", choices=["now", "beginning"], default="now",
                    help="from the log's next event (default) or from its first")
-    p.add_argument("--category", action="append", help="send only these (repeatable)")
-    p.add_argument("--header", action="append",
-                   help="'Name: value' sent with each request (repeatable; kept secret)")
-    p.add_argument("--batch-events", type=int, default=500, help="events a request at most")
-    p.add_argument("--batch-bytes", type=int, default=1 << 20, help="bytes a request at most")
+    _stream_options(p, changing=False)
+    _add_db(p)
+    _add_json(p)
+    p = _command(streams_sub, "update", "Change a stream's settings (those given); its "
+                 "place and state stay.", "sealog streams update --org acme str_… "
+                 "--query 'actor:alice*'", cmd_streams_update)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("stream_id", help="the stream's id (str_…)")
+    p.add_argument("--name", help="a new label")
+    p.add_argument("--url", help="a new destination (of the same kind)")
+    p.add_argument("--format", choices=["sealog", "ocsf", "cloudevents"])
+    _stream_options(p, changing=True)
     _add_db(p)
     _add_json(p)
     p = _command(streams_sub, "list", "List an org's streams with their state and lag.",
@@ -819,7 +899,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_db(p)
         _add_json(p)
 
-    p = _command(sub, "verify", "Verify a log: a server's, one event, or an export bundle.",
+    p = _command(sub, "verify", "Verify a log: a server's, one event, an export bundle, or "
+                 "batches a stream delivered.",
                  "sealog verify --url http://127.0.0.1:8000 --api-key $KEY "
                  "--verifier-key $VKEY", cmd_verify)
     p.add_argument("bundle", nargs="?", help="a .jsonl export bundle to verify offline")
@@ -828,6 +909,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verifier-key", action="append",
                    help="pinned key name+hex8+base64 (repeatable; env SEALOG_VERIFIER_KEY)")
     p.add_argument("--event-id", help="verify this one event's inclusion")
+    p.add_argument("--batch", action="append", metavar="PATH",
+                   help="a webhook batch a stream delivered, saved as it came, or a "
+                        "directory of them (*.json); repeatable")
     p.add_argument("--state", default=str(Path.home() / ".local/state/sealog/verify-state.json"),
                    help="where the last checkpoint seen is kept, to catch a rewritten history")
 

@@ -126,6 +126,7 @@ CATALOG: dict[str, CatalogEntry] = {
     }),
     **_entries("user_actions", "Log Stream", {
         "stream.created": "Created log stream",
+        "stream.updated": "Updated log stream",
         "stream.paused": "Paused log stream",
         "stream.resumed": "Resumed log stream",
         "stream.replayed": "Replayed log stream",

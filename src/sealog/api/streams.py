@@ -1,5 +1,5 @@
-"""Routes of /api/v1/streams: an org's streams of its log to webhooks; owners and admins
-make, list, pause, resume, replay and delete them."""
+"""Routes of /api/v1/streams: an org's streams of its log to webhooks and syslog receivers;
+owners and admins make, list, change, pause, resume, replay, test and delete them."""
 
 from __future__ import annotations
 
@@ -20,17 +20,45 @@ router = APIRouter(prefix="/api/v1/streams", tags=["streams"], route_class=JsonB
 JSON = "application/json"
 
 
+Kind = Literal["webhook", "syslog"]
+Format = Literal["sealog", "ocsf", "cloudevents"]
+
+
 class StreamIn(BaseModel):
-    """A webhook stream: where to, from when, which categories, and batch limits."""
+    """A stream: where to (a webhook's https URL; tcp:// or tls://host:port for syslog),
+    in which format, from when, which events, and batch limits."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     url: str
+    kind: Kind = "webhook"
+    format: Format = "sealog"
     start: Literal["now", "beginning"] = "now"
     headers: dict[str, str] = Field(default_factory=dict)
     categories: list[str] = []
+    query: str = Field("", description="only events matching this search query are sent")
+    include_proofs: bool = Field(False, description="each batch carries every event's "
+                                 "inclusion proof against its checkpoint")
+    ca_bundle: str | None = Field(None, description="syslog over TLS: the CA certificates "
+                                  "(PEM) to trust instead of the system's")
     batch_events: int = delivery.DEFAULT_BATCH_EVENTS
     batch_bytes: int = delivery.DEFAULT_BATCH_BYTES
+
+
+class StreamChanges(BaseModel):
+    """The settings to change; those left out stay. headers, when given, replace them all."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    url: str | None = None
+    format: Format | None = None
+    headers: dict[str, str] | None = None
+    categories: list[str] | None = None
+    query: str | None = None
+    include_proofs: bool | None = None
+    ca_bundle: str | None = None
+    batch_events: int | None = None
+    batch_bytes: int | None = None
 
 
 class ReplayIn(BaseModel):
@@ -44,11 +72,14 @@ class ReplayIn(BaseModel):
 class StreamOut(BaseModel):
     id: str
     name: str
-    kind: Literal["webhook"]
-    format: Literal["sealog"]
+    kind: Kind
+    format: Format
     url: str
     header_names: list[str]
     categories: list[str]
+    query: str
+    include_proofs: bool
+    ca_bundle: str | None
     batch_events: int
     batch_bytes: int
     state: Literal["active", "paused", "failing", "disabled"]
@@ -66,7 +97,8 @@ class StreamOut(BaseModel):
 
 
 class CreatedStream(StreamOut):
-    secret: str = Field(description="The signing secret (whsec_…), shown this once")
+    secret: str | None = Field(description="A webhook's signing secret (whsec_…), shown "
+                               "this once; null for syslog")
 
 
 class StreamList(BaseModel):
@@ -97,8 +129,10 @@ async def create(spec: StreamIn, request: Request, principal: CurrentPrincipal,
         row, secret = manage.create_stream(
             store=store, box=_box(request), redactor=redactor, policy=policy,
             org_id=principal.org_id, actor=principal.actor, name=spec.name, url=spec.url,
-            start=spec.start, headers=spec.headers, categories=spec.categories,
-            batch_events=spec.batch_events, batch_bytes=spec.batch_bytes)
+            kind=spec.kind, fmt=spec.format, start=spec.start, headers=spec.headers,
+            categories=spec.categories, query=spec.query, include_proofs=spec.include_proofs,
+            ca_bundle=spec.ca_bundle, batch_events=spec.batch_events,
+            batch_bytes=spec.batch_bytes)
         return {**_shown(store, row), "secret": secret}
 
     return _json(await run_in_threadpool(made), 201)
@@ -117,6 +151,28 @@ def list_all(principal: CurrentPrincipal, store: StoreDep) -> Response:
 def get_one(stream_id: str, principal: CurrentPrincipal, store: StoreDep) -> Response:
     principal.require("admin")
     return _json(_shown(store, manage.get_stream(store, principal.org_id, stream_id)))
+
+
+@router.patch("/{stream_id}", response_model=StreamOut, responses=PROBLEM_RESPONSES,
+              summary="Change a stream's settings; its place and state stay")
+async def update(stream_id: str, spec: StreamChanges, request: Request,
+                 principal: CurrentPrincipal, store: StoreDep, redactor: RedactorDep,
+                 settings: SettingsDep) -> Response:
+    principal.require("admin")
+    policy = manage.Policy(allow_http=settings.streams_allow_http,
+                           allow_private=settings.streams_allow_private)
+    # A field sent as null asks nothing, but ca_bundle: null puts the system's CAs back.
+    changes = spec.model_dump(exclude_unset=True)
+    changes = {k: v for k, v in changes.items() if v is not None or k == "ca_bundle"}
+
+    def updated() -> dict[str, Any]:
+        row = manage.update_stream(store=store, box=_box(request), redactor=redactor,
+                                   policy=policy, org_id=principal.org_id,
+                                   actor=principal.actor, stream_id=stream_id,
+                                   changes=changes)
+        return _shown(store, row)
+
+    return _json(await run_in_threadpool(updated))
 
 
 @router.post("/{stream_id}/pause", response_model=StreamOut, responses=PROBLEM_RESPONSES,

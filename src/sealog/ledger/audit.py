@@ -34,7 +34,9 @@ class AuditError(Exception):
     """Raised when verification cannot run at all (server unreachable, unreadable file)."""
 
 
-def _checkpoint(note: str, verifiers: list[Verifier], report: Report) -> Checkpoint | None:
+def checked_checkpoint(note: str, verifiers: list[Verifier], report: Report
+                       ) -> Checkpoint | None:
+    """The checkpoint note opened with the pinned keys, or None with the failure reported."""
     try:
         cp = open_checkpoint(note, verifiers)
     except SignatureError as exc:
@@ -124,7 +126,7 @@ def verify_server(
 ) -> Report:
     """Checks the server's checkpoint, its consistency with the last one seen, and every event."""
     report = Report()
-    cp = _checkpoint(server.checkpoint(), verifiers, report)
+    cp = checked_checkpoint(server.checkpoint(), verifiers, report)
     if cp is None:
         return report
     report.total = cp.size
@@ -159,7 +161,7 @@ def verify_server(
 def verify_event(server: Server, verifiers: list[Verifier], event_id: str) -> Report:
     """Checks one event: its leaf hash from its content, and its inclusion in the checkpoint."""
     report = Report(total=1)
-    cp = _checkpoint(server.checkpoint(), verifiers, report)
+    cp = checked_checkpoint(server.checkpoint(), verifiers, report)
     if cp is None:
         return report
     doc = server.event(event_id)
@@ -198,7 +200,7 @@ def verify_bundle_file(path: Path, verifiers: list[Verifier],
     if note is None:
         report.failures.append(Failure(BAD_SIGNATURE, "the bundle has no checkpoint line"))
         return report
-    cp = _checkpoint(note, verifiers, report)
+    cp = checked_checkpoint(note, verifiers, report)
     if cp is None:
         return report
     if header.get("origin") != cp.origin:

@@ -1,7 +1,8 @@
 """Delivering streams: a worker leases a due stream, sends the next batch of its org's log
-from the stream's cursor, and moves the cursor past it only once the destination took it
-(at least once, in index order). Each batch carries the signed checkpoint that covers its
-last event, so that a receiver can verify every event with the log's pinned key."""
+from the stream's cursor (to a webhook, or to a syslog receiver), and moves the cursor past
+it only once the destination took it (at least once, in index order). Each batch carries
+the signed checkpoint that covers its last event, so that a receiver can verify every event
+with the log's pinned key."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ import httpx
 import orjson
 import uuid_utils
 
-from sealog import times
+from sealog import events, search, times
 from sealog.config import Settings
-from sealog.eventlog import event_json
 from sealog.ledger import checkpoint
 from sealog.ledger.note import Signer
+from sealog.ledger.tree import ProofMaker
 from sealog.store.base import Store, StreamRow
-from sealog.streams import destinations, webhooks
+from sealog.streams import destinations, formats, syslog, webhooks
+from sealog.streams.formats import Sent
 from sealog.streams.secrets import SecretBox
 
 log = logging.getLogger("sealog.streams")
@@ -64,40 +66,80 @@ class StreamError(ValueError):
     """A stream's settings that Sealog cannot take, naming the setting."""
 
 
+KINDS = ("webhook", "syslog")
+
+
 @dataclass(frozen=True)
-class WebhookConfig:
-    """Where and what a webhook stream sends: its URL, batch limits, the categories it
-    sends (all when empty) and the names of its custom headers (their values are secret)."""
+class StreamConfig:
+    """Where and what a stream sends: its destination (an https URL, or tcp:// or tls://
+    host:port for syslog), batch limits, filters (categories, all when empty; a query in
+    the search language), whether each batch carries inclusion proofs, the CA certificates
+    a syslog TLS connection trusts (the system's when None), and the names of a webhook's
+    custom headers (their values are secret)."""
 
     url: str
     batch_events: int = DEFAULT_BATCH_EVENTS
     batch_bytes: int = DEFAULT_BATCH_BYTES
     categories: tuple[str, ...] = ()
     header_names: tuple[str, ...] = ()
+    query: str = ""
+    include_proofs: bool = False
+    ca_bundle: str | None = None
 
     def json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
 
     @classmethod
-    def parse(cls, text: str) -> WebhookConfig:
+    def parse(cls, text: str) -> StreamConfig:
         raw = orjson.loads(text)
         return cls(raw["url"], raw["batch_events"], raw["batch_bytes"],
-                   tuple(raw["categories"]), tuple(raw["header_names"]))
+                   tuple(raw["categories"]), tuple(raw["header_names"]),
+                   raw.get("query", ""), raw.get("include_proofs", False),
+                   raw.get("ca_bundle"))
 
 
-def check_settings(*, name: str, url: str, headers: dict[str, str], batch_events: int,
-                   batch_bytes: int, allow_http: bool) -> None:
-    """Raises StreamError naming the first of a webhook stream's settings it cannot take."""
-    parts = urllib.parse.urlsplit(url)
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise StreamError(f"url: {url!r} is not an {' or '.join(schemes)} URL with a host")
+def check_settings(*, kind: str, fmt: str, name: str, config: StreamConfig,
+                   headers: dict[str, str], allow_http: bool) -> None:
+    """Raises StreamError naming the first of a stream's settings it cannot take."""
+    if kind not in KINDS:
+        raise StreamError(f"kind: one of {', '.join(KINDS)}, not {kind!r}")
+    if fmt not in formats.FORMATS:
+        raise StreamError(f"format: one of {', '.join(formats.FORMATS)}, not {fmt!r}")
+    if kind == "webhook":
+        parts = urllib.parse.urlsplit(config.url)
+        schemes = ("https", "http") if allow_http else ("https",)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise StreamError(f"url: {config.url!r} is not an {' or '.join(schemes)} URL "
+                              "with a host")
+        if config.ca_bundle is not None:
+            raise StreamError("ca_bundle: only a syslog stream over TLS takes one")
+    else:
+        try:
+            _, _, tls = syslog.parse_url(config.url)
+            if config.ca_bundle is not None:
+                if not tls:
+                    raise StreamError("ca_bundle: only a tls:// destination takes one")
+                syslog.check_ca_bundle(config.ca_bundle)
+        except syslog.SyslogError as exc:
+            raise StreamError(str(exc)) from None
+        if headers:
+            raise StreamError("headers: a syslog stream sends no headers")
     if not name.strip():
         raise StreamError("name: a stream needs a name")
-    if not 1 <= batch_events <= MAX_BATCH_EVENTS:
-        raise StreamError(f"batch_events: from 1 to {MAX_BATCH_EVENTS:,}, not {batch_events}")
-    if not 1024 <= batch_bytes <= MAX_BATCH_BYTES:
-        raise StreamError(f"batch_bytes: from 1,024 to {MAX_BATCH_BYTES:,}, not {batch_bytes}")
+    if not 1 <= config.batch_events <= MAX_BATCH_EVENTS:
+        raise StreamError(f"batch_events: from 1 to {MAX_BATCH_EVENTS:,}, not "
+                          f"{config.batch_events}")
+    if not 1024 <= config.batch_bytes <= MAX_BATCH_BYTES:
+        raise StreamError(f"batch_bytes: from 1,024 to {MAX_BATCH_BYTES:,}, not "
+                          f"{config.batch_bytes}")
+    unknown = [c for c in config.categories if c not in events.CATEGORIES]
+    if unknown:
+        raise StreamError(f"categories: {', '.join(unknown)} is not one of "
+                          f"{', '.join(events.CATEGORIES)}")
+    try:
+        search.parse_query(config.query)
+    except search.SearchSyntaxError as exc:
+        raise StreamError(f"query: {exc}") from None
     if len(headers) > MAX_HEADERS:
         raise StreamError(f"headers: at most {MAX_HEADERS}, not {len(headers)}")
     for header, value in headers.items():
@@ -112,28 +154,26 @@ def check_settings(*, name: str, url: str, headers: dict[str, str], batch_events
                               "(a line break, say), which no request may carry")
 
 
-def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
-                       start_index: int, headers: dict[str, str] | None = None,
-                       categories: tuple[str, ...] = (),
-                       batch_events: int = DEFAULT_BATCH_EVENTS,
-                       batch_bytes: int = DEFAULT_BATCH_BYTES, created_by: str | None = None,
-                       allow_http: bool = False, now_us: int | None = None
-                       ) -> tuple[StreamRow, str]:
-    """A new active webhook stream starting at start_index (0: the log's beginning; its
-    size: from now), and its signing secret, which is shown once and stored only sealed.
-    Raises StreamError naming a setting it cannot take."""
+def new_stream(*, org_id: str, name: str, config: StreamConfig, box: SecretBox,
+               start_index: int, kind: str = "webhook", fmt: str = "sealog",
+               headers: dict[str, str] | None = None, created_by: str | None = None,
+               allow_http: bool = False, now_us: int | None = None
+               ) -> tuple[StreamRow, str | None]:
+    """A new active stream starting at start_index (0: the log's beginning; its size: from
+    now), and a webhook's signing secret, which is shown once and stored only sealed (None
+    for syslog). Raises StreamError naming a setting it cannot take."""
     headers = dict(headers or {})
-    check_settings(name=name, url=url, headers=headers, batch_events=batch_events,
-                   batch_bytes=batch_bytes, allow_http=allow_http)
+    config = dataclasses.replace(config, header_names=tuple(headers),
+                                 categories=tuple(dict.fromkeys(config.categories)))
+    check_settings(kind=kind, fmt=fmt, name=name, config=config, headers=headers,
+                   allow_http=allow_http)
     now = times.now_us() if now_us is None else now_us
     stream_id = f"str_{uuid_utils.uuid7().hex}"
-    secret = webhooks.new_secret()
-    config = WebhookConfig(url, batch_events, batch_bytes, tuple(categories),
-                           tuple(headers))
-    sealed = box.seal(org_id, stream_id, {"secrets": [{"secret": secret, "until": None}],
-                                          "headers": headers})
+    secret = webhooks.new_secret() if kind == "webhook" else None
+    secrets = [{"secret": secret, "until": None}] if secret else []
+    sealed = box.seal(org_id, stream_id, {"secrets": secrets, "headers": headers})
     row = StreamRow(
-        id=stream_id, org_id=org_id, name=name.strip(), kind="webhook", format="sealog",
+        id=stream_id, org_id=org_id, name=name.strip(), kind=kind, format=fmt,
         config=config.json(), sealed=sealed, state="active", next_index=start_index,
         delivered=0, failures=0, attempts=0, last_delivered_at=None, last_error=None,
         failing_since=None, retry_at=None, lease_owner=None, lease_expires_at=None,
@@ -144,45 +184,41 @@ def new_webhook_stream(*, org_id: str, name: str, url: str, box: SecretBox,
 @dataclass(frozen=True)
 class Batch:
     """The events of [start, stop) of the org's log that the stream sends (those its
-    filters let through), as the API shows each."""
+    filters let through), each in the stream's format."""
 
     start: int
     stop: int
-    events: list[bytes]
+    events: list[Sent]
 
 
-def next_batch(store: Store, stream: StreamRow, config: WebhookConfig) -> Batch:
+def next_batch(store: Store, stream: StreamRow, config: StreamConfig, source: str) -> Batch:
     """The stream's next batch from its cursor: up to batch_events events sent, or
-    batch_bytes of them (at least one), no further than the log's head."""
+    batch_bytes of them (at least one), no further than the log's head. source is the
+    log's origin, named by CloudEvents."""
     size = store.log_head(stream.org_id).size
-    events: list[bytes] = []
+    sent: list[Sent] = []
     held = 0
     stop = stream.next_index
     wanted = set(config.categories)
+    query = search.parse_query(config.query)
+    filtered = bool(wanted or query.text or query.fields)
     # Filtered-out events only move the cursor; read at most this many ahead for one batch.
     limit = min(size, stream.next_index + config.batch_events * 20)
     for stored in store.iter_events_by_index(stream.org_id, stream.next_index, limit):
-        if wanted and orjson.loads(stored.doc)["category"] not in wanted:
-            stop = stored.index + 1
-            continue
-        event = event_json(stored)
-        if events and held + len(event) > config.batch_bytes:
+        if filtered:
+            doc = orjson.loads(stored.doc)
+            if (wanted and doc["category"] not in wanted) or not search.matches(query, doc):
+                stop = stored.index + 1
+                continue
+        body = formats.render(stream.format, stored, source)
+        if sent and held + len(body) > config.batch_bytes:
             break
-        events.append(event)
-        held += len(event)
+        sent.append(Sent(stored, body))
+        held += len(body)
         stop = stored.index + 1
-        if len(events) == config.batch_events:
+        if len(sent) == config.batch_events:
             break
-    return Batch(stream.next_index, stop, events)
-
-
-def batch_body(stream: StreamRow, batch: Batch, note: str) -> bytes:
-    """What a receiver gets, in the sealog format: the events of the batch, the index
-    range it covers, and the signed checkpoint (a C2SP note) that covers its last event."""
-    head = orjson.dumps({"type": "sealog.events", "org_id": stream.org_id,
-                         "stream_id": stream.id, "from_index": batch.start,
-                         "to_index": batch.stop, "checkpoint": note})
-    return head[:-1] + b',"events":[' + b",".join(batch.events) + b"]}"
+    return Batch(stream.next_index, stop, sent)
 
 
 @dataclass(frozen=True)
@@ -234,30 +270,46 @@ def backoff_us(attempts: int, retry_after_us: int | None) -> int:
     return _JITTER.randint(0, cap)
 
 
-def signed_headers(box: SecretBox, stream: StreamRow, msg_id: str, body: bytes
-                   ) -> dict[str, str]:
+def signed_headers(box: SecretBox, stream: StreamRow, msg_id: str, body: bytes,
+                   content_type: str = "application/json") -> dict[str, str]:
     """The headers of one request of the stream: its custom headers, then the Standard
     Webhooks ones, signed by each of its secrets still valid."""
     secrets = box.open(stream.org_id, stream.id, stream.sealed)
     now_us = times.now_us()
     valid = [s["secret"] for s in secrets["secrets"]
              if s["until"] is None or s["until"] > now_us]
-    return {**secrets["headers"], "content-type": "application/json",
+    return {**secrets["headers"], "content-type": content_type,
             **webhooks.headers(valid, msg_id, now_us // 1_000_000, body)}
 
 
 def send_test(*, store: Store, box: SecretBox, signer: Signer, host: str, stream: StreamRow,
               allow_private: bool) -> Attempt:
-    """Sends the stream's destination a test message, signed as a batch is and carrying
-    the org's latest checkpoint but no event, and says how it went; the stream's cursor
-    and state are left as they are."""
+    """Sends the stream's destination a test message, sent as a batch is (signed, for a
+    webhook) and carrying the org's latest checkpoint but no event, and says how it went;
+    the stream's cursor and state are left as they are."""
     note = checkpoint.sign_latest(store=store, signer=signer, host=host,
                                   org_id=stream.org_id).note
-    body = orjson.dumps({"type": "sealog.test", "org_id": stream.org_id,
-                         "stream_id": stream.id, "checkpoint": note, "events": []})
+    record = {"type": "sealog.test", "org_id": stream.org_id, "stream_id": stream.id,
+              "checkpoint": note}
+    config = StreamConfig.parse(stream.config)
+    if stream.kind == "syslog":
+        message = syslog.checkpoint_message(record, host, times.format_rfc3339(times.now_us()),
+                                            msgid="test")
+        return _send_syslog(config, [message], allow_private, REQUEST_TIMEOUT)
+    body = orjson.dumps({**record, "events": []})
     headers = signed_headers(box, stream, f"{stream.id}_test_{uuid.uuid4().hex}", body)
     with destinations.client(allow_private=allow_private) as client:
-        return post(client, WebhookConfig.parse(stream.config).url, body, headers)
+        return post(client, config.url, body, headers)
+
+
+def _send_syslog(config: StreamConfig, messages: list[bytes], allow_private: bool,
+                 timeout: float) -> Attempt:
+    try:
+        syslog.send(config.url, messages, ca_bundle=config.ca_bundle,
+                    allow_private=allow_private, timeout=timeout)
+    except (OSError, destinations.DestinationRefused) as exc:
+        return Attempt(False, f"{type(exc).__name__}: {exc}"[:KEPT_ANSWER_CHARS])
+    return Attempt(True)
 
 
 class Deliverer:
@@ -271,6 +323,7 @@ class Deliverer:
         # A request ends well inside the lease, so that no other worker sends meanwhile.
         self.timeout = min(REQUEST_TIMEOUT, lease_us / 2_000_000)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.allow_private = allow_private
         self.client = destinations.client(allow_private=allow_private)
 
     def deliver_one(self) -> StreamRow | None:
@@ -287,16 +340,34 @@ class Deliverer:
             raise
 
     def _deliver(self, stream: StreamRow) -> StreamRow | None:
-        config = WebhookConfig.parse(stream.config)
-        batch = next_batch(self.store, stream, config)
+        config = StreamConfig.parse(stream.config)
+        source = checkpoint.origin(self.host, stream.org_id)
+        batch = next_batch(self.store, stream, config, source)
         attempt = Attempt(True)
         if batch.events:
-            note = checkpoint.sign_latest(store=self.store, signer=self.signer,
-                                          host=self.host, org_id=stream.org_id).note
-            body = batch_body(stream, batch, note)
-            headers = signed_headers(self.box, stream, f"{stream.id}_{batch.start}_{batch.stop}",
-                                     body)
-            attempt = post(self.client, config.url, body, headers, self.timeout)
+            signed = checkpoint.sign_latest(store=self.store, signer=self.signer,
+                                            host=self.host, org_id=stream.org_id)
+            proofs = None
+            if config.include_proofs:
+                maker = ProofMaker(store=self.store, org_id=stream.org_id, size=signed.size)
+                proofs = [{"index": e.stored.index, "leaf_hash": e.stored.leaf_hash.hex(),
+                           "hashes": maker.inclusion_b64(e.stored.index)}
+                          for e in batch.events]
+            record = formats.checkpoint_record(
+                org_id=stream.org_id, stream_id=stream.id, start=batch.start,
+                stop=batch.stop, note=signed.note, proofs=proofs)
+            if stream.kind == "syslog":
+                messages = [syslog.event_message(e, self.host) for e in batch.events]
+                messages.append(syslog.checkpoint_message(
+                    record, self.host, times.format_rfc3339(times.now_us())))
+                attempt = _send_syslog(config, messages, self.allow_private, self.timeout)
+            else:
+                body, content_type = formats.webhook_body(stream.format, batch.events,
+                                                          record, source)
+                headers = signed_headers(self.box, stream,
+                                         f"{stream.id}_{batch.start}_{batch.stop}", body,
+                                         content_type)
+                attempt = post(self.client, config.url, body, headers, self.timeout)
         return self._record(stream, batch, attempt)
 
     def _record(self, leased: StreamRow, batch: Batch, attempt: Attempt) -> StreamRow | None:

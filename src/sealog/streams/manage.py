@@ -10,12 +10,12 @@ from typing import Any, Literal
 
 import orjson
 
-from sealog import events, times
+from sealog import times
 from sealog.events import Redactor
 from sealog.ingest import record_action
 from sealog.store.base import NotFound, Store, StreamRow, WriteTx
-from sealog.streams import delivery, destinations, webhooks
-from sealog.streams.delivery import StreamError, WebhookConfig, new_webhook_stream
+from sealog.streams import delivery, destinations, syslog, webhooks
+from sealog.streams.delivery import StreamConfig, StreamError
 from sealog.streams.secrets import SecretBox
 
 # How long a rotated secret stays valid beside the new one, by default and at most.
@@ -33,42 +33,99 @@ class Policy:
 
 def create_stream(*, store: Store, box: SecretBox, redactor: Redactor, policy: Policy,
                   org_id: str, actor: dict[str, Any], name: str, url: str,
+                  kind: str = "webhook", fmt: str = "sealog",
                   start: Literal["now", "beginning"] = "now",
                   headers: dict[str, str] | None = None, categories: list[str] | None = None,
+                  query: str = "", include_proofs: bool = False, ca_bundle: str | None = None,
                   batch_events: int = delivery.DEFAULT_BATCH_EVENTS,
-                  batch_bytes: int = delivery.DEFAULT_BATCH_BYTES) -> tuple[StreamRow, str]:
-    """Makes an active webhook stream from now (the log's next event) or from its
-    beginning (backfill), and returns it with its signing secret, shown this once. Raises
-    StreamError naming a setting it cannot take, DestinationRefused for a destination the
+                  batch_bytes: int = delivery.DEFAULT_BATCH_BYTES
+                  ) -> tuple[StreamRow, str | None]:
+    """Makes an active stream from now (the log's next event) or from its beginning
+    (backfill), and returns it with a webhook's signing secret, shown this once (None for
+    syslog). Raises StreamError naming a setting it cannot take, or a destination the
     operator does not allow."""
-    wanted = list(dict.fromkeys(categories or []))
-    unknown = [c for c in wanted if c not in events.CATEGORIES]
-    if unknown:
-        raise StreamError(f"categories: {', '.join(unknown)} is not one of "
-                          f"{', '.join(events.CATEGORIES)}")
     if start not in ("now", "beginning"):
         raise StreamError(f"start: now or beginning, not {start!r}")
-    delivery.check_settings(name=name, url=url, headers=dict(headers or {}),
-                            batch_events=batch_events, batch_bytes=batch_bytes,
-                            allow_http=policy.allow_http)
+    config = StreamConfig(url=url, batch_events=batch_events, batch_bytes=batch_bytes,
+                          categories=tuple(dict.fromkeys(categories or [])),
+                          header_names=tuple(headers or {}), query=query,
+                          include_proofs=include_proofs, ca_bundle=ca_bundle)
+    delivery.check_settings(kind=kind, fmt=fmt, name=name, config=config,
+                            headers=dict(headers or {}), allow_http=policy.allow_http)
+    _check_destination(kind, url, policy)
+    with store.writing() as tx:
+        head = tx.lock_log(org_id)
+        row, secret = delivery.new_stream(
+            org_id=org_id, name=name, config=config, box=box, kind=kind, fmt=fmt,
+            start_index=0 if start == "beginning" else head.size, headers=headers,
+            created_by=actor.get("id"), allow_http=policy.allow_http)
+        tx.insert_stream(row)
+        _record(tx, redactor, row, actor, "stream.created",
+                {"kind": kind, "format": fmt, "destination": _shown_url(url), "start": start,
+                 "categories": list(config.categories), "query": query,
+                 "header_names": sorted(headers or {})})
+    return row, secret
+
+
+# What an update may change: the stream's own settings, not its kind, cursor or state.
+UPDATABLE = ("name", "url", "format", "headers", "categories", "query", "include_proofs",
+             "ca_bundle", "batch_events", "batch_bytes")
+
+
+def update_stream(*, store: Store, box: SecretBox, redactor: Redactor, policy: Policy,
+                  org_id: str, actor: dict[str, Any], stream_id: str,
+                  changes: dict[str, Any]) -> StreamRow:
+    """Changes the settings named in changes (of UPDATABLE; headers, when given, replace
+    them all), checked as at creation; the cursor and state stay. Raises StreamError
+    naming a setting it cannot take."""
+    unknown = sorted(set(changes) - set(UPDATABLE))
+    if unknown:
+        raise StreamError(f"{unknown[0]}: not a setting an update can change (one of "
+                          f"{', '.join(UPDATABLE)})")
+    with store.writing() as tx:
+        row = _locked(tx, org_id, stream_id)
+        config = StreamConfig.parse(row.config)
+        secrets = box.open(org_id, stream_id, row.sealed)
+        headers = dict(changes["headers"]) if "headers" in changes else secrets["headers"]
+        fields = {k: v for k, v in changes.items()
+                  if k in ("url", "query", "include_proofs", "ca_bundle", "batch_events",
+                           "batch_bytes")}
+        if "categories" in changes:
+            fields["categories"] = tuple(dict.fromkeys(changes["categories"]))
+        config = dataclasses.replace(config, **fields, header_names=tuple(headers))
+        name = changes.get("name", row.name)
+        fmt = changes.get("format", row.format)
+        delivery.check_settings(kind=row.kind, fmt=fmt, name=name, config=config,
+                                headers=headers, allow_http=policy.allow_http)
+        if "url" in changes:
+            _check_destination(row.kind, config.url, policy)
+        sealed = row.sealed
+        if "headers" in changes:
+            sealed = box.seal(org_id, stream_id, {**secrets, "headers": headers})
+        changed = dataclasses.replace(row, name=name.strip(), format=fmt, config=config.json(),
+                                      sealed=sealed, updated_at=times.now_us())
+        tx.update_stream(changed)
+        shown = {k: v for k, v in changes.items() if k not in ("headers", "url", "ca_bundle")}
+        if "url" in changes:
+            shown["destination"] = _shown_url(config.url)
+        if "headers" in changes:
+            shown["header_names"] = sorted(headers)
+        _record(tx, redactor, changed, actor, "stream.updated",
+                {"changed": sorted(changes), **shown})
+    return changed
+
+
+def _check_destination(kind: str, url: str, policy: Policy) -> None:
     try:
-        destinations.check_url(url, allow_private=policy.allow_private)
+        if kind == "syslog":
+            host, port, _ = syslog.parse_url(url)
+            destinations.checked_addresses(host, port, allow_private=policy.allow_private)
+        else:
+            destinations.check_url(url, allow_private=policy.allow_private)
     except destinations.DestinationRefused as exc:
         raise StreamError(f"url: {exc}") from None
     except ValueError as exc:  # not a URL at all
         raise StreamError(f"url: {url!r} is not a URL ({exc})") from None
-    with store.writing() as tx:
-        head = tx.lock_log(org_id)
-        row, secret = new_webhook_stream(
-            org_id=org_id, name=name, url=url, box=box,
-            start_index=0 if start == "beginning" else head.size, headers=headers,
-            categories=tuple(wanted), batch_events=batch_events, batch_bytes=batch_bytes,
-            created_by=actor.get("id"), allow_http=policy.allow_http)
-        tx.insert_stream(row)
-        _record(tx, redactor, row, actor, "stream.created",
-                {"destination": _shown_url(url), "start": start, "categories": wanted,
-                 "header_names": sorted(headers or {})})
-    return row, secret
 
 
 def set_state(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any],
@@ -161,11 +218,13 @@ def get_stream(store: Store, org_id: str, stream_id: str) -> StreamRow:
 
 def view(row: StreamRow, log_size: int) -> dict[str, Any]:
     """The stream as the API shows it: its settings (no secret), cursor and state."""
-    config = WebhookConfig.parse(row.config)
+    config = StreamConfig.parse(row.config)
     return {
         "id": row.id, "name": row.name, "kind": row.kind, "format": row.format,
         "url": config.url, "header_names": list(config.header_names),
-        "categories": list(config.categories), "batch_events": config.batch_events,
+        "categories": list(config.categories), "query": config.query,
+        "include_proofs": config.include_proofs, "ca_bundle": config.ca_bundle,
+        "batch_events": config.batch_events,
         "batch_bytes": config.batch_bytes, "state": row.state,
         "next_index": row.next_index,
         "lag_events": max(0, log_size - row.next_index),
