@@ -5,6 +5,7 @@ import { api, ApiError, setCsrfToken } from './api.js';
 import { h, clear } from './dom.js';
 import { renderAuditLog } from './auditlog.js';
 import { renderKeys, renderMembers } from './admin.js';
+import { renderStreams } from './streams.js';
 
 const root = document.getElementById('app');
 let session = null;
@@ -62,6 +63,7 @@ function route() {
   const panel = document.getElementById('tab-panel');
   if (tab === 'audit') renderAuditLog(panel, session);
   else if (tab === 'keys') renderKeys(panel, session);
+  else if (tab === 'streams') renderStreams(panel, session);
   else renderMembers(panel, session);
 }
 
@@ -85,7 +87,7 @@ function header() {
 
 function renderShell(tab, isAdmin) {
   const tabs = [['audit', 'Audit Log']];
-  if (isAdmin) tabs.push(['keys', 'API Keys'], ['members', 'Members']);
+  if (isAdmin) tabs.push(['keys', 'API Keys'], ['members', 'Members'], ['streams', 'Streams']);
   const tabList = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Organization Management' },
     tabs.map(([id, label]) => {
       const button = h('button', { role: 'tab', type: 'button', id: `tab-${id}`,
