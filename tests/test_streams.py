@@ -30,7 +30,7 @@ from sealog.ledger.note import Verifier
 from sealog.sampledata import generate_events
 from sealog.store import Store, open_store
 from sealog.store.base import StreamRow
-from sealog.streams import delivery
+from sealog.streams import delivery, manage
 from sealog.streams.delivery import Deliverer, StreamConfig, new_stream
 from sealog.streams.secrets import SecretBox, SecretsError
 
@@ -206,8 +206,15 @@ def test_a_stream_started_from_now_sends_only_later_events(store, box, signer, r
     _stream(store, box, receiver, start_index=size)
     assert _deliver_all(_deliverer(store, box, signer)) == 0
     _log(store, 5)
+    waiting = store.list_streams("acme")[0]
+    first = orjson.loads(next(iter(store.iter_events_by_index("acme", size, size + 1))).doc)
+    received = times.parse_rfc3339(first["received_at"])
+    assert manage.lag_seconds(store, waiting, size + 5, now_us=received + 2_500_000) == 2.5
+    shown = manage.view(store, waiting)
+    assert (shown["lag_events"], shown["last_delivered_index"]) == (5, size - 1)
     assert _deliver_all(_deliverer(store, box, signer)) == 1
     assert [e["index"] for e in receiver.events()] == list(range(size, size + 5))
+    assert manage.view(store, store.list_streams("acme")[0])["lag_seconds"] == 0
 
 
 def test_retried_failures_back_off_honour_retry_after_and_skip_nothing(
@@ -847,7 +854,8 @@ def test_a_stream_changed_through_the_api_keeps_its_place_and_checks_its_setting
         assert refused.json()["errors"][0]["field"] == field
     assert client.patch(f"/api/v1/streams/{sid}", json={"kind": "syslog"}
                         ).status_code == 422
-    assert client.get(f"/api/v1/streams/{sid}").json() == view
+    unchanged = client.get(f"/api/v1/streams/{sid}").json()
+    assert {**unchanged, "lag_seconds": None} == {**view, "lag_seconds": None}
     assert client.patch("/api/v1/streams/str_none", json={"name": "x"}).status_code == 404
     docs = [orjson.loads(d.doc) for d in store.iter_events_by_index(
         "acme", 0, store.log_head("acme").size)]

@@ -441,7 +441,7 @@ def cmd_streams_create(args: argparse.Namespace) -> int:
             categories=args.category or [], query=args.query or "",
             include_proofs=args.include_proofs, ca_bundle=_ca_bundle(args.ca_bundle),
             batch_events=args.batch_events, batch_bytes=args.batch_bytes)
-        view = manage.view(row, store.log_head(args.org).size)
+        view = manage.view(store, row)
     text = f"Created {row.kind} stream {row.id} to {view['url']} for org {args.org}."
     if secret is not None:
         text += f"\nSigning secret (shown once, give it to the receiver now):\n{secret}"
@@ -469,7 +469,7 @@ def cmd_streams_update(args: argparse.Namespace) -> int:
             store=store, box=box, redactor=Redactor(settings.redact_keys),
             policy=manage.Policy(settings.streams_allow_http, settings.streams_allow_private),
             org_id=args.org, actor=CLI_ACTOR, stream_id=args.stream_id, changes=changes)
-        view = manage.view(row, store.log_head(args.org).size)
+        view = manage.view(store, row)
     _print(args, view, _stream_line(view))
     return 0
 
@@ -479,7 +479,7 @@ def cmd_streams_list(args: argparse.Namespace) -> int:
 
     with _store(args) as store:
         size = store.log_head(args.org).size
-        views = [manage.view(r, size) for r in store.list_streams(args.org)]
+        views = [manage.view(store, r, size) for r in store.list_streams(args.org)]
     _print(args, views, "\n".join(map(_stream_line, views)) or "(no streams)")
     return 0
 
@@ -492,7 +492,7 @@ def cmd_streams_rotate_secret(args: argparse.Namespace) -> int:
         row, secret = manage.rotate_secret(
             store=store, box=box, redactor=Redactor(settings.redact_keys), org_id=args.org,
             actor=CLI_ACTOR, stream_id=args.stream_id, overlap_seconds=args.overlap_seconds)
-        view = manage.view(row, store.log_head(args.org).size)
+        view = manage.view(store, row)
     _print(args, {**view, "secret": secret},
            f"New signing secret for stream {row.id} (shown once; the old one stays valid "
            f"{args.overlap_seconds:,.0f} s more):\n{secret}")
@@ -516,7 +516,7 @@ def cmd_streams_change(args: argparse.Namespace) -> int:
             row = manage.replay(**common, index=args.index, received_from=args.start)
         else:
             row = manage.set_state(**common, action=args.streams_command)
-        view = manage.view(row, store.log_head(args.org).size)
+        view = manage.view(store, row)
     _print(args, view, _stream_line(view))
     return 0
 

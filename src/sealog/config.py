@@ -54,6 +54,8 @@ class Settings:
     stream_lease_seconds: float = 60
     streams_allow_http: bool = False
     streams_allow_private: bool = False
+    # The bearer token GET /metrics asks for; None: /metrics is off.
+    metrics_token: str | None = None
 
     @property
     def resolved_database_url(self) -> str:
@@ -122,6 +124,8 @@ class Settings:
                 raise SettingsError(
                     "SEALOG_CHECKPOINT_INTERVAL must be seconds, e.g. 1 or 0.5"
                 ) from None
+        if env.get("SEALOG_METRICS_TOKEN"):
+            values["metrics_token"] = env["SEALOG_METRICS_TOKEN"]
         if env.get("SEALOG_STREAMS_KEY_FILE"):
             values["streams_key_file"] = Path(env["SEALOG_STREAMS_KEY_FILE"])
         for name, key in (("SEALOG_STREAMS_ALLOW_HTTP", "streams_allow_http"),

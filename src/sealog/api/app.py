@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from sealog import __version__, times
+from sealog import __version__, metrics, times
 from sealog.api import access, events, exports, log, problems, streams
 from sealog.api.deps import StoreDep
 from sealog.api.events import _BATCH_SCHEMA
@@ -141,6 +142,21 @@ def create_app(settings: Settings, *, store: Store | None = None,
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return problems.Problem(503, f"database unreachable: {exc}").response()
         return Response(b'{"status":"ready"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["health"], response_class=Response,
+             summary="Prometheus metrics of every org (with SEALOG_METRICS_TOKEN)",
+             responses={401: PROBLEM_RESPONSES[422], 404: PROBLEM_RESPONSES[422]})
+    def prometheus_metrics(request: Request, store: StoreDep) -> Response:
+        token = settings.metrics_token
+        if token is None:
+            return problems.Problem(404, "metrics are off: the operator sets "
+                                    "SEALOG_METRICS_TOKEN to turn them on").response()
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return problems.Problem(401, "GET /metrics takes Authorization: Bearer "
+                                    "<SEALOG_METRICS_TOKEN>",
+                                    headers={"WWW-Authenticate": "Bearer"}).response()
+        return Response(metrics.render(store), media_type=metrics.CONTENT_TYPE)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def web_ui() -> FileResponse:

@@ -84,7 +84,10 @@ class StreamOut(BaseModel):
     batch_bytes: int
     state: Literal["active", "paused", "failing", "disabled"]
     next_index: int
+    last_delivered_index: int | None
     lag_events: int
+    lag_seconds: float = Field(description="how long the oldest event not yet delivered "
+                               "has been in the log (0 when none is waiting)")
     delivered: int
     failures: int
     attempts: int
@@ -110,7 +113,7 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _shown(store: Any, row: Any) -> dict[str, Any]:
-    return manage.view(row, store.log_head(row.org_id).size)
+    return manage.view(store, row)
 
 
 def _box(request: Request) -> Any:
@@ -143,7 +146,8 @@ async def create(spec: StreamIn, request: Request, principal: CurrentPrincipal,
 def list_all(principal: CurrentPrincipal, store: StoreDep) -> Response:
     principal.require("admin")
     size = store.log_head(principal.org_id).size
-    return _json({"data": [manage.view(r, size) for r in store.list_streams(principal.org_id)]})
+    return _json({"data": [manage.view(store, r, size)
+                            for r in store.list_streams(principal.org_id)]})
 
 
 @router.get("/{stream_id}", response_model=StreamOut, responses=PROBLEM_RESPONSES,

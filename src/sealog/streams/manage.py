@@ -216,8 +216,23 @@ def get_stream(store: Store, org_id: str, stream_id: str) -> StreamRow:
     return row
 
 
-def view(row: StreamRow, log_size: int) -> dict[str, Any]:
-    """The stream as the API shows it: its settings (no secret), cursor and state."""
+def lag_seconds(store: Store, row: StreamRow, log_size: int, now_us: int | None = None
+                ) -> float:
+    """How long the oldest event the stream has not yet sent has been in the log (since
+    it was received); 0 when the stream has sent everything."""
+    if row.next_index >= log_size:
+        return 0.0
+    waiting = next(iter(store.iter_events_by_index(row.org_id, row.next_index,
+                                                    row.next_index + 1)))
+    received = times.parse_rfc3339(orjson.loads(waiting.doc)["received_at"])
+    now = times.now_us() if now_us is None else now_us
+    return max(0.0, (now - received) / 1_000_000)
+
+
+def view(store: Store, row: StreamRow, log_size: int | None = None) -> dict[str, Any]:
+    """The stream as the API shows it: its settings (no secret), cursor, lag and state;
+    log_size is the org's log's, when the caller has it."""
+    size = store.log_head(row.org_id).size if log_size is None else log_size
     config = StreamConfig.parse(row.config)
     return {
         "id": row.id, "name": row.name, "kind": row.kind, "format": row.format,
@@ -227,7 +242,9 @@ def view(row: StreamRow, log_size: int) -> dict[str, Any]:
         "batch_events": config.batch_events,
         "batch_bytes": config.batch_bytes, "state": row.state,
         "next_index": row.next_index,
-        "lag_events": max(0, log_size - row.next_index),
+        "last_delivered_index": row.next_index - 1 if row.next_index else None,
+        "lag_events": max(0, size - row.next_index),
+        "lag_seconds": round(lag_seconds(store, row, size), 3),
         "delivered": row.delivered, "failures": row.failures, "attempts": row.attempts,
         "last_delivered_at": _time(row.last_delivered_at), "last_error": row.last_error,
         "failing_since": _time(row.failing_since), "retry_at": _time(row.retry_at),
