@@ -449,8 +449,9 @@ def test_a_key_made_in_the_ui_shows_up_in_the_audit_log(page, site):
 def test_a_stream_made_in_the_console_delivers_and_is_paused_tested_and_deleted(page, site):
     """The Streams tab: a refused address is shown naming it; a webhook stream made there
     (backfill, a query) delivers every matching event to a real receiver that verifies
-    each request with the secret the page showed once; the table shows it caught up; pause,
-    the test message and delete work, each an audit event; axe finds nothing wrong."""
+    each request with the secret the page showed once; the table shows it caught up, then
+    failing with the receiver's answer, then caught up again once resumed; pause, the test
+    message and delete work, each an audit event; axe finds nothing wrong."""
     from test_streams import Receiver
 
     receiver = Receiver()
@@ -488,6 +489,22 @@ def test_a_stream_made_in_the_console_delivers_and_is_paused_tested_and_deleted(
         assert_accessible(page)
         page.screenshot(path=str(SCREENSHOTS / "streams.png"))
 
+        # The receiver refuses what comes next: the row shows Failing and its answer.
+        receiver.answers = [(400, {}, "unknown tenant token")] * 1000
+        assert site["api"].post("/api/v1/events", json={"events": [{
+            "action": "security.suspicious_activity", "result": "warning",
+            "actor": {"id": "usr_1"}}]}).status_code == 201
+        expect(row.get_by_test_id("stream-state")).to_have_text("Failing", timeout=30_000)
+        expect(row.get_by_test_id("stream-error")).to_have_text(
+            "HTTP 400: unknown tenant token")
+        assert_accessible(page)
+        receiver.answers.clear()
+        row.get_by_test_id("stream-pause").click()
+        expect(row.get_by_test_id("stream-state")).to_have_text("Paused")
+        row.get_by_test_id("stream-resume").click()  # tried again at once: delivered
+        expect(row.get_by_test_id("stream-lag")).to_have_text("0 events", timeout=30_000)
+        expect(row.get_by_test_id("stream-state")).to_have_text("Active")
+        assert got[-1]["index"] < receiver.events()[-1]["index"]
         row.get_by_test_id("stream-pause").click()
         expect(row.get_by_test_id("stream-state")).to_have_text("Paused")
         row.get_by_test_id("stream-test").click()
@@ -499,7 +516,8 @@ def test_a_stream_made_in_the_console_delivers_and_is_paused_tested_and_deleted(
         expect(page.get_by_test_id("streams")).to_contain_text("No streams yet")
         actions = [e["action"] for e in site["api"].get("/api/v1/events", params={
             "q": "action:stream.*", "limit": 50, **everything}).json()["data"]]
-        assert sorted(actions) == ["stream.created", "stream.deleted", "stream.paused"]
+        assert sorted(actions) == ["stream.created", "stream.deleted", "stream.paused",
+                                   "stream.paused", "stream.resumed"]
     finally:
         receiver.close()
 
