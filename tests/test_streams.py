@@ -549,13 +549,48 @@ def test_the_command_line_makes_lists_changes_and_deletes_streams(
     code, _, err = run("streams", "create", "--org", "acme", "--name", "x", "--url",
                        receiver.url, "--category", "nope", *db)
     assert code == 2 and "categories: nope" in err
+    code, out, _ = run("streams", "update", "--org", "acme", sid, "--query", "actor:bob*",
+                       "--format", "ocsf", "--header", "X-Token: t2", "--json", *db)
+    changed = orjson.loads(out)
+    assert code == 0 and (changed["query"], changed["format"], changed["header_names"],
+                          changed["next_index"]) == ("actor:bob*", "ocsf", ["X-Token"], 2)
+    code, _, err = run("streams", "update", "--org", "acme", sid, "--query", "colour:red", *db)
+    assert code == 2 and "query:" in err
+    assert run("streams", "update", "--org", "acme", sid, *db)[0] == 2  # nothing to change
+    code, out, _ = run("streams", "create", "--org", "acme", "--name", "rsyslog", "--kind",
+                       "syslog", "--url", "tcp://127.0.0.1:6514", "--format", "cloudevents",
+                       "--json", *db)
+    syslog_made = orjson.loads(out)
+    assert code == 0 and syslog_made["secret"] is None and syslog_made["kind"] == "syslog"
+    assert run("streams", "delete", "--org", "acme", syslog_made["id"], *db)[0] == 0
     assert run("streams", "delete", "--org", "acme", sid, *db)[0] == 0
     assert run("streams", "list", "--org", "acme", *db)[1].strip() == "(no streams)"
     actions = [orjson.loads(d.doc) for d in store.iter_events_by_index(
         "acme", 0, store.log_head("acme").size)]
     by_cli = [e["action"] for e in actions if e["actor"]["id"] == "sealog-cli"]
     assert by_cli == ["stream.created", "stream.paused", "stream.resumed", "stream.replayed",
-                      "stream.deleted"]
+                      "stream.updated", "stream.created", "stream.deleted", "stream.deleted"]
+
+
+def _worker_setup(tmp_path: Path, store_url: str, box: SecretBox, receiver: Receiver, *,
+                  events: int, batch_events: int, **env: str
+                  ) -> tuple[int, list[str], dict[str, str]]:
+    """A log of events events streamed to receiver from its beginning: the log's size, and
+    the command and environment of a `sealog worker` process that delivers it."""
+    import os
+    import sys
+
+    store = open_store(store_url)
+    try:
+        _log(store, events)
+        size = store.log_head("acme").size
+        _stream(store, box, receiver, batch_events=batch_events)
+    finally:
+        store.close()
+    return size, [sys.executable, "-m", "sealog", "worker", "--data-dir",
+                  str(tmp_path / "data")], {
+        **os.environ, "SEALOG_STREAMS_ALLOW_PRIVATE": "1", "SEALOG_DATABASE_URL": store_url,
+        "SEALOG_EXPORT_WORKERS": "0", **env}
 
 
 def test_a_worker_killed_mid_batch_repeats_only_that_batch_once_restarted(
@@ -564,24 +599,13 @@ def test_a_worker_killed_mid_batch_repeats_only_that_batch_once_restarted(
     holds its fifth request: a second worker, started after, sends that batch again once
     the lease has run out, then the rest: every event arrives, in order, and the only
     repeats are the batch that was in flight."""
-    import os
     import signal
     import subprocess
-    import sys
 
     from conftest import wait_for
 
-    data = tmp_path / "data"
-    store = open_store(store_url)
-    try:
-        _log(store, 2000)
-        size = store.log_head("acme").size
-        _stream(store, box, receiver, batch_events=100)
-    finally:
-        store.close()
-    env = {**os.environ, "SEALOG_STREAMS_ALLOW_PRIVATE": "1", "SEALOG_DATABASE_URL": store_url,
-           "SEALOG_STREAM_LEASE_SECONDS": "2", "SEALOG_EXPORT_WORKERS": "0"}
-    command = [sys.executable, "-m", "sealog", "worker", "--data-dir", str(data)]
+    size, command, env = _worker_setup(tmp_path, store_url, box, receiver, events=2000,
+                                       batch_events=100, SEALOG_STREAM_LEASE_SECONDS="2")
     receiver.hold_at = 5
     first = subprocess.Popen(command, env=env)
     second = None
@@ -609,20 +633,10 @@ def test_two_worker_processes_deliver_20000_events_in_order_across_a_receiver_ou
     receiver stops listening for 10 s in the middle: every event arrives in order, none
     missing, and no two requests of the stream were ever in flight at once (one worker at
     a time, across processes, on both backends)."""
-    import os
     import subprocess
-    import sys
 
-    store = open_store(store_url)
-    try:
-        _log(store, 20_000)
-        size = store.log_head("acme").size
-        _stream(store, box, receiver, batch_events=500)
-    finally:
-        store.close()
-    env = {**os.environ, "SEALOG_STREAMS_ALLOW_PRIVATE": "1", "SEALOG_DATABASE_URL": store_url,
-           "SEALOG_STREAM_WORKERS": "2", "SEALOG_EXPORT_WORKERS": "0"}
-    command = [sys.executable, "-m", "sealog", "worker", "--data-dir", str(tmp_path / "data")]
+    size, command, env = _worker_setup(tmp_path, store_url, box, receiver, events=20_000,
+                                       batch_events=500, SEALOG_STREAM_WORKERS="2")
     workers = [subprocess.Popen(command, env=env) for _ in range(2)]
     try:
         wait_for(lambda: len(receiver.events()) >= 5000, 120, "a quarter of the events")
