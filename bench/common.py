@@ -10,6 +10,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -87,6 +88,51 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+def http_org(data_dir: Path, url: str | None, scopes: tuple[str, ...] = ("events:write",)
+             ) -> str:
+    """An org `http` in url's database (None: the data folder's SQLite file), made ready for
+    a server on data_dir; the secret of its key with those scopes."""
+    from sealog import auth
+    from sealog.store import open_store
+
+    data_dir.mkdir()
+    setup = open_store(url or f"sqlite:///{data_dir.resolve() / 'sealog.db'}")
+    auth.create_org(store=setup, name="http", org_id="http")
+    secret = auth.create_api_key(store=setup, org_id="http", scopes=list(scopes)).secret
+    setup.close()
+    return secret
+
+
+def send(server: Server, secret: str, bodies: list[bytes], clients: int) -> float:
+    """Seconds for `clients` connections to post every body (at most one at a time each)."""
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                r = client.post("/api/v1/events", content=body)
+                if r.status_code != 201:
+                    failures.append(r.text[:300])
+
+    threads = [threading.Thread(target=post) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"HTTP ingest failed: {failures[0]}")
+    return elapsed
 
 
 def add_postgres_option(parser: argparse.ArgumentParser) -> None:

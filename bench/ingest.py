@@ -19,12 +19,10 @@ import gc
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import orjson
 import psycopg
 
@@ -44,9 +42,11 @@ from common import (  # noqa: E402
     Databases,
     Server,
     add_postgres_option,
+    http_org,
     median,
     postgres_admin,
     rss_peak_tree_mb,
+    send,
 )
 
 
@@ -207,47 +207,6 @@ def print_library(prefix: str, floor: float, rates: dict[str, float],
               f"({rates[name] / floor:.1%} of floor; rounds: median "
               f"{median(ratios[name]):.1%}, {min(ratios[name]):.0%}-"
               f"{max(ratios[name]):.0%})", flush=True)
-
-
-def http_org(data_dir: Path, url: str | None) -> str:
-    """An org in url's database (None: the data folder's SQLite file), made ready for a
-    server on data_dir; its key's secret."""
-    data_dir.mkdir()
-    setup = open_store(url or f"sqlite:///{data_dir.resolve() / 'sealog.db'}")
-    auth.create_org(store=setup, name="http", org_id="http")
-    secret = auth.create_api_key(store=setup, org_id="http", scopes=["events:write"]).secret
-    setup.close()
-    return secret
-
-
-def send(server: Server, secret: str, bodies: list[bytes], clients: int) -> float:
-    """Seconds for `clients` connections to post every body (at most one at a time each)."""
-    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-    queue = list(reversed(bodies))
-    lock = threading.Lock()
-    failures: list[str] = []
-
-    def post() -> None:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    body = queue.pop()
-                r = client.post("/api/v1/events", content=body)
-                if r.status_code != 201:
-                    failures.append(r.text[:300])
-
-    threads = [threading.Thread(target=post) for _ in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    if failures:
-        raise SystemExit(f"HTTP ingest failed: {failures[0]}")
-    return elapsed
 
 
 class HttpTarget:

@@ -28,6 +28,7 @@ from sealog.sampledata import generate_events
 from sealog.sealing import prepare_events
 from sealog.store import Store, open_store
 from sealog.store.base import CheckpointRow
+from tamper import Tamper
 
 from conftest import all_at_once, event, wait_for
 
@@ -217,6 +218,35 @@ def test_a_signer_does_not_wait_for_a_batch_being_appended(postgres_url, signer)
     finally:
         first.close()
         second.close()
+
+
+def test_a_checkpoint_that_covers_the_events_asked_for_is_reused_not_signed_again(
+        stores, signer):
+    store = stores[0]
+    _append(store, 10)
+    first = _sign(store, signer)
+    _append(store, 5, seed=1)
+    reused = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme",
+                                    covering=10)
+    assert reused == first
+    newer = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme",
+                                   covering=11)
+    assert newer.size == 15 and store.latest_checkpoint("acme") == newer
+
+
+def test_events_read_by_index_span_pages_and_stop_at_the_end_asked_for(stores):
+    store = stores[0]
+    for seed, count in enumerate((1_000, 1_000, 345)):
+        _append(store, count, seed=seed)
+    got = [d.index for d in store.iter_events_by_index("acme", 3, 2_201)]
+    assert got == list(range(3, 2_201))
+    assert [d.index for d in store.iter_events_by_index("acme", 2_300, 9_000)] == \
+        list(range(2_300, 2_345))
+    with Tamper(store) as tamper:  # more than a page's worth gone: the reader goes past it
+        for index in range(1_000, 2_100):
+            tamper.delete_event("acme", index)
+    assert [d.index for d in store.iter_events_by_index("acme", 0, 2_345)] == \
+        [*range(1_000), *range(2_100, 2_345)]
 
 
 def _received(store: Store) -> list[int]:

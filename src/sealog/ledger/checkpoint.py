@@ -82,8 +82,10 @@ def load_signer(path: Path, name: str) -> Signer:
     return signer
 
 
-def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str) -> CheckpointRow:
-    """The org's latest checkpoint, signing a new one first if the log has grown.
+def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str,
+                covering: int | None = None) -> CheckpointRow:
+    """The org's latest checkpoint, signing a new one first if the log has grown (or, given
+    covering, only if the latest is of fewer than that many events).
 
     The new tree is proven consistent with the last checkpoint before it is signed, and
     stored only if that is still the last once the org's signing lock is taken (else it is
@@ -93,6 +95,8 @@ def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str) -> Chec
     """
     while True:
         last = store.latest_checkpoint(org_id)
+        if last is not None and covering is not None and last.size >= covering:
+            return last
         head = store.log_head(org_id)
         if last is not None and last.size >= head.size:
             return last

@@ -203,7 +203,7 @@ def next_batch(store: Store, stream: StreamRow, config: StreamConfig, source: st
     query = search.parse_query(config.query)
     filtered = bool(wanted or query.text or query.fields)
     # Filtered-out events only move the cursor; read at most this many ahead for one batch.
-    limit = min(size, stream.next_index + config.batch_events * 20)
+    limit = min(size, stream.next_index + config.batch_events * (20 if filtered else 1))
     for stored in store.iter_events_by_index(stream.org_id, stream.next_index, limit):
         if filtered:
             doc = orjson.loads(stored.doc)
@@ -345,8 +345,11 @@ class Deliverer:
         batch = next_batch(self.store, stream, config, source)
         attempt = Attempt(True)
         if batch.events:
+            # Any checkpoint that covers the batch will do: while the log grows, streams and
+            # the checkpointer then share checkpoints instead of each signing its own.
             signed = checkpoint.sign_latest(store=self.store, signer=self.signer,
-                                            host=self.host, org_id=stream.org_id)
+                                            host=self.host, org_id=stream.org_id,
+                                            covering=batch.stop)
             proofs = None
             if config.include_proofs:
                 maker = ProofMaker(store=self.store, org_id=stream.org_id, size=signed.size)

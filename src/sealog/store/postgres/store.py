@@ -96,6 +96,8 @@ _EVENT_COLUMNS = ("org_id, idx, id, received_at, occurred_at, category, result, 
                   "actor_id, actor_email, actor_name, resource_type, resource_id, method, "
                   "path, ip, leaf_hash, search_text")
 _DOC_COLUMNS = "d.doc, e.leaf_hash, e.occurred_at, e.id, e.idx"
+# Events read by index a statement (_pages_by_index).
+PAGE = 1000
 # A document is found by (org_id, idx, received_at): received_at names its partition. The
 # join of event rows (alias e) to their documents:
 _PAGE_DOCS = ("JOIN event_docs d ON d.org_id = e.org_id AND d.idx = e.idx "
@@ -664,12 +666,25 @@ class PostgresStore(OneCallWrites):
         of 1,000 a statement, each on a connection taken for it: a slow reader holds none."""
         position = start
         while position < stop:
-            rows = self._all(
-                f"SELECT e.idx, {columns} FROM {_DOC_JOIN} WHERE e.org_id = %s "
-                "AND e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT 1000",
-                (org_id, position, stop))
-            if not rows:
-                return
+            # Indexes are dense, so a page is the range of its 1,000 indexes: bounded so, the
+            # planner expects 1,000 rows, not the whole rest of the log (a hash join of it).
+            # Parallel workers take longer to start than such a page takes to read: 2.7 ms a
+            # page without them, 11 ms with (43 ms unbounded), over 50,000 events. In binary,
+            # the documents (bytea) arrive as they are, not as hex: 4.0 ms a page, not 6.3.
+            page_stop = min(stop, position + PAGE)
+            with self._reading() as conn, conn.transaction():
+                conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                rows = conn.execute(
+                    f"SELECT e.idx, {columns} FROM {_DOC_JOIN} WHERE e.org_id = %s "
+                    "AND e.idx >= %s AND e.idx < %s ORDER BY e.idx",
+                    (org_id, position, page_stop), binary=True).fetchall()
+            if not rows:  # none in this page's range: go on from the next index there is
+                after = self._one("SELECT min(idx) FROM events WHERE org_id = %s AND idx >= %s "
+                                  "AND idx < %s", (org_id, page_stop, stop))
+                if after is None or after[0] is None:
+                    return
+                position = after[0]
+                continue
             yield [r[1:] for r in rows]
             position = rows[-1][0] + 1
 
