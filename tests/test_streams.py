@@ -212,6 +212,25 @@ def test_a_webhook_stream_delivers_the_log_in_order_signed_and_verifiable(
     assert stream.last_error == "HTTP 401: bad signature"
 
 
+def test_a_batch_goes_as_far_as_the_latest_checkpoint_and_shares_it(
+        store, box, signer, receiver):
+    """With a checkpoint inside the batch's range, the batch stops there and carries that
+    checkpoint; the rest goes next, with a new one: a stream signs no checkpoint of its own
+    while one already covers part of its batch."""
+    _log(store, 100)
+    signed = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
+    _log(store, 50)
+    size = store.log_head("acme").size
+    _stream(store, box, receiver, batch_events=500)
+    assert _deliver_all(_deliverer(store, box, signer)) == 2
+    assert [(b["from_index"], b["to_index"]) for b in receiver.bodies] == [
+        (0, signed.size), (signed.size, size)]
+    sizes = [checkpoint.open_checkpoint(b["checkpoint"], [signer.verifier]).size
+             for b in receiver.bodies]
+    assert sizes == [signed.size, size]
+    assert [c.size for c in store.iter_checkpoints("acme")] == [signed.size, size]
+
+
 def test_a_stream_started_from_now_sends_only_later_events(store, box, signer, receiver):
     _log(store, 50)
     size = store.log_head("acme").size

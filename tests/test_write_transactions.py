@@ -12,7 +12,7 @@ import pytest
 from sealog import auth, times
 from sealog.events import Redactor
 from sealog.store import Conflict, Store, open_store
-from sealog.store.base import ExportRow, SessionRow, UserRow
+from sealog.store.base import CheckpointRow, ExportRow, SessionRow, UserRow
 
 from conftest import all_at_once
 
@@ -155,3 +155,27 @@ def test_a_duplicate_insert_is_the_stores_conflict_naming_what_is_taken(two_stor
             tx.insert_export(_export_row("exp_2"))
             tx.insert_export(_export_row("exp_1"))
     assert [r.id for r in store.list_exports("acme")] == ["exp_1"]
+
+
+def _synchronous(store: Store, tx) -> str:
+    """How the transaction's commit waits for the disk, as its backend names it."""
+    if store.url.startswith("postgresql://"):  # type: ignore[attr-defined]
+        return tx.conn.execute("SHOW synchronous_commit").fetchone()[0]
+    return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
+        tx.conn.execute("PRAGMA synchronous").fetchone()[0]]
+
+
+def test_a_transaction_not_durable_commits_without_waiting_and_only_itself(two_stores):
+    """durable=False commits without waiting for the disk, for that transaction alone; what
+    it wrote is committed like any other's."""
+    first, second = two_stores
+    auth.create_org(store=first, name="Acme", org_id="acme")
+    with first.writing() as tx:
+        durable = _synchronous(first, tx)
+    with first.writing(durable=False) as tx:
+        assert _synchronous(first, tx) in ("off", "NORMAL")
+        tx.insert_checkpoint(CheckpointRow("acme", 7, bytes(32), "a note", "a key", 1))
+    with first.writing() as tx:
+        assert _synchronous(first, tx) == durable and durable in ("on", "FULL")
+    stored = second.latest_checkpoint("acme")
+    assert stored is not None and stored.size == 7

@@ -325,9 +325,13 @@ class Store(Protocol):
     def ping(self) -> None:
         """Returns when the database answers; raises otherwise."""
 
-    def writing(self) -> AbstractContextManager[WriteTx]:
+    def writing(self, *, durable: bool = True) -> AbstractContextManager[WriteTx]:
         """A write transaction: committed on normal exit, rolled back on an exception;
         raises StorageFull when the disk is full, Conflict for a write the database refuses.
+
+        durable=False commits without waiting for the disk: a crash of the machine may lose
+        that commit (and others like it after the last durable one), never leave half of
+        one. For bookkeeping that is redone when lost, such as a stream's cursor.
 
         Raises RuntimeError when this thread already has one open: what must be stored in
         a caller's transaction (a change and its audit event) takes that transaction."""
@@ -493,7 +497,7 @@ class OneCallWrites:
     """The Store methods that are one WriteTx call in a transaction of their own, written
     once for every backend on top of its writing()."""
 
-    def writing(self) -> AbstractContextManager[WriteTx]:
+    def writing(self, *, durable: bool = True) -> AbstractContextManager[WriteTx]:
         raise NotImplementedError
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:

@@ -659,7 +659,7 @@ class SQLiteStore(OneCallWrites):
         self._reader().execute("SELECT 1").fetchone()
 
     @contextmanager
-    def writing(self) -> Iterator[_Tx]:
+    def writing(self, *, durable: bool = True) -> Iterator[_Tx]:
         if self._closed:
             raise RuntimeError("the store is closed")
         thread = threading.get_ident()
@@ -667,22 +667,35 @@ class SQLiteStore(OneCallWrites):
             raise RuntimeError("this thread already has a write transaction open; pass that "
                                "transaction to what must be stored in it")
         with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            self._writing_thread = thread
+            # In WAL mode, NORMAL commits without syncing the log; the next sync (a durable
+            # commit's, or a checkpoint's) takes this commit to disk with it.
+            lighter = not durable and self._synchronous in ("FULL", "EXTRA")
+            if lighter:
+                self._writer.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield _Tx(self._writer)
-                self._writer.execute("COMMIT")
-                self._wal_checkpointer.poke()
-            except BaseException as exc:
-                if self._writer.in_transaction:
-                    self._writer.execute("ROLLBACK")
-                if _is_disk_full(exc):
-                    raise StorageFull(f"no room to write {self.path}: {exc}") from exc
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise Conflict(f"the database refused the write: {exc}") from exc
-                raise
+                yield from self._transaction(thread)
             finally:
-                self._writing_thread = None
+                if lighter:
+                    self._writer.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    def _transaction(self, thread: int) -> Iterator[_Tx]:
+        """The writer's transaction, for this thread; under the write lock."""
+        self._writer.execute("BEGIN IMMEDIATE")
+        self._writing_thread = thread
+        try:
+            yield _Tx(self._writer)
+            self._writer.execute("COMMIT")
+            self._wal_checkpointer.poke()
+        except BaseException as exc:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            if _is_disk_full(exc):
+                raise StorageFull(f"no room to write {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise Conflict(f"the database refused the write: {exc}") from exc
+            raise
+        finally:
+            self._writing_thread = None
 
     def _migrate(self) -> None:
         folder = resources.files("sealog.store") / "migrations" / "sqlite"
@@ -1123,7 +1136,7 @@ class SQLiteStore(OneCallWrites):
         if self._reader().execute(f"SELECT 1 FROM {_DUE_STREAMS} LIMIT 1", (now, now)
                                   ).fetchone() is None:
             return None
-        with self.writing() as tx:
+        with self.writing(durable=False) as tx:  # a lease lost in a crash is free anyway
             r = tx.conn.execute(
                 "UPDATE streams SET lease_owner = ?, lease_expires_at = ? WHERE rowid = ("
                 f"SELECT s.rowid FROM {_DUE_STREAMS} "
