@@ -78,12 +78,22 @@ def _copy_org(source: Store, tx: WriteTx, org: Org, head: LogHead, copied: dict[
     for stream in source.list_streams(org.id):  # its secrets still sealed by the streams key
         tx.insert_stream(dataclasses.replace(stream, lease_owner=None, lease_expires_at=None))
         copied["streams"] += 1
+    kept = source.get_retention(org.id)
+    if kept is not None:
+        tx.lock_retention(org.id)
+        tx.put_retention(kept)
+        copied["retention"] += 1
+    for hold in source.list_holds(org.id):
+        tx.insert_hold(hold)
+        copied["legal holds"] += 1
 
     if progress is not None:
         progress(org.id, 0, head.size)
-    done = 0  # events read, each at the index it must have
+    # Events before pruned_before were removed under the retention policy: not copied.
+    pruned = 0 if kept is None else kept.pruned_before
+    done = pruned  # events read, each at the index it must have
     batch: list[EventRow] = []
-    for row in source.iter_event_rows(org.id, 0, head.size):
+    for row in source.iter_event_rows(org.id, done, head.size):
         if row.index != done:
             break
         batch.append(row)
@@ -96,7 +106,7 @@ def _copy_org(source: Store, tx: WriteTx, org: Org, head: LogHead, copied: dict[
     if done != head.size:
         raise CopyError(f"org {org.id}: the source's log of {head.size:,} events lacks event "
                         f"{done:,}; run `sealog verify` on the source")
-    copied["events"] += done
+    copied["events"] += done - pruned
 
     # Every stored node of the tree of head.size leaves: at each level, those of the
     # subtrees it holds whole.

@@ -133,6 +133,14 @@ CATALOG: dict[str, CatalogEntry] = {
         "stream.secret_rotated": "Rotated log stream signing secret",
         "stream.deleted": "Deleted log stream",
     }),
+    **_entries("user_actions", "Retention", {
+        "retention.changed": "Changed audit log retention policy",
+        "legal_hold.placed": "Placed legal hold on audit log",
+        "legal_hold.released": "Released legal hold on audit log",
+    }),
+    **_entries("system_events", "Retention", {
+        "audit_log.purged": "Removed events under the retention policy",
+    }),
     **_entries("security_events", "Login Attempt", {
         "auth.login_succeeded": "Signed in",
         "auth.login_failed": "Failed sign-in attempt",

@@ -197,9 +197,43 @@ class StreamRow:
     updated_at: int
 
 
+@dataclass(frozen=True)
+class RetentionRow:
+    """An org's retention policy and how far purges have gone: events with an index below
+    pruned_before are gone, a purge under way removes them up to purge_to, ordered by the
+    audit_log.purged event at index purge_record. days None: kept forever."""
+
+    org_id: str
+    days: int | None = None
+    locked_at: int | None = None
+    pruned_before: int = 0
+    purge_to: int = 0
+    purge_record: int | None = None
+    updated_at: int = 0
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """A legal hold: while it is not released, no event it covers is removed (the whole
+    org's when both bounds are None, else those that occurred in [occurred_from,
+    occurred_to), an open bound reaching to the log's start or end)."""
+
+    org_id: str
+    id: str
+    name: str
+    reason: str
+    occurred_from: int | None
+    occurred_to: int | None
+    created_by: str | None
+    created_at: int
+    released_at: int | None = None
+    released_by: str | None = None
+
+
 # What Store.row_counts counts: every kind of row a deployment holds.
 ROW_KINDS = ("orgs", "users", "API keys", "sessions", "failed sign-ins", "events",
-             "tree nodes", "checkpoints", "log keys", "exports", "streams")
+             "tree nodes", "checkpoints", "log keys", "exports", "streams", "retention",
+             "legal holds")
 
 
 class WriteTx(Protocol):
@@ -309,6 +343,35 @@ class WriteTx(Protocol):
         """Stores every column of row over the stream of its org and id (locked first)."""
 
     def delete_stream(self, org_id: str, stream_id: str) -> None: ...
+
+    def lock_retention(self, org_id: str) -> RetentionRow:
+        """The org's retention row, locked until the transaction ends (made with the
+        defaults when it has none): whoever purges, or changes the policy, holds it."""
+
+    def put_retention(self, row: RetentionRow) -> None:
+        """Stores row over the org's retention row (locked first)."""
+
+    def insert_hold(self, row: HoldRow) -> None:
+        """Conflict when the org has a hold of row's id."""
+
+    def lock_hold(self, org_id: str, hold_id: str) -> HoldRow | None: ...
+
+    def update_hold(self, row: HoldRow) -> None: ...
+
+    def list_holds(self, org_id: str) -> list[HoldRow]:
+        """The org's legal holds, as Store.list_holds, on this transaction's connection."""
+
+    def received_at(self, org_id: str, index: int) -> int | None:
+        """When the org's event at index was received (µs), None when there is none."""
+
+    def first_index_occurred_in(self, org_id: str, start: int, stop: int,
+                                ranges: list[tuple[int | None, int | None]]) -> int | None:
+        """The lowest index in [start, stop) of an event that occurred in one of ranges
+        ([from, to), None open), or None."""
+
+    def delete_events(self, org_id: str, start: int, stop: int) -> int:
+        """Removes the org's events of indexes [start, stop): rows, documents and search
+        index entries (tree nodes stay); how many there were."""
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         """Cancels a queued or running job, its status read under lock_export; raises
@@ -486,6 +549,15 @@ class Store(Protocol):
 
     def list_streams(self, org_id: str) -> list[StreamRow]:
         """The org's streams, oldest first."""
+
+    def get_retention(self, org_id: str) -> RetentionRow | None:
+        """The org's retention row; None when it has none (keep forever, nothing removed)."""
+
+    def retention_work(self) -> list[str]:
+        """The orgs whose policy keeps less than forever, or whose purge is under way."""
+
+    def list_holds(self, org_id: str) -> list[HoldRow]:
+        """The org's legal holds, released ones too, oldest first."""
 
     def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
         """Atomically leases a stream with events to deliver: active or failing, due (no

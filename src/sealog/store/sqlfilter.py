@@ -115,3 +115,20 @@ def match_where(flt: EventFilter, dialect: Dialect) -> Where:
     for match in flt.query.fields:
         _field_clause(where, match)
     return where
+
+
+def occurred_in(ranges: list[tuple[int | None, int | None]], dialect: Dialect
+                ) -> tuple[str, list[int]]:
+    """A condition true of an event that occurred in one of ranges ([from, to) in µs, a
+    None bound open), and its parameters; FALSE for no range."""
+    clauses, params = [], []
+    for start, stop in ranges:
+        parts = []
+        if start is not None:
+            parts.append(f"occurred_at >= {dialect.param}")
+            params.append(start)
+        if stop is not None:
+            parts.append(f"occurred_at < {dialect.param}")
+            params.append(stop)
+        clauses.append("(" + (" AND ".join(parts) or "TRUE") + ")")
+    return " OR ".join(clauses) or "FALSE", params

@@ -20,6 +20,8 @@ DISTRIBUTED_TABLES: dict[str, str] = {
     "exports": "org_id",
     "login_failures": "org_id",
     "streams": "org_id",
+    "retention": "org_id",
+    "legal_holds": "org_id",
 }
 
 # Small tables of no org, copied to every node: the log's verifier keys.

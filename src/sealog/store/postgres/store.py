@@ -24,10 +24,12 @@ from sealog.store.base import (
     Conflict,
     EventRow,
     ExportRow,
+    HoldRow,
     LogHead,
     NotFound,
     OneCallWrites,
     Org,
+    RetentionRow,
     SessionRow,
     StorageFull,
     StoredDoc,
@@ -40,7 +42,7 @@ from sealog.store.postgres import partitions
 from sealog.store.postgres.migrations import keep_partitions, migrate, schema_change
 from sealog.store.postgres.tokens import tsvector_binary
 from sealog.store.postgres.tsquery import token_conditions
-from sealog.store.sqlfilter import Dialect, Where, base_where, match_where
+from sealog.store.sqlfilter import Dialect, Where, base_where, match_where, occurred_in
 
 log = logging.getLogger("sealog.store")
 
@@ -84,7 +86,12 @@ _COUNTED = {"orgs": ("orgs", "count(*)"), "users": ("users", "count(*)"),
             "failed sign-ins": ("login_failures", "coalesce(sum(cardinality(failed_at)), 0)"),
             "events": ("events", "count(*)"), "tree nodes": ("tree_nodes", "count(*)"),
             "checkpoints": ("checkpoints", "count(*)"), "log keys": ("log_keys", "count(*)"),
-            "exports": ("exports", "count(*)"), "streams": ("streams", "count(*)")}
+            "exports": ("exports", "count(*)"), "streams": ("streams", "count(*)"),
+            "retention": ("retention", "count(*)"), "legal holds": ("legal_holds", "count(*)")}
+_RETENTION_COLUMNS = ("org_id, days, locked_at, pruned_before, purge_to, purge_record, "
+                      "updated_at")
+_HOLD_COLUMNS = ("org_id, id, name, reason, occurred_from, occurred_to, created_by, "
+                 "created_at, released_at, released_by")
 _HEAD_COLUMNS = "log_size, compact_range, last_received_at"
 # The first key of the advisory locks on signing an org's checkpoints ("ckpt" in ASCII);
 # the second is a hash of the org's id. Two 32-bit keys: a key space apart from the
@@ -473,6 +480,63 @@ class _Tx:
     def delete_stream(self, org_id: str, stream_id: str) -> None:
         self.conn.execute("DELETE FROM streams WHERE org_id = %s AND id = %s",
                           (org_id, stream_id))
+
+    def lock_retention(self, org_id: str) -> RetentionRow:
+        self.conn.execute("INSERT INTO retention (org_id, updated_at) VALUES (%s, 0) "
+                          "ON CONFLICT (org_id) DO NOTHING", (org_id,))
+        r = self._one(f"SELECT {_RETENTION_COLUMNS} FROM retention WHERE org_id = %s "
+                      "FOR UPDATE", (org_id,))
+        assert r is not None
+        return RetentionRow(*r)
+
+    def put_retention(self, row: RetentionRow) -> None:
+        values = {c: v for c, v in row.__dict__.items() if c != "org_id"}
+        assignments = ", ".join(f"{c} = %s" for c in values)
+        self.conn.execute(f"UPDATE retention SET {assignments} WHERE org_id = %s",
+                          (*values.values(), row.org_id))
+
+    def insert_hold(self, row: HoldRow) -> None:
+        cursor = self.conn.execute(
+            f"INSERT INTO legal_holds ({_HOLD_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) "
+            "ON CONFLICT (org_id, id) DO NOTHING", tuple(row.__dict__.values()))
+        if cursor.rowcount != 1:
+            raise Conflict(f"a legal hold with id {row.id!r} already exists")
+
+    def lock_hold(self, org_id: str, hold_id: str) -> HoldRow | None:
+        r = self._one(f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = %s AND id = %s "
+                      "FOR UPDATE", (org_id, hold_id))
+        return HoldRow(*r) if r else None
+
+    def update_hold(self, row: HoldRow) -> None:
+        values = {c: v for c, v in row.__dict__.items() if c not in ("id", "org_id")}
+        assignments = ", ".join(f"{c} = %s" for c in values)
+        self.conn.execute(f"UPDATE legal_holds SET {assignments} WHERE org_id = %s AND id = %s",
+                          (*values.values(), row.org_id, row.id))
+
+    def list_holds(self, org_id: str) -> list[HoldRow]:
+        rows = self.conn.execute(f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = %s "
+                                 "ORDER BY created_at, id", (org_id,)).fetchall()
+        return [HoldRow(*r) for r in rows]
+
+    def received_at(self, org_id: str, index: int) -> int | None:
+        r = self._one("SELECT received_at FROM events WHERE org_id = %s AND idx = %s",
+                      (org_id, index))
+        return None if r is None else r[0]
+
+    def first_index_occurred_in(self, org_id: str, start: int, stop: int,
+                                ranges: list[tuple[int | None, int | None]]) -> int | None:
+        if not ranges:
+            return None
+        conditions, params = occurred_in(ranges, DIALECT)
+        r = self._one(f"SELECT min(idx) FROM events WHERE org_id = %s AND idx >= %s "
+                      f"AND idx < %s AND ({conditions})", (org_id, start, stop, *params))
+        return None if r is None else r[0]
+
+    def delete_events(self, org_id: str, start: int, stop: int) -> int:
+        self.conn.execute("DELETE FROM event_docs WHERE org_id = %s AND idx >= %s AND idx < %s",
+                          (org_id, start, stop))
+        return self.conn.execute("DELETE FROM events WHERE org_id = %s AND idx >= %s "
+                                 "AND idx < %s", (org_id, start, stop)).rowcount
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         row = self.lock_export(org_id, export_id)
@@ -903,6 +967,21 @@ class PostgresStore(OneCallWrites):
         rows = self._all(f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = %s "
                          "ORDER BY created_at, id", (org_id,))
         return [StreamRow(*r) for r in rows]
+
+    def get_retention(self, org_id: str) -> RetentionRow | None:
+        r = self._one(f"SELECT {_RETENTION_COLUMNS} FROM retention WHERE org_id = %s",
+                      (org_id,))
+        return RetentionRow(*r) if r else None
+
+    def retention_work(self) -> list[str]:
+        return [r[0] for r in self._all(
+            "SELECT org_id FROM retention WHERE days IS NOT NULL OR purge_to > pruned_before "
+            "ORDER BY org_id")]
+
+    def list_holds(self, org_id: str) -> list[HoldRow]:
+        rows = self._all(f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = %s "
+                         "ORDER BY created_at, id", (org_id,))
+        return [HoldRow(*r) for r in rows]
 
     def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
         # Asked first without a transaction: workers poll often, and most polls find

@@ -31,10 +31,12 @@ from sealog.store.base import (
     Conflict,
     EventRow,
     ExportRow,
+    HoldRow,
     LogHead,
     NotFound,
     OneCallWrites,
     Org,
+    RetentionRow,
     SessionRow,
     StorageFull,
     StoredDoc,
@@ -42,7 +44,7 @@ from sealog.store.base import (
     UserRow,
     stored_event_row,
 )
-from sealog.store.sqlfilter import Dialect, base_where, match_where
+from sealog.store.sqlfilter import Dialect, base_where, match_where, occurred_in
 from sealog.store.sqlite.fts5 import Fts5Query, fts5_query
 from sealog.times import TimeRange
 
@@ -117,7 +119,12 @@ _ROW_COLUMNS = ("e.org_id, e.idx, e.id, e.occurred_at, e.category, e.result, e.a
 _COUNTED = {"orgs": "orgs", "users": "users", "API keys": "api_keys", "sessions": "sessions",
             "failed sign-ins": "login_failures", "events": "events",
             "tree nodes": "tree_nodes", "checkpoints": "checkpoints", "log keys": "log_keys",
-            "exports": "exports", "streams": "streams"}
+            "exports": "exports", "streams": "streams", "retention": "retention",
+            "legal holds": "legal_holds"}
+_RETENTION_COLUMNS = ("org_id, days, locked_at, pruned_before, purge_to, purge_record, "
+                      "updated_at")
+_HOLD_COLUMNS = ("org_id, id, name, reason, occurred_from, occurred_to, created_by, "
+                 "created_at, released_at, released_by")
 _HEAD_COLUMNS = "log_size, compact_range, last_received_at"
 # The extended result codes of a write that a UNIQUE index or a PRIMARY KEY refused.
 _UNIQUE_VIOLATIONS = (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
@@ -166,6 +173,14 @@ def _create_fts_index(conn: sqlite3.Connection, table: str) -> None:
 def _set_fts_automerge(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', ?)",
                  (FTS_AUTOMERGE,))
+
+
+def _received_at(conn: sqlite3.Connection, org_id: str, index: int) -> int | None:
+    """When the org's event at index was received (its document says), or None."""
+    r = conn.execute("SELECT json_extract(CAST(d.doc AS TEXT), '$.received_at') FROM "
+                     "events e JOIN event_docs d ON d.seq = e.seq WHERE e.org_id = ? "
+                     "AND e.idx = ?", (org_id, index)).fetchone()
+    return None if r is None else times.parse_rfc3339(r[0])
 
 
 def _org_fts_table(conn: sqlite3.Connection, org_id: str) -> str | None:
@@ -578,6 +593,71 @@ class _Tx:
             f"UPDATE streams SET {assignments} WHERE org_id = ? AND id = ?",
             (*(v for c, v in values.items() if c not in ("id", "org_id")), row.org_id,
              row.id))
+
+    def lock_retention(self, org_id: str) -> RetentionRow:
+        self.conn.execute("INSERT OR IGNORE INTO retention (org_id, updated_at) VALUES (?, 0)",
+                          (org_id,))
+        r = self.conn.execute(f"SELECT {_RETENTION_COLUMNS} FROM retention WHERE org_id = ?",
+                              (org_id,)).fetchone()
+        return RetentionRow(*r)
+
+    def put_retention(self, row: RetentionRow) -> None:
+        values = {c: v for c, v in row.__dict__.items() if c != "org_id"}
+        assignments = ", ".join(f"{c} = ?" for c in values)
+        self.conn.execute(f"UPDATE retention SET {assignments} WHERE org_id = ?",
+                          (*values.values(), row.org_id))
+
+    def insert_hold(self, row: HoldRow) -> None:
+        with _taken(f"a legal hold with id {row.id!r} already exists"):
+            self.conn.execute(
+                f"INSERT INTO legal_holds ({_HOLD_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                tuple(row.__dict__.values()))
+
+    def lock_hold(self, org_id: str, hold_id: str) -> HoldRow | None:
+        r = self.conn.execute(f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = ? "
+                              "AND id = ?", (org_id, hold_id)).fetchone()
+        return HoldRow(*r) if r else None
+
+    def update_hold(self, row: HoldRow) -> None:
+        values = {c: v for c, v in row.__dict__.items() if c not in ("id", "org_id")}
+        assignments = ", ".join(f"{c} = ?" for c in values)
+        self.conn.execute(f"UPDATE legal_holds SET {assignments} WHERE org_id = ? AND id = ?",
+                          (*values.values(), row.org_id, row.id))
+
+    def list_holds(self, org_id: str) -> list[HoldRow]:
+        rows = self.conn.execute(f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = ? "
+                                 "ORDER BY created_at, id", (org_id,))
+        return [HoldRow(*r) for r in rows]
+
+    def received_at(self, org_id: str, index: int) -> int | None:
+        return _received_at(self.conn, org_id, index)
+
+    def first_index_occurred_in(self, org_id: str, start: int, stop: int,
+                                ranges: list[tuple[int | None, int | None]]) -> int | None:
+        if not ranges:
+            return None
+        conditions, params = occurred_in(ranges, DIALECT)
+        return self.conn.execute(
+            f"SELECT min(idx) FROM events WHERE org_id = ? AND idx >= ? AND idx < ? "
+            f"AND ({conditions})", (org_id, start, stop, *params)).fetchone()[0]
+
+    def delete_events(self, org_id: str, start: int, stop: int) -> int:
+        table = _org_fts_table(self.conn, org_id)
+        if table is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        rows = self.conn.execute(
+            f"SELECT e.seq, {_ROW_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+            "WHERE e.org_id = ? AND e.idx >= ? AND e.idx < ?", (org_id, start, stop)).fetchall()
+        # The full-text index keeps no copy of what it indexed: an entry is deleted by
+        # giving it the values it was made of, which the row makes again as ingest did.
+        _insert_rows(self.conn, f"{table} ({table}, rowid, search_text, word_pairs, "
+                     "field_tokens)", [
+                         ("delete", r[0], e.search_text, e.word_pairs, e.field_tokens)
+                         for r, e in ((r, stored_event_row(r[1:])) for r in rows)])
+        seqs = [(r[0],) for r in rows]
+        self.conn.executemany("DELETE FROM event_docs WHERE seq = ?", seqs)
+        self.conn.executemany("DELETE FROM events WHERE seq = ?", seqs)
+        return len(rows)
 
     def delete_stream(self, org_id: str, stream_id: str) -> None:
         self.conn.execute("DELETE FROM streams WHERE org_id = ? AND id = ?",
@@ -1129,6 +1209,23 @@ class SQLiteStore(OneCallWrites):
             f"SELECT {_STREAM_COLUMNS} FROM streams WHERE org_id = ? "
             "ORDER BY created_at, id", (org_id,))
         return [StreamRow(*r) for r in rows]
+
+    def get_retention(self, org_id: str) -> RetentionRow | None:
+        r = self._reader().execute(
+            f"SELECT {_RETENTION_COLUMNS} FROM retention WHERE org_id = ?", (org_id,)
+        ).fetchone()
+        return RetentionRow(*r) if r else None
+
+    def retention_work(self) -> list[str]:
+        return [r[0] for r in self._reader().execute(
+            "SELECT org_id FROM retention WHERE days IS NOT NULL OR purge_to > pruned_before "
+            "ORDER BY org_id")]
+
+    def list_holds(self, org_id: str) -> list[HoldRow]:
+        rows = self._reader().execute(
+            f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = ? "
+            "ORDER BY created_at, id", (org_id,))
+        return [HoldRow(*r) for r in rows]
 
     def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
         # Asked first of a reader: workers poll often, and most polls find nothing due,

@@ -1,0 +1,230 @@
+"""Retention, legal holds and purges, on each backend: a purge removes a prefix of the log
+that the policy no longer keeps and no hold covers, and every checkpoint and every proof of
+a retained event still verifies."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sealog import auth, copying, retention, times
+from sealog.eventlog import count_events, find_events
+from sealog.events import Redactor
+from sealog.ingest import ingest
+from sealog.ledger import checkpoint, merkle, tree
+from sealog.retention import DAY_US, RetentionError
+from sealog.sampledata import generate_events
+from sealog.search import build_filter
+from sealog.store import Store, open_store
+from sealog.store.base import RetentionRow
+from tamper import Tamper
+
+from conftest import event
+
+HOST = "sealog.test"
+OWNER = {"id": "usr_owner", "email": "owner@acme.com", "name": "Owner", "type": "user"}
+NOW = times.now_us()
+
+
+def _org(store: Store) -> None:
+    auth.create_org(store=store, name="Acme", org_id="acme")
+
+
+def _batch(store: Store, count: int, days_ago: float, *, seed: int = 0,
+           occurred: str | None = None) -> None:
+    """count events received days_ago (each batch later than the one before)."""
+    received = NOW - int(days_ago * DAY_US)
+    occurred = occurred or times.format_rfc3339(received - 10**6)
+    raw = [{**e, "occurred_at": occurred} for e in generate_events(count, seed=seed)]
+    ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor(),
+           received_at_us=received)
+
+
+def _actions(store: Store) -> list[str]:
+    size = store.log_head("acme").size
+    start = _retention(store).pruned_before
+    return [orjson.loads(d.doc)["action"] for d in store.iter_events_by_index("acme", start,
+                                                                                size)]
+
+
+def _retention(store: Store) -> RetentionRow:
+    row = store.get_retention("acme")
+    assert row is not None
+    return row
+
+
+def _policy(store: Store, days: int | None, **kw) -> None:
+    retention.set_policy(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                         days=days, **kw)
+
+
+def _purge(store: Store, **kw) -> list[retention.PurgeStep]:
+    return retention.purge(store=store, redactor=Redactor(), org_id="acme", now=NOW, **kw)
+
+
+def test_a_policy_under_the_floor_is_refused_and_a_locked_one_only_lengthens(store):
+    _org(store)
+    with pytest.raises(RetentionError, match="at least 180"):
+        _policy(store, 30, min_days=180)
+    with pytest.raises(RetentionError, match="whole number"):
+        _policy(store, "30")  # type: ignore[arg-type]
+    _policy(store, 365, lock=True, min_days=180)
+    row = _retention(store)
+    assert (row.days, row.locked_at is not None) == (365, True)
+    with pytest.raises(RetentionError, match="locked at 365 days: it can only be lengthened"):
+        _policy(store, 200)
+    _policy(store, 400)  # longer: allowed, and it stays locked
+    assert _retention(store).locked_at == row.locked_at
+    _policy(store, None)  # forever is the longest of all
+    with pytest.raises(RetentionError, match="locked at keep forever"):
+        _policy(store, 400)
+    assert _actions(store) == ["retention.changed"] * 3
+
+
+def test_a_purge_removes_the_prefix_received_before_the_cutoff_and_proofs_still_hold(
+        store, tmp_path):
+    _org(store)
+    signer = checkpoint.load_signer(tmp_path / "log.key", HOST)
+    _batch(store, 700, days_ago=100, seed=1)
+    old = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
+    _batch(store, 600, days_ago=90, seed=2)
+    _batch(store, 300, days_ago=10, seed=3)
+    middle = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
+    purged_ids = [d.id for d in store.iter_events_by_index("acme", 0, 1300)]
+    _policy(store, 60)
+
+    steps = _purge(store, batch=500)
+    ordered = steps[0]
+    assert ordered.ordered and (ordered.start, ordered.stop) == (0, 1300)
+    assert [(s.start, s.stop) for s in steps[1:]] == [(0, 500), (500, 1000), (1000, 1300)]
+    row = _retention(store)
+    assert (row.pruned_before, row.purge_to, row.purge_record) == (1300, 1300, 1601)
+    size = store.log_head("acme").size
+    assert size == 1602  # the policy's event, then the purge's
+    record = orjson.loads(store.iter_events_by_index("acme", 1601, 1602).__next__().doc)
+    assert record["action"] == "audit_log.purged"
+    assert record["metadata"] == {
+        "from_index": 0, "to_index": 1300, "count": 1300, "retained_from_index": 1300,
+        "policy_days": 60, "cutoff": times.format_rfc3339(NOW - 60 * DAY_US)}
+    assert all(store.get_event("acme", i) is None for i in purged_ids[::97])
+    assert [d.index for d in store.iter_events_by_index("acme", 0, size)] == list(
+        range(1300, size))
+    assert _purge(store) == []  # nothing more is due
+
+    # Every checkpoint signed before still verifies against the tree, and so does every
+    # proof of a retained event.
+    latest = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
+    for earlier in (old, middle):
+        proof = tree.consistency_proof(store=store, org_id="acme", old=earlier.size,
+                                       new=latest.size)
+        merkle.verify_consistency(earlier.size, latest.size, proof, earlier.root,
+                                  latest.root)
+    maker = tree.ProofMaker(store=store, org_id="acme", size=latest.size)
+    for doc in store.iter_events_by_index("acme", 1300, size):
+        merkle.verify_inclusion(merkle.leaf_hash(doc.doc), doc.index, latest.size,
+                                maker.inclusion(doc.index), latest.root)
+    assert store.log_head("acme").size == latest.size
+
+
+def test_a_hold_on_the_whole_log_blocks_purges_and_a_range_hold_stops_one_before_it(store):
+    _org(store)
+    _batch(store, 400, days_ago=100, seed=1, occurred="2020-01-01T00:00:00Z")
+    _batch(store, 400, days_ago=95, seed=2, occurred="2020-06-01T00:00:00Z")
+    _batch(store, 100, days_ago=1, seed=3)
+    _policy(store, 30)
+    whole = retention.place_hold(store=store, redactor=Redactor(), org_id="acme",
+                                 actor=OWNER, name="Audit 2026", reason="regulator's request")
+    assert _purge(store) == []
+    retention.place_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                         name="June 2020", reason="litigation",
+                         occurred_from="2020-05-01T00:00:00Z", occurred_to="2020-07-01T00:00:00Z")
+    retention.release_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                           hold_id=whole.id)
+    with pytest.raises(RetentionError, match="was released"):
+        retention.release_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                               hold_id=whole.id)
+    steps = _purge(store)
+    assert _retention(store).pruned_before == 400  # June 2020 starts at 400
+    assert steps[0].stop == 400
+    assert _actions(store)[-5:] == ["retention.changed", "legal_hold.placed",
+                                    "legal_hold.placed", "legal_hold.released",
+                                    "audit_log.purged"]
+
+
+def test_a_hold_placed_while_a_purge_is_under_way_stops_it_at_the_first_held_event(store):
+    _org(store)
+    _batch(store, 1000, days_ago=100, seed=1, occurred="2020-01-01T00:00:00Z")
+    _batch(store, 500, days_ago=99, seed=2, occurred="2020-06-01T00:00:00Z")
+    _policy(store, 30)
+    ordered = retention.purge_step(store=store, redactor=Redactor(), org_id="acme", now=NOW,
+                                   batch=500)
+    assert ordered is not None and (ordered.start, ordered.stop) == (0, 1500)
+    first = retention.purge_step(store=store, redactor=Redactor(), org_id="acme", now=NOW,
+                                 batch=500)
+    assert first is not None and (first.start, first.stop) == (0, 500)
+    retention.place_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                         name="June", reason="litigation",
+                         occurred_from="2020-05-01T00:00:00Z")
+    _purge(store, batch=500)
+    row = _retention(store)
+    assert (row.pruned_before, row.purge_to) == (1000, 1000)
+    assert store.iter_events_by_index("acme", 0, 2000).__next__().index == 1000
+
+
+def _count(store: Store, q: str) -> int:
+    flt = build_filter(org_id="acme", q=q, range_preset="custom", start="2000-01-01T00:00:00Z")
+    return count_events(store=store, flt=flt)
+
+
+def _zebras(store: Store, count: int, days_ago: float, marker: str) -> None:
+    received = NOW - int(days_ago * DAY_US)
+    raw = [event(description=f"zebra {marker} {n}", occurred_at=times.format_rfc3339(
+        received - 10**6)) for n in range(count)]
+    ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor(),
+           received_at_us=received)
+
+
+def test_purged_events_leave_the_search_index_and_it_still_finds_the_rest(store):
+    _org(store)
+    _zebras(store, 300, days_ago=100, marker="old")
+    _zebras(store, 200, days_ago=1, marker="new")
+    assert (_count(store, "zebra"), _count(store, "old"), _count(store, "actor:usr_1")) == (
+        500, 300, 500)
+    _policy(store, 30)
+    _purge(store, batch=128)
+    assert (_count(store, "zebra"), _count(store, "old"), _count(store, "actor:usr_1")) == (
+        200, 0, 200)
+    _zebras(store, 50, days_ago=0, marker="newer")
+    assert (_count(store, "zebra"), _count(store, "newer")) == (250, 50)
+    page = find_events(store=store, flt=build_filter(org_id="acme", q="zebra",
+                                                     range_preset="custom",
+                                                     start="2000-01-01T00:00:00Z"))
+    assert all("old" not in orjson.loads(e.doc)["description"] for e in page.events)
+    if store.url.startswith("sqlite:"):  # type: ignore[attr-defined]
+        with Tamper(store) as tamper:  # the index's own check of its structure
+            (table,) = tamper.execute("SELECT 'events_fts_' || num FROM orgs")[0]
+            tamper.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
+
+
+def test_a_copy_of_a_purged_log_keeps_its_policy_holds_and_retained_events(store, tmp_path):
+    _org(store)
+    _batch(store, 300, days_ago=100, seed=1)
+    _batch(store, 200, days_ago=1, seed=2)
+    _policy(store, 30, lock=True)
+    retention.place_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                         name="Audit", reason="regulator", occurred_from="2000-01-01T00:00:00Z",
+                         occurred_to="2001-01-01T00:00:00Z")
+    _purge(store)
+    target = open_store(f"sqlite:///{tmp_path / 'copy.db'}")
+    try:
+        copied = copying.copy_deployment(source=store, target=target)
+        assert (copied["retention"], copied["legal holds"], copied["events"]) == (
+            1, 1, store.log_head("acme").size - 300)
+        assert target.get_retention("acme") == _retention(store)
+        assert target.list_holds("acme") == store.list_holds("acme")
+        size = store.log_head("acme").size
+        assert [d.doc for d in target.iter_events_by_index("acme", 0, size)] == [
+            d.doc for d in store.iter_events_by_index("acme", 0, size)]
+        assert target.row_counts() == store.row_counts()
+    finally:
+        target.close()
