@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 
 from sealog import auth, copying, retention, times
 from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.ledger import checkpoint, merkle, tree
+from sealog.ledger import audit, checkpoint, merkle, tree
 from sealog.retention import DAY_US, RetentionError
 from sealog.sampledata import generate_events
 from sealog.search import build_filter
@@ -228,3 +229,71 @@ def test_a_copy_of_a_purged_log_keeps_its_policy_holds_and_retained_events(store
         assert target.row_counts() == store.row_counts()
     finally:
         target.close()
+
+
+@pytest.fixture
+def pruned_log(tenant, store, app):
+    """acme's log of 700 events received 100 days ago and 300 since, the first 700 purged
+    under a 30-day policy; and a function that verifies it as `sealog verify` does."""
+    _batch(store, 700, days_ago=100, seed=1)
+    _batch(store, 300, days_ago=1, seed=2)
+    _policy(store, 30)
+    _purge(store)
+    key = app.state.signer.verifier
+
+    def run() -> audit.Report:
+        client = TestClient(app, base_url="http://testserver/api/v1")
+        server = audit.Server("", tenant.secret, client=client)
+        try:
+            return audit.verify_server(server, [key], state_path=None)
+        finally:
+            server.close()
+
+    return run
+
+
+def test_verify_names_the_pruned_prefix_apart_from_valid_events(pruned_log, store):
+    report = pruned_log()
+    size = store.log_head("acme").size
+    assert report.ok, report.text()
+    assert (report.total, report.valid, report.pruned) == (size, size - 700, 700)
+    assert ("700 events pruned under the retention policy (indexes 0–699, purge recorded "
+            f"at index {size - 1})") in report.text()
+    assert f"{size - 700}/{size - 700} retained events valid, 700 pruned of {size}" in \
+        report.text()
+
+
+def test_a_retained_event_deleted_by_hand_is_still_missing(pruned_log, store):
+    with Tamper(store) as tamper:
+        tamper.delete_event("acme", 700)
+        tamper.delete_event("acme", 850)
+    report = pruned_log()
+    assert [(f.kind, f.index) for f in report.failures] == [("missing", 700),
+                                                            ("missing", 850)]
+    assert report.pruned == 700 and not report.ok
+
+
+def test_a_prefix_removed_beyond_what_the_purge_record_says_is_missing(pruned_log, store):
+    with Tamper(store) as tamper:  # as if the purge had gone on, unrecorded
+        for index in range(700, 800):
+            tamper.delete_event("acme", index)
+        tamper.execute("UPDATE retention SET pruned_before = 800, purge_to = 800")
+    report = pruned_log()
+    assert [(f.kind, f.index) for f in report.failures] == [("missing", 0)]
+    assert "no purge record of the retention policy explains" in report.text()
+    assert report.pruned == 0 and not report.ok
+
+
+def test_a_purge_record_sent_by_a_client_explains_nothing(tenant, store, app):
+    forged = event(action="audit_log.purged", category="system_events",
+                   metadata={"retained_from_index": 1})
+    tenant.client.post("/api/v1/events", json={"events": [forged]}).raise_for_status()
+    _batch(store, 200, days_ago=0)
+    with Tamper(store) as tamper:  # event 0 gone, as if purged, explained by the forgery
+        tamper.execute("INSERT INTO retention (org_id, pruned_before, purge_to, updated_at) "
+                       "VALUES ('acme', 1, 1, 1)")
+        tamper.delete_event("acme", 0)
+    client = TestClient(app, base_url="http://testserver/api/v1")
+    server = audit.Server("", tenant.secret, client=client)
+    report = audit.verify_server(server, [app.state.signer.verifier], state_path=None)
+    assert [(f.kind, f.index) for f in report.failures] == [("missing", 0)]

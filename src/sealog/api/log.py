@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
@@ -125,13 +126,17 @@ def get_entries(
     proofs_for: Annotated[int | None, Query(
         ge=1, description="add each entry's inclusion proof in the tree of this size")] = None,
 ) -> StreamingResponse:
-    """Events in index order as JSON lines holding their exact canonical bytes."""
+    """Events in index order as JSON lines holding their exact canonical bytes; from the
+    first event retained when start is before it (GET /log/pruned)."""
     principal.require("events:read")
     org_id = principal.org_id
     size = store.log_head(org_id).size
     if proofs_for is not None and proofs_for > size:
         raise Problem(422, f"proofs_for {proofs_for} is larger than the log ({size} events)",
                       kind="validation")
+    kept = store.get_retention(org_id)
+    if kept is not None and start < kept.pruned_before:  # removed under the policy
+        start = kept.pruned_before
     stop = min(start + limit, size if proofs_for is None else proofs_for)
     docs = list(store.iter_events_by_index(org_id, start, stop))
     lines = []
@@ -142,3 +147,26 @@ def get_entries(
                                          size=proofs_for)
         lines.append(bundle.entry_line(d.index, d.leaf_hash, d.doc, proof))
     return StreamingResponse(iter(lines), media_type="application/x-ndjson")
+
+
+class Pruned(BaseModel):
+    retained_from_index: int
+    hashes: list[str]
+    purge_record_index: int | None
+    policy_days: int | None
+
+
+@router.get("/pruned", response_model=Pruned, responses=PROBLEM_RESPONSES)
+def get_pruned(principal: CurrentPrincipal, store: StoreDep) -> Response:
+    """Where the retained part of the log starts: events before retained_from_index were
+    removed under the org's retention policy, ordered by the audit_log.purged event at
+    purge_record_index. hashes are the perfect subtrees of the removed events' leaves,
+    largest first, with which a verifier checks the rest against a checkpoint."""
+    principal.require("events:read")
+    kept = store.get_retention(principal.org_id)
+    pruned = 0 if kept is None else kept.pruned_before
+    hashes = tree.prefix_hashes(store=store, org_id=principal.org_id, size=pruned)
+    return Response(orjson.dumps({
+        "retained_from_index": pruned, "hashes": _b64(hashes),
+        "purge_record_index": None if kept is None else kept.purge_record,
+        "policy_days": None if kept is None else kept.days}), media_type="application/json")

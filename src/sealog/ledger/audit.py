@@ -21,6 +21,7 @@ from sealog.ledger.verify import (
     MODIFIED,
     UNKNOWN_KEY,
     Failure,
+    Pruned,
     Report,
     verify_entries_with_proofs,
     verify_log,
@@ -75,6 +76,13 @@ class Server:
 
     def checkpoint(self) -> str:
         return self._get("/log/checkpoint").text
+
+    def pruned(self) -> Pruned | None:
+        """The log's prefix removed under the retention policy, or None when none is."""
+        body = self._get("/log/pruned").json()
+        if not body["retained_from_index"]:
+            return None
+        return Pruned(body["retained_from_index"], [base64.b64decode(h) for h in body["hashes"]])
 
     def consistency(self, old: int, new: int) -> list[bytes]:
         hashes = self._get("/log/proof/consistency", **{"from": old, "to": new}).json()["hashes"]
@@ -150,8 +158,9 @@ def verify_server(
         report.notes.append(f"Consistent with the checkpoint of size {old_size} seen before")
     verified = verify_log(server.entries(cp.size), size=cp.size, root=cp.root,
                           with_proofs=lambda: server.entries(cp.size, proofs=True),
-                          progress=progress)
-    report.valid = verified.valid
+                          progress=progress, pruned=server.pruned())
+    report.valid, report.pruned = verified.valid, verified.pruned
+    report.notes += verified.notes
     report.failures += verified.failures
     state[cp.origin] = {"size": cp.size, "root": base64.b64encode(cp.root).decode()}
     _save_state(state_path, state)

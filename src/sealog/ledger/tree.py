@@ -53,6 +53,18 @@ def consistency_proof(*, store: Store, org_id: str, old: int, new: int) -> list[
     return merkle.consistency_proof(old, new, _reader(store, org_id))
 
 
+def prefix_hashes(*, store: Store, org_id: str, size: int) -> list[bytes]:
+    """The hashes of the perfect subtrees the first size leaves are made of, largest first:
+    with them a verifier goes on from index size without the events before it."""
+    _check_size(store, org_id, size)
+    nodes = merkle.perfect_subtrees(0, size)
+    found = store.read_tree_nodes(org_id, nodes)
+    missing = [n for n in nodes if n not in found]
+    if missing:
+        raise LookupError(f"tree node (level, index) {missing[0]} is not stored")
+    return [found[n] for n in nodes]
+
+
 _BLOCK = 512
 
 

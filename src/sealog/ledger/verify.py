@@ -41,21 +41,57 @@ class Failure:
 
 @dataclass
 class Report:
-    """What a verification found: valid events out of those the checkpoint commits to."""
+    """What a verification found: valid events out of those the checkpoint commits to, and
+    those before them that the retention policy removed (pruned)."""
 
     total: int = 0
     valid: int = 0
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pruned: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failures and self.valid == self.total
+        return not self.failures and self.valid + self.pruned == self.total
 
     def text(self) -> str:
-        lines = [*self.notes, f"{self.valid}/{self.total} events valid"]
+        if self.pruned:
+            count = (f"{self.valid}/{self.total - self.pruned} retained events valid, "
+                     f"{self.pruned} pruned of {self.total}")
+        else:
+            count = f"{self.valid}/{self.total} events valid"
+        lines = [*self.notes, count]
         lines += [f.line() for f in self.failures]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The log's removed prefix as its server describes it: the events before `size` are
+    gone, and hashes are the perfect subtrees of their leaves, largest first (checked with
+    the rest against the signed root)."""
+
+    size: int
+    hashes: list[bytes]
+
+
+# An audit_log.purged event Sealog recorded: what a removed prefix must be explained by.
+_PURGE_MARK = b'"action":"audit_log.purged"'
+
+
+def _purge_record(entry: Entry) -> int | None:
+    """The retained_from_index of a purge record that Sealog itself recorded, or None."""
+    if _PURGE_MARK not in entry.event:
+        return None
+    try:
+        doc = orjson.loads(entry.event)
+        if doc.get("action") != "audit_log.purged" or (doc.get("recorded_by") or {}).get(
+                "type") != "sealog":
+            return None
+        value = doc["metadata"]["retained_from_index"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 _INDEX_FIELD = re.compile(rb'"id":"([^"]*)","index":(\d+),"metadata":')
@@ -83,20 +119,35 @@ def verify_log(
     root: bytes,
     with_proofs: ProofSource | None = None,
     progress: Callable[[int], None] | None = None,
+    pruned: Pruned | None = None,
 ) -> Report:
     """Checks that entries are exactly the size events the checkpoint (size, root) commits to.
 
     with_proofs, when given, re-reads the entries with inclusion proofs; it is used only
-    when the events do not hash to the root, to name the events that differ.
+    when the events do not hash to the root, to name the events that differ. pruned, when
+    given, is a removed prefix: entries then start after it, and a purge record among them
+    (an audit_log.purged event that Sealog recorded) must explain it.
     """
     report = Report(total=size)
-    compact = merkle.CompactRange()
-    expected = 0
+    start = 0 if pruned is None else pruned.size
+    compact = merkle.CompactRange() if pruned is None else merkle.CompactRange(
+        pruned.size, pruned.hashes)
+    expected = start
     gap = False
     flagged: set[int] = set()
+    purges: list[tuple[int, int]] = []  # (its index, retained_from_index) of purge records
     for count, entry in enumerate(entries, 1):
         if entry.index >= size:
             break
+        if entry.index < start:
+            event_id, _ = _identity(entry.event)
+            report.failures.append(Failure(
+                MODIFIED, f"is still here, though the server says events before {start} "
+                "were removed", entry.index, event_id))
+            continue
+        retained_from = _purge_record(entry)
+        if retained_from is not None:
+            purges.append((entry.index, retained_from))
         if entry.index < expected:
             event_id, _ = _identity(entry.event)
             report.failures.append(Failure(
@@ -120,8 +171,10 @@ def verify_log(
         gap = True
     if progress is not None:
         progress(expected)
+    if start:
+        _explain_pruned(report, start, [p for p in purges if p[0] not in flagged])
     if not gap and compact.root() == root:
-        report.valid = size - len(flagged)
+        report.valid = size - start - len(flagged)
         return report
     if with_proofs is None:
         report.failures.append(Failure(
@@ -159,10 +212,26 @@ def verify_log(
             detail = "differs from the event the checkpoint commits to"
         report.failures.append(Failure(MODIFIED, detail, index, event_id))
         flagged.add(index)
-    if report.valid + len(failed) + len(flagged) < size and not report.failures:
+    if report.valid + len(failed) + len(flagged) < size - start and not report.failures:
         report.failures.append(Failure(ROOT_MISMATCH, "the events do not hash to the signed root"))
     report.failures.sort(key=lambda f: (f.index is None, f.index or 0))
     return report
+
+
+def _explain_pruned(report: Report, start: int, purges: list[tuple[int, int]]) -> None:
+    """Counts the events before start as pruned when a valid purge record reaches at least
+    that far; else they are missing."""
+    explaining = [(index, reach) for index, reach in purges if reach >= start]
+    if not explaining:
+        report.failures.append(Failure(
+            MISSING, f"no events at indexes 0 to {start - 1} ({start} events), and no "
+            "purge record of the retention policy explains their removal", 0))
+        return
+    index, reach = explaining[-1]
+    report.pruned = start
+    in_progress = f"; the purge it ordered reaches {reach - 1}" if reach > start else ""
+    report.notes.append(f"{start} events pruned under the retention policy (indexes 0–"
+                        f"{start - 1}, purge recorded at index {index}{in_progress})")
 
 
 def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: bytes) -> Report:
