@@ -4,6 +4,12 @@ a retained event still verifies."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -17,10 +23,12 @@ from sealog.retention import DAY_US, RetentionError
 from sealog.sampledata import generate_events
 from sealog.search import build_filter
 from sealog.store import Store, open_store
-from sealog.store.base import RetentionRow
+from sealog.store.base import Conflict, RetentionRow
 from tamper import Tamper
+from test_access import PASSWORD, sign_in
 
-from conftest import event
+from conftest import event, wait_for
+from test_cli import run
 
 HOST = "sealog.test"
 OWNER = {"id": "usr_owner", "email": "owner@acme.com", "name": "Owner", "type": "user"}
@@ -72,12 +80,12 @@ def test_a_policy_under_the_floor_is_refused_and_a_locked_one_only_lengthens(sto
     _policy(store, 365, lock=True, min_days=180)
     row = _retention(store)
     assert (row.days, row.locked_at is not None) == (365, True)
-    with pytest.raises(RetentionError, match="locked at 365 days: it can only be lengthened"):
+    with pytest.raises(Conflict, match="locked at 365 days: it can only be lengthened"):
         _policy(store, 200)
     _policy(store, 400)  # longer: allowed, and it stays locked
     assert _retention(store).locked_at == row.locked_at
     _policy(store, None)  # forever is the longest of all
-    with pytest.raises(RetentionError, match="locked at keep forever"):
+    with pytest.raises(Conflict, match="locked at keep forever"):
         _policy(store, 400)
     assert _actions(store) == ["retention.changed"] * 3
 
@@ -141,7 +149,7 @@ def test_a_hold_on_the_whole_log_blocks_purges_and_a_range_hold_stops_one_before
                          occurred_from="2020-05-01T00:00:00Z", occurred_to="2020-07-01T00:00:00Z")
     retention.release_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
                            hold_id=whole.id)
-    with pytest.raises(RetentionError, match="was released"):
+    with pytest.raises(Conflict, match="was released"):
         retention.release_hold(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
                                hold_id=whole.id)
     steps = _purge(store)
@@ -297,3 +305,144 @@ def test_a_purge_record_sent_by_a_client_explains_nothing(tenant, store, app):
     server = audit.Server("", tenant.secret, client=client)
     report = audit.verify_server(server, [app.state.signer.verifier], state_path=None)
     assert [(f.kind, f.index) for f in report.failures] == [("missing", 0)]
+
+
+def _browser(app) -> TestClient:
+    return TestClient(app)
+
+
+def test_the_api_shows_the_policy_to_readers_and_lets_owners_alone_change_it(
+        app, store, tenant):
+    for role in ("owner", "admin"):
+        auth.create_user(store=store, org_id="acme", email=f"{role}@acme.com", role=role,
+                         password=PASSWORD)
+    owner, admin = _browser(app), _browser(app)
+    sign_in(owner, "owner@acme.com")
+    sign_in(admin, "admin@acme.com")
+    shown = tenant.client.get("/api/v1/retention").json()
+    assert (shown["days"], shown["locked"], shown["retained_from_index"], shown["holds"]) == (
+        None, False, 0, [])
+
+    r = admin.put("/api/v1/retention", json={"days": 90})
+    assert r.status_code == 403 and "only an owner" in r.json()["detail"]
+    r = tenant.client.put("/api/v1/retention", json={"days": 90})  # no API key may
+    assert r.status_code == 403 and "no API key may" in r.json()["detail"]
+    r = owner.put("/api/v1/retention", json={"days": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "days"
+    r = owner.put("/api/v1/retention", json={"days": 90, "lock": True})
+    assert r.status_code == 200 and (r.json()["days"], r.json()["locked"]) == (90, True)
+    r = owner.put("/api/v1/retention", json={"days": 30})
+    assert r.status_code == 409 and "can only be lengthened" in r.json()["detail"]
+
+    r = owner.post("/api/v1/legal-holds", json={"name": "Case 12", "reason": "litigation",
+                                                "from": "2026-01-01T00:00:00Z",
+                                                "to": "not a time"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "to"
+    r = owner.post("/api/v1/legal-holds", json={"name": "Case 12", "reason": "litigation",
+                                                "from": "2026-01-01T00:00:00Z"})
+    assert r.status_code == 201, r.text
+    hold = r.json()
+    assert (hold["occurred_from"], hold["occurred_to"], hold["active"]) == (
+        "2026-01-01T00:00:00.000000Z", None, True)
+    assert admin.post(f"/api/v1/legal-holds/{hold['id']}/release").status_code == 403
+    assert tenant.client.get("/api/v1/legal-holds").json()["data"] == [hold]
+    r = owner.post(f"/api/v1/legal-holds/{hold['id']}/release")
+    assert r.status_code == 200 and r.json()["active"] is False
+    assert owner.post(f"/api/v1/legal-holds/{hold['id']}/release").status_code == 409
+    assert owner.post("/api/v1/legal-holds/hold_nope/release").status_code == 404
+    actions = [e["action"] for e in tenant.client.get(
+        "/api/v1/events", params={"q": "category:user_actions"}).json()["data"]]
+    assert actions == ["legal_hold.released", "legal_hold.placed", "retention.changed"]
+
+
+def test_a_window_reaching_before_the_retained_events_says_they_were_removed(
+        pruned_log, tenant):
+    r = tenant.client.get("/api/v1/events", params={"range": "custom",
+                                                    "from": "2000-01-01T00:00:00Z"})
+    assert r.json()["retained_from"] == {
+        "index": 700, "received_at": times.format_rfc3339(NOW - DAY_US), "policy_days": 30}
+    recent = times.format_rfc3339(NOW - DAY_US // 2)
+    r = tenant.client.get("/api/v1/events", params={"range": "custom", "from": recent})
+    assert r.json()["retained_from"] is None
+
+
+def test_the_command_line_sets_shows_holds_and_purges(capsys, store, store_url, tmp_path,
+                                                      monkeypatch):
+    """`sealog retention` and `sealog holds` over the same functions as the API, each change
+    an audit event of the operator's; a refused setting exits 2 naming it."""
+    monkeypatch.setenv("SEALOG_RETENTION_MIN_DAYS", "30")
+    db = ["--database-url", store_url, "--data-dir", str(tmp_path / "data")]
+    _org(store)
+    _batch(store, 400, days_ago=100, seed=1, occurred="2020-01-01T00:00:00Z")
+    _batch(store, 100, days_ago=1, seed=2)
+
+    code, _, err = run(capsys, "retention", "set", "--org", "acme", "--days", "7", *db)
+    assert code == 2 and "days: at least 30" in err
+    code, out, _ = run(capsys, "retention", "set", "--org", "acme", "--days", "60", *db)
+    assert code == 0 and "Policy: 60 days (the deployment keeps at least 30 days)" in out
+    code, out, _ = run(capsys, "holds", "place", "--org", "acme", "--name", "Case 12",
+                       "--reason", "litigation", "--from", "2019-01-01T00:00:00Z", "--to",
+                       "2021-01-01T00:00:00Z", "--json", *db)
+    assert code == 0
+    hold = json.loads(out)
+    code, out, _ = run(capsys, "retention", "purge", "--org", "acme", *db)
+    assert code == 0 and out.startswith("Removed 0 events of org acme.")
+    assert f"Legal hold {hold['id']} \"Case 12\" on events that occurred from " in out
+    code, out, _ = run(capsys, "holds", "release", "--org", "acme", hold["id"], *db)
+    assert code == 0 and f"Released legal hold {hold['id']}." in out
+    code, out, _ = run(capsys, "retention", "purge", "--org", "acme", "--json", *db)
+    assert code == 0 and json.loads(out)["removed"] == 400
+    assert json.loads(out)["retained_from_index"] == 400
+    code, out, _ = run(capsys, "holds", "list", "--org", "acme", *db)
+    assert code == 0 and "released\tCase 12" in out
+    code, out, _ = run(capsys, "retention", "show", "--org", "acme", *db)
+    assert "Removed under the policy: indexes 0-399" in out
+    actors = {orjson.loads(d.doc)["actor"]["id"] for d in store.iter_events_by_index(
+        "acme", 500, store.log_head("acme").size)}
+    assert actors == {"sealog-cli", "sealog"}
+
+
+def _verify(app, tenant) -> audit.Report:
+    client = TestClient(app, base_url="http://testserver/api/v1")
+    server = audit.Server("", tenant.secret, client=client)
+    try:
+        return audit.verify_server(server, [app.state.signer.verifier], state_path=None)
+    finally:
+        server.close()
+
+
+def test_a_worker_killed_mid_purge_leaves_what_verify_explains_and_another_finishes(
+        tenant, store, store_url, app, tmp_path):
+    """`sealog worker` purges in transactions of 100 events; SIGKILLed half-way, the log is
+    what verify explains (the removed part pruned, the rest valid); a worker started after
+    finishes the purge."""
+    for seed in range(5):
+        _batch(store, 1000, days_ago=100 - seed, seed=seed)
+    _batch(store, 100, days_ago=1, seed=9)
+    _policy(store, 30)
+    command = [sys.executable, "-m", "sealog", "worker", "--data-dir", str(tmp_path / "data")]
+    env = {**os.environ, "SEALOG_DATABASE_URL": store_url, "SEALOG_EXPORT_WORKERS": "0",
+           "SEALOG_STREAM_WORKERS": "0", "SEALOG_PURGE_INTERVAL_SECONDS": "1",
+           "SEALOG_PURGE_BATCH": "100"}
+    first = subprocess.Popen(command, env=env)
+    try:
+        wait_for(lambda: 0 < _retention(store).pruned_before, 60, "the purge to begin")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        first.kill()
+    row = _retention(store)
+    assert 0 < row.pruned_before < row.purge_to == 5000, row
+    report = _verify(app, tenant)
+    assert report.ok and report.pruned == row.pruned_before, report.text()
+    assert "the purge it ordered reaches 4999" in report.text()
+
+    second = subprocess.Popen(command, env=env)
+    try:
+        wait_for(lambda: _retention(store).pruned_before == 5000, 120, "the purge to end")
+    finally:
+        second.terminate()
+        second.wait(30)
+    report = _verify(app, tenant)
+    assert report.ok and report.pruned == 5000, report.text()
+    assert report.valid == store.log_head("acme").size - 5000

@@ -285,7 +285,7 @@ def _member_resource(user: UserRow) -> dict[str, Any]:
     return {"type": "member", "id": user.id, "name": user.email}
 
 
-def _check_owner_only(by: Principal, what: str) -> None:
+def require_owner(by: Principal, what: str) -> None:
     """Refuses what to every API key, whoever made it, and to users who are not owners."""
     if by.user is None:
         raise ScopeError(f"only an owner, signed in, may {what}; no API key may, "
@@ -300,7 +300,7 @@ def _check_owner_rules(members: list[UserRow], by: Principal, target: UserRow,
     The caller's own role is read from them: it may have changed since it signed in."""
     if "owner" in (target.role, new_role):
         what = "grant, change or remove the owner role"
-        _check_owner_only(by, what)
+        require_owner(by, what)
         assert by.user is not None
         if not any(u.id == by.user.id and u.role == "owner" for u in members):
             raise ScopeError(f"only an owner may {what}; you are no longer one")
@@ -315,7 +315,7 @@ def add_member(*, store: Store, redactor: Redactor, by: Principal, email: str, r
                context: dict[str, Any] | None = None) -> tuple[UserRow, str | None]:
     """A new user in by's org, and the generated password when none was given (shown once)."""
     if role == "owner":
-        _check_owner_only(by, "grant the owner role")
+        require_owner(by, "grant the owner role")
     generated = generate_password() if password is None else None
     user = _new_user(store=store, org_id=by.org_id, email=email, role=role,
                      password=password or generated or "", name=name)
@@ -409,7 +409,7 @@ def withdraw_api_key(*, store: Store, redactor: Redactor, by: Principal, key_id:
         if key is not None and key.org_id == by.org_id and key.created_by is not None:
             creator = tx.get_user(key.created_by)
             if creator is not None and creator.role == "owner":
-                _check_owner_only(by, "revoke a key an owner made")
+                require_owner(by, "revoke a key an owner made")
         row = tx.revoke_api_key(org_id=by.org_id, key_id=key_id, at=times.now_us())
         record_action(tx=tx, redactor=redactor, org_id=by.org_id,
                       action="api_key.revoked", actor=by.actor, context=context,

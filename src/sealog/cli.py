@@ -273,6 +273,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from sealog import retention
     from sealog.exports import jobs
     from sealog.streams import delivery
 
@@ -288,12 +289,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
                            host=settings.log_host, lease_seconds=settings.export_lease_seconds)
                for _ in range(count)]
     stream_workers = delivery.stream_workers(settings=settings, store=store, signer=signer)
+    purger = retention.Purger(store=store, redactor=Redactor(settings.redact_keys),
+                              interval=settings.purge_interval_seconds,
+                              batch=settings.purge_batch)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for worker in workers:
         worker.start()
     for stream_worker in stream_workers:
         stream_worker.start()
+    purger.start()
     print(f"Sealog export worker: {count} worker(s) and {len(stream_workers)} stream "
           f"worker(s) on {settings.resolved_database_url}", file=sys.stderr)
     try:
@@ -301,6 +306,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        purger.stop()
         for stream_worker in stream_workers:
             stream_worker.stop()
         for worker in workers:
@@ -729,6 +735,91 @@ def _stream_options(p: argparse.ArgumentParser, *, changing: bool) -> None:
                    help="bytes a batch at most")
 
 
+def _retention_text(view: dict[str, Any]) -> str:
+    days = "keep forever" if view["days"] is None else f"{view['days']} days"
+    lines = [f"Policy: {days}{', locked' if view['locked'] else ''}"
+             + (f" (the deployment keeps at least {view['min_days']} days)"
+                if view["min_days"] else "")]
+    if view["retained_from_index"]:
+        lines.append(f"Removed under the policy: indexes 0-{view['retained_from_index'] - 1}")
+    if view["purge"]:
+        lines.append(f"Purge under way to index {view['purge']['to_index']} (ordered at "
+                     f"index {view['purge']['record_index']})")
+    for hold in view["holds"]:
+        if hold["active"]:
+            span = "the whole log" if hold["whole_log"] else (
+                f"events that occurred from {hold['occurred_from'] or 'the start'} to "
+                f"{hold['occurred_to'] or 'now on'}")
+            lines.append(f"Legal hold {hold['id']} \"{hold['name']}\" on {span}: "
+                         f"{hold['reason']}")
+    return "\n".join(lines)
+
+
+def cmd_retention_show(args: argparse.Namespace) -> int:
+    from sealog import retention
+
+    settings = _settings(args)
+    with _store(args) as store:
+        store.get_org(args.org)
+        view = retention.view(store, args.org, min_days=settings.retention_min_days)
+    _print(args, view, _retention_text(view))
+    return 0
+
+
+def cmd_retention_set(args: argparse.Namespace) -> int:
+    from sealog import retention
+
+    settings = _settings(args)
+    if args.forever == (args.days is not None):
+        raise CommandError("give --days N or --forever")
+    with _store(args) as store:
+        retention.set_policy(store=store, redactor=Redactor(settings.redact_keys),
+                             org_id=args.org, actor=CLI_ACTOR, days=args.days, lock=args.lock,
+                             min_days=settings.retention_min_days)
+        view = retention.view(store, args.org, min_days=settings.retention_min_days)
+    _print(args, view, _retention_text(view))
+    return 0
+
+
+def cmd_retention_purge(args: argparse.Namespace) -> int:
+    from sealog import retention
+
+    settings = _settings(args)
+    with _store(args) as store:
+        steps = retention.purge(store=store, redactor=Redactor(settings.redact_keys),
+                                org_id=args.org, batch=settings.purge_batch)
+        removed = sum(s.stop - s.start for s in steps if not s.ordered)
+        view = retention.view(store, args.org, min_days=settings.retention_min_days)
+    _print(args, {"removed": removed, **view},
+           f"Removed {removed:,} events of org {args.org}.\n{_retention_text(view)}")
+    return 0
+
+
+def cmd_holds(args: argparse.Namespace) -> int:
+    from sealog import retention
+
+    settings = _settings(args)
+    redactor = Redactor(settings.redact_keys)
+    with _store(args) as store:
+        if args.holds_command == "place":
+            row = retention.place_hold(store=store, redactor=redactor, org_id=args.org,
+                                       actor=CLI_ACTOR, name=args.name, reason=args.reason,
+                                       occurred_from=args.start, occurred_to=args.end)
+            _print(args, retention.hold_view(row), f"Placed legal hold {row.id} on org "
+                   f"{args.org}.")
+        elif args.holds_command == "release":
+            row = retention.release_hold(store=store, redactor=redactor, org_id=args.org,
+                                         actor=CLI_ACTOR, hold_id=args.hold_id)
+            _print(args, retention.hold_view(row), f"Released legal hold {row.id}.")
+        else:
+            holds = [retention.hold_view(h) for h in store.list_holds(args.org)]
+            _print(args, holds, "\n".join(
+                f"{h['id']}\t{'active' if h['active'] else 'released'}\t{h['name']}\t"
+                f"{h['occurred_from'] or '-'}\t{h['occurred_to'] or '-'}\t{h['reason']}"
+                for h in holds) or f"Org {args.org} has no legal holds.")
+    return 0
+
+
 def _command(sub: Any, name: str, help_text: str, example: str,
              func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
@@ -898,6 +989,60 @@ def build_parser() -> argparse.ArgumentParser:
                                help="the first received time to send again (RFC 3339)")
         _add_db(p)
         _add_json(p)
+
+    retention_parser = _command(
+        sub, "retention", "Show or set how long an org keeps its events, and purge what its "
+        "policy no longer keeps (docs/retention.md).", "sealog retention set --org acme "
+        "--days 365 --lock", None)  # type: ignore[arg-type]
+    retention_sub = retention_parser.add_subparsers(dest="retention_command", required=True,
+                                                    metavar="ACTION")
+    p = _command(retention_sub, "show", "Show the org's policy, what was removed, and its "
+                 "holds.", "sealog retention show --org acme", cmd_retention_show)
+    p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+    p = _command(retention_sub, "set", "Set the org's policy (recorded in its log).",
+                 "sealog retention set --org acme --days 365", cmd_retention_set)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--days", type=int, help="keep events this many days")
+    p.add_argument("--forever", action="store_true", help="keep events forever (default)")
+    p.add_argument("--lock", action="store_true",
+                   help="lock the policy: from now on it can only be lengthened")
+    _add_db(p)
+    _add_json(p)
+    p = _command(retention_sub, "purge", "Remove now what the org's policy no longer keeps "
+                 "(serve and worker also do it on their own).",
+                 "sealog retention purge --org acme", cmd_retention_purge)
+    p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+
+    holds = _command(sub, "holds", "Place, list and release legal holds: what they cover, "
+                     "neither retention nor erasure removes.",
+                     "sealog holds place --org acme --name 'Case 12' --reason litigation",
+                     cmd_holds)
+    holds_sub = holds.add_subparsers(dest="holds_command", required=True, metavar="ACTION")
+    p = _command(holds_sub, "place", "Place a hold on the whole log, or on events that "
+                 "occurred in a time range.", "sealog holds place --org acme --name 'Case 12' "
+                 "--reason litigation --from 2026-01-01T00:00:00Z", cmd_holds)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--name", required=True, help="a name for the hold")
+    p.add_argument("--reason", required=True, help="why the events are held")
+    p.add_argument("--from", dest="start", help="events that occurred from (RFC 3339)")
+    p.add_argument("--to", dest="end", help="events that occurred before (RFC 3339)")
+    _add_db(p)
+    _add_json(p)
+    p = _command(holds_sub, "list", "List the org's holds, released ones too.",
+                 "sealog holds list --org acme", cmd_holds)
+    p.add_argument("--org", required=True, help="org id")
+    _add_db(p)
+    _add_json(p)
+    p = _command(holds_sub, "release", "Release a hold.",
+                 "sealog holds release --org acme hold_…", cmd_holds)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("hold_id", help="the hold's id (hold_…)")
+    _add_db(p)
+    _add_json(p)
 
     p = _command(sub, "verify", "Verify a log: a server's, one event, an export bundle, or "
                  "batches a stream delivered.",

@@ -56,6 +56,11 @@ class Settings:
     streams_allow_private: bool = False
     # The bearer token GET /metrics asks for; None: /metrics is off.
     metrics_token: str | None = None
+    # Retention: the fewest days an org's policy may keep its events (None: no floor), and
+    # how often serve and worker purge what policies no longer keep.
+    retention_min_days: int | None = None
+    purge_interval_seconds: float = 600
+    purge_batch: int = 1000  # events a purge transaction removes
 
     @property
     def resolved_database_url(self) -> str:
@@ -146,6 +151,10 @@ class Settings:
                                 ("SEALOG_EXPORT_EXPIRY_DAYS", "export_expiry_days", float),
                                 ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float),
                                 ("SEALOG_STREAM_LEASE_SECONDS", "stream_lease_seconds",
+                                 float),
+                                ("SEALOG_RETENTION_MIN_DAYS", "retention_min_days", int),
+                                ("SEALOG_PURGE_BATCH", "purge_batch", int),
+                                ("SEALOG_PURGE_INTERVAL_SECONDS", "purge_interval_seconds",
                                  float)):
             if env.get(name):
                 try:
@@ -197,6 +206,13 @@ class Settings:
             raise SettingsError("SEALOG_EXPORT_EXPIRY_DAYS must be more than 0, e.g. 7")
         if self.export_lease_seconds < 1:
             raise SettingsError("SEALOG_EXPORT_LEASE_SECONDS must be at least 1, e.g. 30")
+        if self.retention_min_days is not None and not 1 <= self.retention_min_days <= 36_500:
+            raise SettingsError("SEALOG_RETENTION_MIN_DAYS must be 1 to 36500 days, e.g. 183 "
+                                "(six months)")
+        if not 1 <= self.purge_batch <= 100_000:
+            raise SettingsError("SEALOG_PURGE_BATCH must be 1 to 100000 events, e.g. 1000")
+        if not 1 <= self.purge_interval_seconds <= 86_400:
+            raise SettingsError("SEALOG_PURGE_INTERVAL_SECONDS must be 1 to 86400, e.g. 600")
         if not 0 < self.checkpoint_interval <= 2:
             raise SettingsError(
                 "SEALOG_CHECKPOINT_INTERVAL must be more than 0 and at most 2 seconds"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
+from sealog import times
 from sealog.search import Cursor, EventFilter, FilterError
 from sealog.store.base import NotFound, Store, StoredDoc
 
@@ -19,14 +21,31 @@ def event_json(stored: StoredDoc) -> bytes:
 
 @dataclass(frozen=True)
 class Page:
-    """Events newest first and the cursor of the next page (None on the last)."""
+    """Events newest first, the cursor of the next page (None on the last), and where the
+    retained part of the log starts when the window reaches before it (else None)."""
 
     events: list[StoredDoc]
     next_cursor: str | None
+    retained_from: dict[str, Any] | None = None
 
     def json(self) -> bytes:
         data = b",".join(event_json(e) for e in self.events)
-        return b'{"data":[' + data + b'],"next_cursor":' + orjson.dumps(self.next_cursor) + b"}"
+        return (b'{"data":[' + data + b'],"next_cursor":' + orjson.dumps(self.next_cursor)
+                + b',"retained_from":' + orjson.dumps(self.retained_from) + b"}")
+
+
+def retained_from(store: Store, flt: EventFilter) -> dict[str, Any] | None:
+    """Where the org's retained events start, when flt's window reaches before it: the
+    events received before were removed under its retention policy. None otherwise."""
+    kept = store.get_retention(flt.org_id)
+    if kept is None or kept.pruned_before == 0:
+        return None
+    first = next(iter(store.iter_events_by_index(flt.org_id, kept.pruned_before,
+                                                 kept.pruned_before + 1)), None)
+    received = None if first is None else orjson.loads(first.doc)["received_at"]
+    if received is not None and flt.time_range.start_us >= times.parse_rfc3339(received):
+        return None
+    return {"index": kept.pruned_before, "received_at": received, "policy_days": kept.days}
 
 
 def get_event(*, store: Store, org_id: str, event_id: str) -> StoredDoc:
@@ -47,10 +66,11 @@ def find_events(
         raise FilterError(f"limit must be between 1 and {MAX_PAGE}")
     after = Cursor.decode(cursor) if cursor else None
     found = store.list_events(flt, cursor=after, limit=limit + 1, budget=budget)
+    retained = retained_from(store, flt)
     if len(found) > limit:
         last = found[limit - 1]
-        return Page(found[:limit], Cursor(last.occurred_us, last.id).encode())
-    return Page(found, None)
+        return Page(found[:limit], Cursor(last.occurred_us, last.id).encode(), retained)
+    return Page(found, None, retained)
 
 
 def count_events(*, store: Store, flt: EventFilter, budget: float | None = None) -> int:

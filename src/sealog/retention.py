@@ -22,7 +22,7 @@ import uuid_utils
 from sealog import times
 from sealog.events import Redactor
 from sealog.ingest import record_action
-from sealog.store.base import HoldRow, NotFound, RetentionRow, Store, WriteTx
+from sealog.store.base import Conflict, HoldRow, NotFound, RetentionRow, Store, WriteTx
 
 log = logging.getLogger("sealog.retention")
 
@@ -110,14 +110,15 @@ def set_policy(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str
                days: int | None, lock: bool = False, min_days: int | None = None
                ) -> RetentionRow:
     """Keeps the org's events `days` days (None: forever) and, with lock, locks the policy;
-    a locked policy can only be lengthened and stays locked. Raises RetentionError."""
+    a locked policy can only be lengthened and stays locked. Raises RetentionError for days
+    it cannot take, Conflict for a shorter one when locked."""
     days = check_days(days, min_days)
     with store.writing() as tx:
         row = tx.lock_retention(org_id)
         if row.locked_at is not None:
             if row.days is None and days is not None or (
                     days is not None and row.days is not None and days < row.days):
-                raise RetentionError(
+                raise Conflict(
                     f"the policy is locked at {_days_text(row.days)}: it can only be "
                     "lengthened")
         now = times.now_us()
@@ -163,15 +164,15 @@ def place_hold(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str
 
 def release_hold(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any],
                  hold_id: str) -> HoldRow:
-    """Releases a hold; raises NotFound, or RetentionError when it was released before."""
+    """Releases a hold; raises NotFound, or Conflict when it was released before."""
     with store.writing() as tx:
         tx.lock_retention(org_id)
         row = tx.lock_hold(org_id, hold_id)
         if row is None:
             raise NotFound(f"legal hold {hold_id!r} does not exist")
         if row.released_at is not None:
-            raise RetentionError(f"legal hold {hold_id!r} was released at "
-                                 f"{_time(row.released_at)}")
+            raise Conflict(f"legal hold {hold_id!r} was released at "
+                           f"{_time(row.released_at)}")
         released = dataclasses.replace(row, released_at=times.now_us(),
                                        released_by=actor.get("id"))
         tx.update_hold(released)
@@ -283,9 +284,9 @@ class Purger:
     each round every `interval` seconds, a transaction at a time, `pause` seconds apart."""
 
     def __init__(self, *, store: Store, redactor: Redactor, interval: float = 600,
-                 pause: float = 0.02):
+                 pause: float = 0.02, batch: int = PURGE_BATCH):
         self.store, self.redactor = store, redactor
-        self.interval, self.pause = interval, pause
+        self.interval, self.pause, self.batch = interval, pause, batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -304,7 +305,8 @@ class Purger:
         for org_id in self.store.retention_work():
             while not self._stop.is_set():
                 try:
-                    step = purge_step(store=self.store, redactor=self.redactor, org_id=org_id)
+                    step = purge_step(store=self.store, redactor=self.redactor, org_id=org_id,
+                                      batch=self.batch)
                 except RetentionError as exc:
                     log.warning("org %s: no purge: %s", org_id, exc)
                     break

@@ -13,8 +13,9 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from sealog import __version__, metrics, times
+from sealog import __version__, metrics, retention, times
 from sealog.api import access, events, exports, log, problems, streams
+from sealog.api import retention as retention_routes
 from sealog.api.deps import StoreDep
 from sealog.api.events import _BATCH_SCHEMA
 from sealog.api.schemas import PROBLEM_RESPONSES
@@ -76,6 +77,10 @@ def create_app(settings: Settings, *, store: Store | None = None,
 
     stream_workers = (delivery.stream_workers(settings=settings, store=the_store, signer=signer)
                       if run_workers else [])
+    purger = (retention.Purger(store=the_store, redactor=Redactor(settings.redact_keys),
+                               interval=settings.purge_interval_seconds,
+                               batch=settings.purge_batch)
+              if run_workers else None)
 
     redactor = Redactor(settings.redact_keys)
     # Started when the first batch large enough to use them arrives.
@@ -89,7 +94,11 @@ def create_app(settings: Settings, *, store: Store | None = None,
             worker.start()
         for stream_worker in stream_workers:
             stream_worker.start()
+        if purger is not None:
+            purger.start()
         yield
+        if purger is not None:
+            purger.stop()
         for stream_worker in stream_workers:
             stream_worker.stop()
         for worker in workers:
@@ -126,6 +135,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     app.include_router(log.router)
     app.include_router(exports.router)
     app.include_router(streams.router)
+    app.include_router(retention_routes.router)
     app.include_router(access.router)
     app.mount("/static", _UiFiles(directory=WEB_FOLDER), name="static")
 

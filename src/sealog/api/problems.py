@@ -17,6 +17,7 @@ from sealog.events import EventValidationError, FieldError
 from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
 from sealog.preparers import PreparerFailed
+from sealog.retention import RetentionError
 from sealog.search import CursorError, FilterError, QueryTooCostly, SearchSyntaxError
 from sealog.store.base import Conflict, NotFound, StorageFull, Unavailable
 from sealog.streams.delivery import StreamError
@@ -98,7 +99,7 @@ def as_problem(exc: Exception) -> Problem:
                        errors=[FieldError(None, "q", str(exc))])
     if isinstance(exc, TimeError | FilterError | ExportError):
         return Problem(422, str(exc), kind="validation")
-    if isinstance(exc, StreamError):  # its message starts with the setting it names
+    if isinstance(exc, StreamError | RetentionError):  # its message starts with the setting
         return Problem(422, str(exc), kind="validation",
                        errors=[FieldError(None, str(exc).split(":", 1)[0], str(exc))])
     if isinstance(exc, CursorError):
@@ -137,9 +138,9 @@ def install(app: FastAPI) -> None:
         return as_problem(exc).response()
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
-                TimeError, FilterError, CursorError, ExportError, StreamError, AuthError,
-                ScopeError,
-                NotFound, Conflict, SignInLocked, PreparerFailed, StorageFull, Unavailable):
+                TimeError, FilterError, CursorError, ExportError, StreamError, RetentionError,
+                AuthError, ScopeError, NotFound, Conflict, SignInLocked, PreparerFailed,
+                StorageFull, Unavailable):
         app.add_exception_handler(cls, on_library_error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -65,9 +65,20 @@ class Event(BaseModel):
     leaf_hash: str
 
 
+class RetainedFrom(BaseModel):
+    """Events received before received_at (indexes below index) were removed under the
+    org's retention policy of policy_days days."""
+
+    index: int
+    received_at: str | None
+    policy_days: int | None
+
+
 class EventPage(BaseModel):
     data: list[Event]
     next_cursor: str | None
+    retained_from: RetainedFrom | None = Field(
+        None, description="set when the time range reaches before the retained events")
 
 
 class EventCount(BaseModel):

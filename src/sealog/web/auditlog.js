@@ -101,6 +101,7 @@ function build(panel, session) {
   const exportButton = h('button', { class: 'button primary', type: 'button', dataset: { testid: 'export-open' } },
     h('span', { 'aria-hidden': 'true' }, '⤓ '), 'Export Log');
   const count = h('p', { class: 'count', 'aria-live': 'polite', dataset: { testid: 'count' } });
+  const retained = h('p', { class: 'notice', hidden: true, dataset: { testid: 'retained-from' } });
   const tbody = h('tbody', { dataset: { testid: 'rows' } });
   const status = h('div', { class: 'table-status', dataset: { testid: 'table-status' } });
   const more = h('button', { class: 'button secondary', type: 'button', hidden: true, dataset: { testid: 'load-more' } }, 'Load more');
@@ -120,6 +121,7 @@ function build(panel, session) {
       h('div', {}, h('label', { for: 'filter-range', class: 'visually-hidden' }, 'Time range'), range)),
     custom,
     count,
+    retained,
     h('div', { class: 'table-wrap' },
       h('table', { class: 'events', dataset: { testid: 'events-table' } },
         h('caption', { class: 'visually-hidden' }, 'Audit events, newest first'),
@@ -174,7 +176,7 @@ function build(panel, session) {
   }
 
   return { panel, root: rootNode, session, nearEnd, search, searchError, category, range, custom, from, to, rangeError,
-           count, tbody, status, more, filtersKey: null, filters: null, cursor: null, generation: 0,
+           count, retained, tbody, status, more, filtersKey: null, filters: null, cursor: null, generation: 0,
            loading: false, rows: new Map(), modal: null, modalId: null, pushedEvent: false };
 }
 
@@ -220,6 +222,7 @@ async function loadFirstPage() {
     if (generation !== view.generation) return;
     view.count.textContent = `${counted.count.toLocaleString('en-US')} ${counted.count === 1 ? 'event' : 'events'}`;
     view.count.dataset.count = String(counted.count);
+    showRetained(page.retained_from);
     addRows(page);
     if (!page.data.length) {
       clear(view.status, h('div', { class: 'empty', dataset: { testid: 'empty' } },
@@ -255,6 +258,15 @@ async function loadMore() {
   }
   // Still at the end (a tall screen, or scrolled on while loading): keep going.
   if (generation === view.generation) requestAnimationFrame(loadMoreIfNearEnd);
+}
+
+// Says that the window reaches before the events the org's retention policy kept.
+function showRetained(retained) {
+  view.retained.hidden = !retained;
+  if (!retained) return;
+  const policy = retained.policy_days ? ` (${retained.policy_days} days)` : '';
+  const when = retained.received_at ? new Date(retained.received_at).toLocaleString() : 'the oldest kept event';
+  view.retained.textContent = `Events received before ${when} were removed under this organization's retention policy${policy}.`;
 }
 
 function addRows(page) {
