@@ -24,6 +24,7 @@ from sealog.sampledata import generate_events
 from sealog.search import build_filter
 from sealog.store import Store, open_store
 from sealog.store.base import Conflict, RetentionRow
+from sealog.store.postgres import partitions
 from tamper import Tamper
 from test_access import PASSWORD, sign_in
 
@@ -446,3 +447,25 @@ def test_a_worker_killed_mid_purge_leaves_what_verify_explains_and_another_finis
     report = _verify(app, tenant)
     assert report.ok and report.pruned == 5000, report.text()
     assert report.valid == store.log_head("acme").size - 5000
+
+
+@pytest.mark.backends("postgresql")
+def test_a_month_partition_emptied_by_a_purge_is_dropped(tenant, store, app):
+    old = NOW - 150 * DAY_US
+    store.prepare_for_events(received_from=old, received_until=NOW)
+    _batch(store, 500, days_ago=150, seed=1)
+    _batch(store, 100, days_ago=1, seed=2)
+    year, month = partitions.month_of(old)
+    names = [partitions.partition_name(t, (year, month)) for t in ("events", "event_docs")]
+
+    def existing() -> list[str]:
+        with Tamper(store) as tamper:
+            return [n for n in names
+                    if tamper.execute("SELECT to_regclass(?) IS NOT NULL", n)[0][0]]
+
+    assert existing() == names
+    _policy(store, 30)
+    _purge(store)
+    assert existing() == []
+    report = _verify(app, tenant)
+    assert report.ok and report.pruned == 500, report.text()

@@ -276,7 +276,15 @@ def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = No
         steps.append(step)
         if step.start == step.stop and not step.ordered:
             break
+    if steps:
+        _release(store)
     return steps
+
+
+def _release(store: Store) -> None:
+    released = store.release_emptied_storage()
+    if released:
+        log.info("purges emptied and released: %s", ", ".join(released))
 
 
 class Purger:
@@ -314,6 +322,8 @@ class Purger:
                     break
                 steps += 1
                 self._stop.wait(self.pause)
+        if steps:
+            _release(self.store)
         return steps
 
     def run(self) -> None:

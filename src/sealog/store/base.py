@@ -553,6 +553,11 @@ class Store(Protocol):
     def get_retention(self, org_id: str) -> RetentionRow | None:
         """The org's retention row; None when it has none (keep forever, nothing removed)."""
 
+    def release_emptied_storage(self) -> list[str]:
+        """Gives back the storage that purges emptied where the backend can do so at once
+        (PostgreSQL: drops the month partitions that no longer hold a row); what it
+        released, named."""
+
     def retention_work(self) -> list[str]:
         """The orgs whose policy keeps less than forever, or whose purge is under way."""
 

@@ -128,3 +128,27 @@ def _add_partition(conn: psycopg.Connection, table: str, month: tuple[int, int])
                  f"FOR VALUES FROM ({low}) TO ({high})")
     conn.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bounds")
     return True
+
+
+def drop_emptied(conn: psycopg.Connection, *, now_us: int | None = None) -> list[str]:
+    """Drops the month partitions of the PARTITIONED_TABLES that purges emptied: every table
+    of the month without a row, the month before the one before now or older (upkeep keeps
+    the month before now, and a row of a dropped month would wait in DEFAULT for upkeep to
+    make its partition again). Returns their names. Runs as ensure_partitions does."""
+    conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+    keep_from = add_months(month_of(times.now_us() if now_us is None else now_us), -1)
+    months = set()
+    for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'").fetchall():
+        if len(name) == len("events_y0000m00") and name.startswith("events_y"):
+            months.add((int(name[8:12]), int(name[13:15])))
+    dropped = []
+    for month in sorted(m for m in months if m < keep_from):
+        names = [partition_name(table, month) for table in PARTITIONED_TABLES]
+        if all(conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {name})").fetchone() == (True,)
+               for name in names):
+            for name in names:
+                conn.execute(f"DROP TABLE {name}")
+            dropped += names
+    return dropped

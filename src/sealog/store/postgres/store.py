@@ -880,6 +880,16 @@ class PostgresStore(OneCallWrites):
         for rows in self._pages_by_index(_ROW_COLUMNS, org_id, start, stop):
             yield from map(stored_event_row, rows)
 
+    def release_emptied_storage(self) -> list[str]:
+        try:
+            with self._reading() as conn, schema_change(conn):
+                dropped = partitions.drop_emptied(conn)
+        except psycopg.errors.LockNotAvailable as exc:  # the next purge tries again
+            log.warning("dropping emptied partitions gave up after %s waiting for queries "
+                        "on the events tables (%s)", partitions.LOCK_TIMEOUT, exc)
+            return []
+        return [f"partition {name}" for name in dropped]
+
     def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
         try:
             with self._reading() as conn, schema_change(conn):
