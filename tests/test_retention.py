@@ -4,6 +4,7 @@ a retained event still verifies."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -134,6 +135,55 @@ def test_a_purge_removes_the_prefix_received_before_the_cutoff_and_proofs_still_
         merkle.verify_inclusion(merkle.leaf_hash(doc.doc), doc.index, latest.size,
                                 maker.inclusion(doc.index), latest.root)
     assert store.log_head("acme").size == latest.size
+
+
+def _rfc6962_root(leaves: list[bytes]) -> bytes:
+    """MTH of RFC 6962 section 2.1, by its definition, apart from sealog.ledger."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _rfc6962_root(leaves[:k]) + _rfc6962_root(leaves[k:])
+                          ).digest()
+
+
+def _rfc9162_inclusion_root(leaf: bytes, index: int, size: int, path: list[bytes]) -> bytes:
+    """The root an inclusion path leads to, by RFC 9162 section 2.1.3.2's algorithm."""
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            raise AssertionError("the path is too long")
+        if fn & 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    assert sn == 0, "the path is too short"
+    return r
+
+
+def test_after_a_purge_an_independent_rfc6962_check_agrees_with_every_checkpoint(
+        store, tmp_path):
+    _org(store)
+    signer = checkpoint.load_signer(tmp_path / "log.key", HOST)
+    _batch(store, 513, days_ago=100, seed=1)
+    before = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
+    _batch(store, 200, days_ago=1, seed=2)
+    _policy(store, 30)
+    _purge(store, batch=100)
+    latest = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
+    nodes = store.read_tree_range("acme", 0, 0, latest.size)
+    leaves = [nodes[(0, i)] for i in range(latest.size)]
+    assert _rfc6962_root(leaves[:before.size]) == before.root
+    assert _rfc6962_root(leaves) == latest.root
+    for doc in store.iter_events_by_index("acme", 513, latest.size):
+        assert hashlib.sha256(b"\x00" + doc.doc).digest() == leaves[doc.index]
+        path = tree.inclusion_proof(store=store, org_id="acme", index=doc.index,
+                                    size=latest.size)
+        assert _rfc9162_inclusion_root(leaves[doc.index], doc.index, latest.size,
+                                       path) == latest.root
 
 
 def test_a_hold_on_the_whole_log_blocks_purges_and_a_range_hold_stops_one_before_it(store):
