@@ -505,3 +505,14 @@ def test_openapi_lists_every_route(app, tenant):
 def test_health_and_readiness(tenant, store):
     assert tenant.client.get("/healthz").json() == {"status": "ok"}
     assert tenant.client.get("/readyz").status_code == 200
+
+
+def test_a_window_from_the_first_year_to_the_last_is_searched_not_refused(tenant):
+    tenant.client.post("/api/v1/events", json={"events": [event()]}).raise_for_status()
+    for params in ({"range": "custom", "from": "0001-01-01T00:00:00Z"},
+                   {"range": "custom", "from": "0001-01-01T00:00:00Z",
+                    "to": "9999-12-31T23:59:59Z", "q": "guardrail"}):
+        r = tenant.client.get("/api/v1/events", params=params)
+        assert r.status_code == 200 and len(r.json()["data"]) == 1, r.text
+        r = tenant.client.get("/api/v1/events/count", params=params)
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text

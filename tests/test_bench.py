@@ -44,8 +44,17 @@ SCRIPTS = {
         "bare read + SHA-256 of each event (baseline):", "sealog verify of the bundle",
     ]),
     "middleware.py": (["--requests", "300"], ["added per request (ms):", "ratio:"]),
-    "streams.py": (["--events", "3000", "--postgres", "{postgres}"], [
+    "streams.py": (["--events", "3000", "--live-seconds", "2", "--ingest-events", "4000",
+                    "--rounds", "2", "--postgres", "{postgres}"], [
         "read + serialise (floor):", "PostgreSQL read + serialise (floor):",
+        "lag at", "PostgreSQL lag at", "HTTP ingest, no stream",
+        "PostgreSQL HTTP ingest, no stream",
+    ]),
+    "retention.py": (["--events", "4000", "--seconds", "2", "--postgres", "{postgres}"], [
+        "ingest at 1,000 events/s alone:", "ingest at 1,000 events/s beside purge:",
+        "purge:", "space:", "PostgreSQL ingest at 1,000 events/s alone:",
+        "PostgreSQL ingest at 1,000 events/s beside purge:", "PostgreSQL purge:",
+        "PostgreSQL space:",
     ]),
     "wal.py": (["--seconds", "3"], ["WAL with 1 writer(s)", "WAL with 4 writer(s)"]),
 }

@@ -83,7 +83,7 @@ def site(request, tmp_path_factory) -> Iterator[dict]:
     api = httpx.Client(base_url=process.base, headers={"Authorization": f"Bearer {secret}"},
                        timeout=30)
     try:
-        yield {"base": process.base, "api": api}
+        yield {"base": process.base, "api": api, "url": url}
     finally:
         api.close()
         process.stop()
@@ -655,4 +655,33 @@ def test_bidi_controls_in_event_text_are_shown_as_stored(page, site):
     page.get_by_test_id("tab-members").click()
     member_row = page.locator("[data-testid=member-row][data-email='mallory@acme.example']")
     assert member_row.locator("td").first.inner_text() == f"Mallory {MARKED}"
+    assert_accessible(page)
+
+
+def test_erased_events_show_as_erased_and_their_place_still_verifies(page, site):
+    """Last in this module: it erases events of the shared site."""
+    from sealog import erasure
+
+    actor = site["api"].get("/api/v1/events", params={"range": "7d"}).json()["data"][0][
+        "actor"]["id"]
+    store = open_store(site["url"])
+    try:
+        matched = erasure.matching(store, "acme", f"actor:{actor}")
+        done = erasure.erase(store=store, redactor=Redactor(), org_id="acme",
+                             actor={"id": "owner", "type": "user"}, query=f"actor:{actor}",
+                             reason="GDPR request", expected=len(matched.events))
+    finally:
+        store.close()
+    sign_in(page, site)
+    page.get_by_test_id("range").select_option("30d")
+    page.get_by_test_id("search").fill("action:erased")
+    wait_for_rows(page, len(done.indexes))
+    first = page.get_by_test_id("event-row").first
+    expect(first.get_by_test_id("action")).to_have_text(
+        f"Erased (request at index {done.request_index})")
+    expect(first.get_by_test_id("actor")).to_have_text("erased")
+    first.get_by_test_id("details").click()
+    proof = page.get_by_test_id("event-modal").get_by_test_id("proof-status")
+    expect(proof).to_have_attribute("data-state", "verified")
+    expect(proof).to_contain_text(f"Erased by the request at index {done.request_index}")
     assert_accessible(page)

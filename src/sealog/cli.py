@@ -820,6 +820,38 @@ def cmd_holds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from sealog import erasure
+
+    settings = _settings(args)
+    with _store(args) as store:
+        store.get_org(args.org)
+        matched = erasure.matching(store, args.org, args.query)
+        count = len(matched.events)
+        if matched.held:
+            raise CommandError(f"{len(matched.held):,} of the {count:,} events the query "
+                               "matches are under a legal hold (sealog holds list); nothing "
+                               "was erased")
+        if args.expect is not None and args.expect != count:
+            raise CommandError(f"the query matches {count:,} events, not {args.expect:,}; "
+                               "nothing was erased")
+        if args.expect is None:
+            if not sys.stdin.isatty():
+                raise CommandError(f"the query matches {count:,} events; give --expect "
+                                   f"{count} to erase them without a prompt")
+            answer = input(f"Erase the content of {count:,} events of org {args.org}? "
+                           "Type the number to confirm: ")
+            if answer.strip().replace(",", "") != str(count):
+                raise CommandError("not confirmed; nothing was erased")
+        done = erasure.erase(store=store, redactor=Redactor(settings.redact_keys),
+                             org_id=args.org, actor=CLI_ACTOR, query=args.query,
+                             reason=args.reason, expected=count)
+    _print(args, {"request_index": done.request_index, "count": len(done.indexes)},
+           f"Erased the content of {len(done.indexes):,} events of org {args.org} "
+           f"(request recorded at index {done.request_index}).")
+    return 0
+
+
 def _command(sub: Any, name: str, help_text: str, example: str,
              func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
@@ -1041,6 +1073,18 @@ def build_parser() -> argparse.ArgumentParser:
                  "sealog holds release --org acme hold_…", cmd_holds)
     p.add_argument("--org", required=True, help="org id")
     p.add_argument("hold_id", help="the hold's id (hold_…)")
+    _add_db(p)
+    _add_json(p)
+
+    p = _command(sub, "erase", "Erase the content of the events a query matches (each keeps "
+                 "its place and leaf hash under a tombstone; docs/retention.md), after "
+                 "confirming how many.", "sealog erase --org acme --query actor:usr_123 "
+                 "--reason 'GDPR request 2026-14'", cmd_erase)
+    p.add_argument("--org", required=True, help="org id")
+    p.add_argument("--query", required=True, help="which events, in the search language")
+    p.add_argument("--reason", required=True, help="why they are erased (recorded)")
+    p.add_argument("--expect", type=int,
+                   help="the number of events to erase, confirmed beforehand (else asked)")
     _add_db(p)
     _add_json(p)
 

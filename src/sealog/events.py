@@ -138,6 +138,9 @@ CATALOG: dict[str, CatalogEntry] = {
         "legal_hold.placed": "Placed legal hold on audit log",
         "legal_hold.released": "Released legal hold on audit log",
     }),
+    **_entries("user_actions", "Erasure", {
+        "audit_log.erased": "Erased the content of audit log events",
+    }),
     **_entries("system_events", "Retention", {
         "audit_log.purged": "Removed events under the retention policy",
     }),

@@ -63,7 +63,7 @@ def view(store: Store, org_id: str, *, min_days: int | None) -> dict[str, Any]:
     return {
         "days": row.days,
         "locked": row.locked_at is not None,
-        "locked_at": _time(row.locked_at),
+        "locked_at": time_text(row.locked_at),
         "min_days": min_days,
         "retained_from_index": row.pruned_before,
         "purge": ({"to_index": row.purge_to, "record_index": row.purge_record}
@@ -76,15 +76,15 @@ def view(store: Store, org_id: str, *, min_days: int | None) -> dict[str, Any]:
 def hold_view(row: HoldRow) -> dict[str, Any]:
     return {
         "id": row.id, "name": row.name, "reason": row.reason,
-        "occurred_from": _time(row.occurred_from), "occurred_to": _time(row.occurred_to),
+        "occurred_from": time_text(row.occurred_from), "occurred_to": time_text(row.occurred_to),
         "whole_log": row.occurred_from is None and row.occurred_to is None,
-        "created_by": row.created_by, "created_at": _time(row.created_at),
-        "released_at": _time(row.released_at), "released_by": row.released_by,
+        "created_by": row.created_by, "created_at": time_text(row.created_at),
+        "released_at": time_text(row.released_at), "released_by": row.released_by,
         "active": row.released_at is None,
     }
 
 
-def _time(us: int | None) -> str | None:
+def time_text(us: int | None) -> str | None:
     return None if us is None else times.format_rfc3339(us)
 
 
@@ -147,8 +147,8 @@ def place_hold(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str
         raise RetentionError("name: 1 to 200 characters")
     if not reason or len(reason) > 2000:
         raise RetentionError("reason: 1 to 2000 characters; say why the events are held")
-    start = _parse_time("from", occurred_from)
-    stop = _parse_time("to", occurred_to)
+    start = _parsetime_text("from", occurred_from)
+    stop = _parsetime_text("to", occurred_to)
     if start is not None and stop is not None and start >= stop:
         raise RetentionError("from: must come before to")
     now = times.now_us()
@@ -172,7 +172,7 @@ def release_hold(*, store: Store, redactor: Redactor, org_id: str, actor: dict[s
             raise NotFound(f"legal hold {hold_id!r} does not exist")
         if row.released_at is not None:
             raise Conflict(f"legal hold {hold_id!r} was released at "
-                           f"{_time(row.released_at)}")
+                           f"{time_text(row.released_at)}")
         released = dataclasses.replace(row, released_at=times.now_us(),
                                        released_by=actor.get("id"))
         tx.update_hold(released)
@@ -184,11 +184,11 @@ def _record_hold(tx: WriteTx, redactor: Redactor, row: HoldRow, actor: dict[str,
                  action: str) -> None:
     record_action(tx=tx, redactor=redactor, org_id=row.org_id, action=action, actor=actor,
                   resource={"type": "legal_hold", "id": row.id, "name": row.name},
-                  metadata={"reason": row.reason, "occurred_from": _time(row.occurred_from),
-                            "occurred_to": _time(row.occurred_to)})
+                  metadata={"reason": row.reason, "occurred_from": time_text(row.occurred_from),
+                            "occurred_to": time_text(row.occurred_to)})
 
 
-def _parse_time(name: str, text: str | None) -> int | None:
+def _parsetime_text(name: str, text: str | None) -> int | None:
     if text is None or text == "":
         return None
     try:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from sealog.auth import AuthError, ScopeError, SignInLocked
+from sealog.erasure import ErasureError
 from sealog.events import EventValidationError, FieldError
 from sealog.exports.jobs import ExportError
 from sealog.ingest import IdConflict
@@ -99,7 +100,7 @@ def as_problem(exc: Exception) -> Problem:
                        errors=[FieldError(None, "q", str(exc))])
     if isinstance(exc, TimeError | FilterError | ExportError):
         return Problem(422, str(exc), kind="validation")
-    if isinstance(exc, StreamError | RetentionError):  # its message starts with the setting
+    if isinstance(exc, StreamError | RetentionError | ErasureError):  # the setting first
         return Problem(422, str(exc), kind="validation",
                        errors=[FieldError(None, str(exc).split(":", 1)[0], str(exc))])
     if isinstance(exc, CursorError):
@@ -139,6 +140,7 @@ def install(app: FastAPI) -> None:
 
     for cls in (Problem, EventValidationError, IdConflict, SearchSyntaxError, QueryTooCostly,
                 TimeError, FilterError, CursorError, ExportError, StreamError, RetentionError,
+                ErasureError,
                 AuthError, ScopeError, NotFound, Conflict, SignInLocked, PreparerFailed,
                 StorageFull, Unavailable):
         app.add_exception_handler(cls, on_library_error)

@@ -1,6 +1,7 @@
-"""Routes of /api/v1/retention and /api/v1/legal-holds: how long the org keeps its events,
-and the holds that keep some whatever the policy says. Anyone who may read events sees
-them; only an owner, signed in, changes them."""
+"""Routes of /api/v1/retention, /api/v1/legal-holds and /api/v1/erasures: how long the org
+keeps its events, the holds that keep some whatever the policy says, and erasing events'
+content. Anyone who may read events sees the policy and holds; only an owner, signed in,
+changes them or erases."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from sealog import auth, retention
+from sealog import auth, erasure, retention
 from sealog.api.bodies import JsonBodyRoute
 from sealog.api.deps import CurrentPrincipal, RedactorDep, SettingsDep, StoreDep
 from sealog.api.schemas import PROBLEM_RESPONSES
@@ -118,3 +119,53 @@ def release_hold(hold_id: str, principal: CurrentPrincipal, store: StoreDep,
     row = retention.release_hold(store=store, redactor=redactor, org_id=principal.org_id,
                                  actor=principal.actor, hold_id=hold_id)
     return _json(retention.hold_view(row))
+
+
+class ErasureQuery(BaseModel):
+    """The events to erase: a query of the search language over the whole kept log."""
+
+    query: str
+
+
+class ErasureIn(ErasureQuery):
+    """The erasure itself: why, and how many events the preview showed (the confirmation:
+    refused when the query matches another number by then)."""
+
+    reason: str
+    expected_count: int
+
+
+class ErasurePreview(BaseModel):
+    count: int
+    held: int = Field(description="how many of them a legal hold keeps (then refused)")
+    first_occurred_at: str | None
+    last_occurred_at: str | None
+
+
+class ErasureDone(BaseModel):
+    request_index: int = Field(description="the audit_log.erased event's index")
+    count: int
+
+
+@router.post("/erasures/preview", response_model=ErasurePreview, responses=PROBLEM_RESPONSES,
+             summary="What erasing a query's events would erase (owners)")
+def preview_erasure(spec: ErasureQuery, principal: CurrentPrincipal,
+                    store: StoreDep) -> Response:
+    auth.require_owner(principal, "erase events")
+    matched = erasure.matching(store, principal.org_id, spec.query)
+    times_ = sorted(d.occurred_us for d in matched.events)
+    return _json({"count": len(matched.events), "held": len(matched.held),
+                  "first_occurred_at": retention.time_text(times_[0]) if times_ else None,
+                  "last_occurred_at": retention.time_text(times_[-1]) if times_ else None})
+
+
+@router.post("/erasures", status_code=201, response_model=ErasureDone,
+             responses=PROBLEM_RESPONSES,
+             summary="Erase the content of a query's events, keeping their place (owners)")
+def erase(spec: ErasureIn, principal: CurrentPrincipal, store: StoreDep,
+          redactor: RedactorDep) -> Response:
+    auth.require_owner(principal, "erase events")
+    done = erasure.erase(store=store, redactor=redactor, org_id=principal.org_id,
+                         actor=principal.actor, query=spec.query, reason=spec.reason,
+                         expected=spec.expected_count)
+    return _json({"request_index": done.request_index, "count": len(done.indexes)}, 201)

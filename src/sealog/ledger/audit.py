@@ -159,7 +159,7 @@ def verify_server(
     verified = verify_log(server.entries(cp.size), size=cp.size, root=cp.root,
                           with_proofs=lambda: server.entries(cp.size, proofs=True),
                           progress=progress, pruned=server.pruned())
-    report.valid, report.pruned = verified.valid, verified.pruned
+    report.valid, report.pruned, report.erased = verified.valid, verified.pruned, verified.erased
     report.notes += verified.notes
     report.failures += verified.failures
     state[cp.origin] = {"size": cp.size, "root": base64.b64encode(cp.root).decode()}

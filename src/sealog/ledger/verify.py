@@ -49,15 +49,19 @@ class Report:
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     pruned: int = 0
+    erased: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failures and self.valid + self.pruned == self.total
+        return not self.failures and self.valid + self.pruned + self.erased == self.total
 
     def text(self) -> str:
-        if self.pruned:
-            count = (f"{self.valid}/{self.total - self.pruned} retained events valid, "
-                     f"{self.pruned} pruned of {self.total}")
+        if self.pruned or self.erased:
+            kept = self.total - self.pruned - self.erased
+            count = f"{self.valid}/{kept} {'retained ' if self.pruned else ''}events valid"
+            count += f", {self.erased} erased" if self.erased else ""
+            count += f", {self.pruned} pruned" if self.pruned else ""
+            count += f" of {self.total}"
         else:
             count = f"{self.valid}/{self.total} events valid"
         lines = [*self.notes, count]
@@ -77,6 +81,45 @@ class Pruned:
 
 # An audit_log.purged event Sealog recorded: what a removed prefix must be explained by.
 _PURGE_MARK = b'"action":"audit_log.purged"'
+
+
+_ERASURE_MARK = b'"action":"audit_log.erased"'
+_TOMBSTONE = re.compile(rb'^\{"erased":\{"request_index":(\d+),')
+
+
+def _erasure_request(entry: Entry) -> tuple[int, str, int] | None:
+    """(count, indexes_sha256, first_index) of an erasure request Sealog recorded, or None."""
+    if _ERASURE_MARK not in entry.event:
+        return None
+    try:
+        doc = orjson.loads(entry.event)
+        if doc.get("action") != "audit_log.erased" or (doc.get("recorded_by") or {}).get(
+                "type") != "sealog":
+            return None
+        meta = doc["metadata"]
+        return int(meta["count"]), str(meta["indexes_sha256"]), int(meta["first_index"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _tombstone_of(entry: Entry) -> int | None:
+    """The index of the erasure request an erased event's tombstone names, or None."""
+    match = _TOMBSTONE.match(entry.event)
+    return int(match.group(1)) if match else None
+
+
+def indexes_digest(indexes: list[int]) -> str:
+    """The SHA-256 (hex) of indexes in ascending order, written as decimal numbers joined by
+    commas: what an erasure request records of the events it erased."""
+    return sha256(",".join(map(str, sorted(indexes))).encode()).hexdigest()
+
+
+def _leaf(entry: Entry) -> bytes:
+    """The leaf an entry stands for: its bytes' hash, or, erased, its stored leaf hash (the
+    content is gone; the root says whether the hash is the one sealed)."""
+    if _tombstone_of(entry) is not None:
+        return entry.leaf_hash
+    return merkle.leaf_hash(entry.event)
 
 
 def _purge_record(entry: Entry) -> int | None:
@@ -136,6 +179,8 @@ def verify_log(
     gap = False
     flagged: set[int] = set()
     purges: list[tuple[int, int]] = []  # (its index, retained_from_index) of purge records
+    requests: dict[int, tuple[int, str, int]] = {}  # erasure requests by index
+    erased: dict[int, list[int]] = {}  # the erased events' indexes by their request's
     for count, entry in enumerate(entries, 1):
         if entry.index >= size:
             break
@@ -148,6 +193,9 @@ def verify_log(
         retained_from = _purge_record(entry)
         if retained_from is not None:
             purges.append((entry.index, retained_from))
+        request = _erasure_request(entry)
+        if request is not None:
+            requests[entry.index] = request
         if entry.index < expected:
             event_id, _ = _identity(entry.event)
             report.failures.append(Failure(
@@ -158,7 +206,11 @@ def verify_log(
             report.failures.append(_missing(expected, entry.index))
             gap = True
         leaf = sha256(b"\x00" + entry.event).digest()
-        if leaf != entry.leaf_hash:
+        by = _tombstone_of(entry) if leaf != entry.leaf_hash else None
+        if by is not None:
+            erased.setdefault(by, []).append(entry.index)
+            leaf = entry.leaf_hash
+        elif leaf != entry.leaf_hash:
             report.failures.append(_changed(entry, "its content no longer matches its leaf hash"))
             flagged.add(entry.index)
         if not gap:
@@ -173,8 +225,10 @@ def verify_log(
         progress(expected)
     if start:
         _explain_pruned(report, start, [p for p in purges if p[0] not in flagged])
+    _explain_erased(report, start, erased, {i: r for i, r in requests.items()
+                                            if i not in flagged})
     if not gap and compact.root() == root:
-        report.valid = size - start - len(flagged)
+        report.valid = size - start - len(flagged) - sum(map(len, erased.values()))
         return report
     if with_proofs is None:
         report.failures.append(Failure(
@@ -187,8 +241,7 @@ def verify_log(
         if entry.index >= size or entry.proof is None:
             continue
         try:
-            merkle.verify_inclusion(merkle.leaf_hash(entry.event), entry.index, size,
-                                    entry.proof, root)
+            merkle.verify_inclusion(_leaf(entry), entry.index, size, entry.proof, root)
         except merkle.ProofError:
             if entry.index not in flagged:
                 event_id, sealed_at = _identity(entry.event)
@@ -198,7 +251,7 @@ def verify_log(
                 else:
                     failed[entry.index] = event_id
             continue
-        if entry.index not in flagged:
+        if entry.index not in flagged and _tombstone_of(entry) is None:
             report.valid += 1
     for index, event_id in sorted(failed.items()):
         sibling = index ^ 1
@@ -212,7 +265,8 @@ def verify_log(
             detail = "differs from the event the checkpoint commits to"
         report.failures.append(Failure(MODIFIED, detail, index, event_id))
         flagged.add(index)
-    if report.valid + len(failed) + len(flagged) < size - start and not report.failures:
+    if (report.valid + report.erased + len(failed) + len(flagged) < size - start
+            and not report.failures):
         report.failures.append(Failure(ROOT_MISMATCH, "the events do not hash to the signed root"))
     report.failures.sort(key=lambda f: (f.index is None, f.index or 0))
     return report
@@ -232,6 +286,38 @@ def _explain_pruned(report: Report, start: int, purges: list[tuple[int, int]]) -
     in_progress = f"; the purge it ordered reaches {reach - 1}" if reach > start else ""
     report.notes.append(f"{start} events pruned under the retention policy (indexes 0–"
                         f"{start - 1}, purge recorded at index {index}{in_progress})")
+
+
+def _explain_erased(report: Report, start: int, erased: dict[int, list[int]],
+                    requests: dict[int, tuple[int, str, int]]) -> None:
+    """Counts erased events as erased when the request their tombstones name is a valid
+    erasure request that lists exactly them (those a later purge removed aside); every
+    other erased event, and every request its tombstones do not match, is a failure."""
+    for request_index in sorted(set(erased) | set(requests)):
+        found = erased.get(request_index, [])
+        request = requests.get(request_index)
+        if request is None:
+            if request_index < start:  # the request itself was purged since
+                report.erased += len(found)
+                continue
+            for index in found:
+                report.failures.append(Failure(
+                    MODIFIED, f"its content is a tombstone naming an erasure request at "
+                    f"index {request_index}, and there is none", index))
+            continue
+        count, digest, first = request
+        partly_pruned = first < start
+        matches = (len(found) <= count and all(i >= start for i in found) if partly_pruned
+                   else len(found) == count and indexes_digest(found) == digest)
+        if not matches:
+            report.failures.append(Failure(
+                MODIFIED, f"the erasure request at this index lists {count} events, and "
+                f"the tombstones naming it are {len(found)} other ones", request_index))
+            continue
+        report.erased += len(found)
+        if found:
+            report.notes.append(f"{len(found)} events erased (request at index "
+                                f"{request_index})")
 
 
 def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: bytes) -> Report:

@@ -111,6 +111,12 @@ def stored_event_row(columns: Sequence[Any]) -> EventRow:
     return EventRow._make((*columns[:17], search.word_pairs(columns[16]), tokens, columns[17]))
 
 
+def erased_tokens(category: str, result: str) -> str:
+    """The field tokens of an erased event: its category and result, and action erased."""
+    return search.field_tokens((("category", category), ("result", result),
+                                ("action", "erased")))
+
+
 class StoredDoc(NamedTuple):
     """What reads return: the canonical document and its leaf hash."""
 
@@ -369,6 +375,14 @@ class WriteTx(Protocol):
         """The lowest index in [start, stop) of an event that occurred in one of ranges
         ([from, to), None open), or None."""
 
+    def docs_at(self, org_id: str, indexes: list[int]) -> dict[int, StoredDoc]:
+        """The org's events at those indexes that exist, on this transaction's connection."""
+
+    def erase_events(self, org_id: str, tombstones: list[tuple[int, bytes]]) -> None:
+        """Replaces each (index, tombstone) event's document by the tombstone and empties
+        what its row holds of it (actor, resource, request, search tokens, search index
+        entries); its id, times, category, result and leaf hash stay."""
+
     def delete_events(self, org_id: str, start: int, stop: int) -> int:
         """Removes the org's events of indexes [start, stop): rows, documents and search
         index entries (tree nodes stay); how many there were."""
@@ -376,6 +390,11 @@ class WriteTx(Protocol):
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         """Cancels a queued or running job, its status read under lock_export; raises
         NotFound, or Conflict for a job that has ended."""
+
+    def withdraw_export(self, org_id: str, export_id: str, now: int) -> ExportRow | None:
+        """Ends an export whose file may hold what an erasure removed: a completed one
+        expires, a queued or running one is cancelled; the row as it then is, None when it
+        had ended otherwise."""
 
 
 class Store(Protocol):
@@ -388,13 +407,16 @@ class Store(Protocol):
     def ping(self) -> None:
         """Returns when the database answers; raises otherwise."""
 
-    def writing(self, *, durable: bool = True) -> AbstractContextManager[WriteTx]:
+    def writing(self, *, durable: bool = True, scrub: bool = False
+                ) -> AbstractContextManager[WriteTx]:
         """A write transaction: committed on normal exit, rolled back on an exception;
         raises StorageFull when the disk is full, Conflict for a write the database refuses.
 
         durable=False commits without waiting for the disk: a crash of the machine may lose
         that commit (and others like it after the last durable one), never leave half of
         one. For bookkeeping that is redone when lost, such as a stream's cursor.
+        scrub=True overwrites what the transaction deletes or replaces, where the backend
+        can (SQLite's secure_delete), for erasure.
 
         Raises RuntimeError when this thread already has one open: what must be stored in
         a caller's transaction (a change and its audit event) takes that transaction."""
@@ -553,6 +575,11 @@ class Store(Protocol):
     def get_retention(self, org_id: str) -> RetentionRow | None:
         """The org's retention row; None when it has none (keep forever, nothing removed)."""
 
+    def scrub_erased(self, org_id: str, received_us: list[int]) -> None:
+        """After an erasure committed, removes what is left of the erased content outside the
+        tables' live rows: SQLite's old search index segments and write-ahead log;
+        PostgreSQL's dead row versions in the partitions of those received times (VACUUM)."""
+
     def release_emptied_storage(self) -> list[str]:
         """Gives back the storage that purges emptied where the backend can do so at once
         (PostgreSQL: drops the month partitions that no longer hold a row); what it
@@ -574,7 +601,8 @@ class OneCallWrites:
     """The Store methods that are one WriteTx call in a transaction of their own, written
     once for every backend on top of its writing()."""
 
-    def writing(self, *, durable: bool = True) -> AbstractContextManager[WriteTx]:
+    def writing(self, *, durable: bool = True, scrub: bool = False
+                ) -> AbstractContextManager[WriteTx]:
         raise NotImplementedError
 
     def create_org(self, *, org_id: str, name: str, created_at: int) -> Org:

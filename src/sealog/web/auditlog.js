@@ -290,8 +290,17 @@ function actorLabel(actor) {
   return actor.email || actor.name || actor.id || actor.type;
 }
 
-function row(event) {
-  view.rows.set(event.id, event);
+// What the table and the details show of an erased event: its tombstone, named.
+export function shown(event) {
+  if (!event.erased) return event;
+  return { ...event, event_type: 'Erased', action: 'erased',
+           description: `Erased (request at index ${event.erased.request_index})`,
+           actor: { id: null, name: 'erased', type: 'erased' } };
+}
+
+function row(original) {
+  const event = shown(original);
+  view.rows.set(event.id, original);
   const details = h('button', { class: 'icon-button eye', type: 'button', 'aria-label': `Details of ${event.description}`,
                                 title: 'View details', dataset: { testid: 'details' } }, eyeIcon());
   details.addEventListener('click', () => {
@@ -361,11 +370,12 @@ function copyable(label, value, testid) {
       value ? copyButton(value, `Copy ${label}`) : null)];
 }
 
-function details(event) {
+function details(original) {
+  const event = shown(original);
   const request = event.request;
   const resource = event.resource;
   const proof = h('p', { class: 'proof checking', role: 'status', dataset: { testid: 'proof-status' } }, 'Checking the proof…');
-  verifyEvent(event).then((outcome) => {
+  verifyEvent(original).then((outcome) => {
     proof.className = `proof ${outcome.ok ? 'ok' : outcome.pending ? 'pending' : 'bad'}`;
     proof.dataset.state = outcome.ok ? 'verified' : outcome.pending ? 'pending' : 'failed';
     clear(proof, outcome.ok ? '✓ ' : '✕ ', outcome.message,

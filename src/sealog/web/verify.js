@@ -30,6 +30,10 @@ export function hex(bytes) {
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+function fromHex(text) {
+  return Uint8Array.from(text.match(/../g) || [], (pair) => parseInt(pair, 16));
+}
+
 function fromBase64(text) {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
@@ -101,7 +105,8 @@ export async function signatureValid(checkpoint, verifierKey) {
 
 // { ok, size, message } for the event, checked against the latest signed checkpoint.
 export async function verifyEvent(event) {
-  const leaf = await leafHash(event);
+  // An erased event's content is gone: its stored leaf hash is what the proof can show.
+  const leaf = event.erased ? fromHex(event.leaf_hash) : await leafHash(event);
   if (hex(leaf) !== event.leaf_hash) {
     return { ok: false, message: `The event's contents do not match its leaf hash (recomputed ${hex(leaf).slice(0, 16)}…).` };
   }
@@ -122,5 +127,7 @@ export async function verifyEvent(event) {
   }
   return { ok: true, size: checkpoint.size, signatureChecked: signed === true,
            keyName: verifierKey.split('+')[0],
-           message: `Verified in checkpoint of size ${checkpoint.size.toLocaleString('en-US')}` };
+           message: event.erased
+             ? `Erased by the request at index ${event.erased.request_index}; its place and leaf hash are verified in checkpoint of size ${checkpoint.size.toLocaleString('en-US')}`
+             : `Verified in checkpoint of size ${checkpoint.size.toLocaleString('en-US')}` };
 }

@@ -36,11 +36,12 @@ from sealog.store.base import (
     StreamRow,
     Unavailable,
     UserRow,
+    erased_tokens,
     stored_event_row,
 )
 from sealog.store.postgres import partitions
 from sealog.store.postgres.migrations import keep_partitions, migrate, schema_change
-from sealog.store.postgres.tokens import tsvector_binary
+from sealog.store.postgres.tokens import lexemes, tsvector_binary
 from sealog.store.postgres.tsquery import token_conditions
 from sealog.store.sqlfilter import Dialect, Where, base_where, match_where, occurred_in
 
@@ -532,11 +533,42 @@ class _Tx:
                       f"AND idx < %s AND ({conditions})", (org_id, start, stop, *params))
         return None if r is None else r[0]
 
+    def docs_at(self, org_id: str, indexes: list[int]) -> dict[int, StoredDoc]:
+        rows = self.conn.execute(f"SELECT {_DOC_COLUMNS} FROM {_DOC_JOIN} WHERE e.org_id = %s "
+                                 "AND e.idx = ANY(%s)", (org_id, indexes)).fetchall()
+        return {r[4]: StoredDoc(*r) for r in rows}
+
+    def erase_events(self, org_id: str, tombstones: list[tuple[int, bytes]]) -> None:
+        indexes = [index for index, _ in tombstones]
+        rows = self.conn.execute(
+            "UPDATE events SET action = 'erased', actor_id = NULL, actor_email = NULL, "
+            "actor_name = NULL, resource_type = NULL, resource_id = NULL, method = NULL, "
+            "path = NULL, ip = NULL, search_text = '', words = ''::tsvector, "
+            "pairs = ''::tsvector WHERE org_id = %s AND idx = ANY(%s) "
+            "RETURNING idx, category, result", (org_id, indexes)).fetchall()
+        with self.conn.cursor() as cursor:
+            # What stays findable of an erased event: action:erased, its category, result.
+            cursor.executemany(
+                "UPDATE events SET fields = array_to_tsvector(%s::text[]) WHERE org_id = %s "
+                "AND idx = %s", [(lexemes(erased_tokens(category, result)), org_id, index)
+                                 for index, category, result in rows])
+            cursor.executemany("UPDATE event_docs SET doc = %s WHERE org_id = %s AND idx = %s",
+                               [(doc, org_id, index) for index, doc in tombstones])
+
     def delete_events(self, org_id: str, start: int, stop: int) -> int:
         self.conn.execute("DELETE FROM event_docs WHERE org_id = %s AND idx >= %s AND idx < %s",
                           (org_id, start, stop))
         return self.conn.execute("DELETE FROM events WHERE org_id = %s AND idx >= %s "
                                  "AND idx < %s", (org_id, start, stop)).rowcount
+
+    def withdraw_export(self, org_id: str, export_id: str, now: int) -> ExportRow | None:
+        r = self.conn.execute(
+            "UPDATE exports SET status = CASE status WHEN 'completed' THEN 'expired' "
+            "ELSE 'cancelled' END, finished_at = coalesce(finished_at, %s), "
+            "lease_owner = NULL, lease_expires_at = NULL WHERE org_id = %s AND id = %s "
+            "AND status IN ('completed', 'queued', 'running') "
+            f"RETURNING {_EXPORT_COLUMNS}", (now, org_id, export_id)).fetchone()
+        return ExportRow(*r) if r else None
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         row = self.lock_export(org_id, export_id)
@@ -617,7 +649,7 @@ class PostgresStore(OneCallWrites):
         self._one("SELECT 1")
 
     @contextmanager
-    def writing(self, *, durable: bool = True) -> Iterator[_Tx]:
+    def writing(self, *, durable: bool = True, scrub: bool = False) -> Iterator[_Tx]:
         if self._closed:
             raise RuntimeError("the store is closed")
         if getattr(self._local, "writing", False):  # else a second connection of this
@@ -879,6 +911,18 @@ class PostgresStore(OneCallWrites):
     def iter_event_rows(self, org_id: str, start: int, stop: int) -> Iterator[EventRow]:
         for rows in self._pages_by_index(_ROW_COLUMNS, org_id, start, stop):
             yield from map(stored_event_row, rows)
+
+    def scrub_erased(self, org_id: str, received_us: list[int]) -> None:
+        months = sorted({partitions.month_of(us) for us in received_us})
+        names = [partitions.partition_name(table, month) for month in months
+                 for table in partitions.PARTITIONED_TABLES]
+        with self._reading() as conn:
+            existing = [n for n in (*names, "events_default", "event_docs_default")
+                        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (n,)
+                                        ).fetchone() == (True,)]
+            # The erased rows' old versions stay in the table until vacuumed: then their
+            # space is free for new rows, and no query or index can reach them.
+            conn.execute(f"VACUUM {', '.join(existing)}")
 
     def release_emptied_storage(self) -> list[str]:
         try:

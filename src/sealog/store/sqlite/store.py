@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 import threading
 import time
@@ -42,6 +43,7 @@ from sealog.store.base import (
     StoredDoc,
     StreamRow,
     UserRow,
+    erased_tokens,
     stored_event_row,
 )
 from sealog.store.sqlfilter import Dialect, base_where, match_where, occurred_in
@@ -49,6 +51,7 @@ from sealog.store.sqlite.fts5 import Fts5Query, fts5_query
 from sealog.times import TimeRange
 
 DIALECT = Dialect(param="?", contains="instr({column}, {param}) > 0")
+log = logging.getLogger("sealog.store")
 # How many of the newest rows in the window a text search checks one by one before it
 # asks the full-text index: a common term fills its page from them at once.
 PROBE_ROWS = 2000
@@ -175,6 +178,11 @@ def _set_fts_automerge(conn: sqlite3.Connection, table: str) -> None:
                  (FTS_AUTOMERGE,))
 
 
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def _received_at(conn: sqlite3.Connection, org_id: str, index: int) -> int | None:
     """When the org's event at index was received (its document says), or None."""
     r = conn.execute("SELECT json_extract(CAST(d.doc AS TEXT), '$.received_at') FROM "
@@ -189,13 +197,19 @@ def _org_fts_table(conn: sqlite3.Connection, org_id: str) -> str | None:
     return None if row is None else fts_table(row[0])
 
 
+_MIN_KEY, _MAX_KEY = -(2**63), 2**63 - 1
+
+
 def window_keys(flt: EventFilter, cursor: Cursor | None = None) -> tuple[int, int | None]:
     """The keys of the whole milliseconds that flt's window (before cursor) touches."""
     upper = None if flt.time_range.end_us is None else flt.time_range.end_us - 1
     if cursor is not None:
         upper = cursor.occurred_us if upper is None else min(upper, cursor.occurred_us)
     high = None if upper is None else ((upper // 1000 + 1) << TIME_KEY_BITS) - 1
-    return (flt.time_range.start_us // 1000) << TIME_KEY_BITS, high
+    low = (flt.time_range.start_us // 1000) << TIME_KEY_BITS
+    # A window can reach past the years a key can stand for (from year 1, say); SQLite's
+    # integers end there, and so do the keys of every event stored.
+    return max(low, _MIN_KEY), None if high is None else min(high, _MAX_KEY)
 
 
 def _time_keys(conn: sqlite3.Connection, occurred: list[int]) -> list[int]:
@@ -641,6 +655,43 @@ class _Tx:
             f"SELECT min(idx) FROM events WHERE org_id = ? AND idx >= ? AND idx < ? "
             f"AND ({conditions})", (org_id, start, stop, *params)).fetchone()[0]
 
+    def docs_at(self, org_id: str, indexes: list[int]) -> dict[int, StoredDoc]:
+        found: dict[int, StoredDoc] = {}
+        for chunk in _chunks(indexes, 500):
+            marks = ", ".join("?" * len(chunk))
+            for r in self.conn.execute(
+                    f"SELECT {_DOC_COLUMNS} FROM events e JOIN event_docs d ON d.seq = e.seq "
+                    f"WHERE e.org_id = ? AND e.idx IN ({marks})", (org_id, *chunk)):
+                found[r[4]] = StoredDoc(*r)
+        return found
+
+    def erase_events(self, org_id: str, tombstones: list[tuple[int, bytes]]) -> None:
+        table = _org_fts_table(self.conn, org_id)
+        if table is None:
+            raise NotFound(f"org {org_id!r} does not exist")
+        for chunk in _chunks(tombstones, 500):
+            marks = ", ".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT e.seq, {_ROW_COLUMNS} FROM events e JOIN event_docs d "
+                f"ON d.seq = e.seq WHERE e.org_id = ? AND e.idx IN ({marks})",
+                (org_id, *(index for index, _ in chunk))).fetchall()
+            _insert_rows(self.conn, f"{table} ({table}, rowid, search_text, word_pairs, "
+                         "field_tokens)", [
+                             ("delete", r[0], e.search_text, e.word_pairs, e.field_tokens)
+                             for r, e in ((r, stored_event_row(r[1:])) for r in rows)])
+            # What stays findable of an erased event: action:erased, its category, result.
+            _insert_rows(self.conn, f"{table} (rowid, search_text, word_pairs, field_tokens)",
+                         [(r[0], "", "", erased_tokens(r[5], r[6])) for r in rows])
+            seqs = {r[2]: r[0] for r in rows}
+            self.conn.executemany("UPDATE event_docs SET doc = ? WHERE seq = ?",
+                                  [(doc, seqs[index]) for index, doc in chunk
+                                   if index in seqs])
+            self.conn.executemany(
+                "UPDATE events SET action = 'erased', actor_id = NULL, actor_email = NULL, "
+                "actor_name = NULL, resource_type = NULL, resource_id = NULL, method = NULL, "
+                "path = NULL, ip = NULL, search_text = '' WHERE seq = ?",
+                [(seq,) for seq in seqs.values()])
+
     def delete_events(self, org_id: str, start: int, stop: int) -> int:
         table = _org_fts_table(self.conn, org_id)
         if table is None:
@@ -662,6 +713,15 @@ class _Tx:
     def delete_stream(self, org_id: str, stream_id: str) -> None:
         self.conn.execute("DELETE FROM streams WHERE org_id = ? AND id = ?",
                           (org_id, stream_id))
+
+    def withdraw_export(self, org_id: str, export_id: str, now: int) -> ExportRow | None:
+        r = self.conn.execute(
+            "UPDATE exports SET status = CASE status WHEN 'completed' THEN 'expired' "
+            "ELSE 'cancelled' END, finished_at = coalesce(finished_at, ?), "
+            "lease_owner = NULL, lease_expires_at = NULL WHERE org_id = ? AND id = ? "
+            "AND status IN ('completed', 'queued', 'running') "
+            f"RETURNING {_EXPORT_COLUMNS}", (now, org_id, export_id)).fetchone()
+        return ExportRow(*r) if r else None
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         row = self.lock_export(org_id, export_id)
@@ -739,7 +799,7 @@ class SQLiteStore(OneCallWrites):
         self._reader().execute("SELECT 1").fetchone()
 
     @contextmanager
-    def writing(self, *, durable: bool = True) -> Iterator[_Tx]:
+    def writing(self, *, durable: bool = True, scrub: bool = False) -> Iterator[_Tx]:
         if self._closed:
             raise RuntimeError("the store is closed")
         thread = threading.get_ident()
@@ -752,11 +812,15 @@ class SQLiteStore(OneCallWrites):
             lighter = not durable and self._synchronous in ("FULL", "EXTRA")
             if lighter:
                 self._writer.execute("PRAGMA synchronous = NORMAL")
+            if scrub:
+                self._writer.execute("PRAGMA secure_delete = ON")
             try:
                 yield from self._transaction(thread)
             finally:
                 if lighter:
                     self._writer.execute(f"PRAGMA synchronous = {self._synchronous}")
+                if scrub:
+                    self._writer.execute("PRAGMA secure_delete = OFF")
 
     def _transaction(self, thread: int) -> Iterator[_Tx]:
         """The writer's transaction, for this thread; under the write lock."""
@@ -1040,6 +1104,23 @@ class SQLiteStore(OneCallWrites):
 
     def release_emptied_storage(self) -> list[str]:
         return []  # the file's free pages hold the next events (docs/retention.md)
+
+    def scrub_erased(self, org_id: str, received_us: list[int]) -> None:
+        # The full-text index keeps what it indexed in segments that a delete only marks:
+        # merged into one, the old segments' pages are freed, and overwritten (secure_delete).
+        with self.writing(scrub=True) as tx:
+            table = _org_fts_table(tx.conn, org_id)
+            if table is not None:
+                tx.conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+        # Frames of the write-ahead log written before the erasure may still hold the old
+        # pages: copied back and truncated, the file holds none.
+        for _ in range(50):
+            busy, _, _ = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.1)
+        log.warning("the write-ahead log could not be truncated after an erasure: readers "
+                    "held it; the next checkpoint of the log will")
 
     def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
         return None  # one table holds every event
@@ -1348,8 +1429,8 @@ def _count_by_index(conn: sqlite3.Connection, table: str, flt: EventFilter,
     total = rows_within(window.start_us, first_ms * 1000)
     if end_ms is not None:
         total += rows_within(end_ms * 1000, window.end_us)
-    high = None if end_ms is None else (end_ms << TIME_KEY_BITS) - 1
-    keys = (first_ms << TIME_KEY_BITS, high)
+    high = None if end_ms is None else min((end_ms << TIME_KEY_BITS) - 1, _MAX_KEY)
+    keys = (max(first_ms << TIME_KEY_BITS, _MIN_KEY), high)
 
     def hits(expression: str) -> int:
         sql, params = _fts_hits(table, expression, keys)

@@ -1,0 +1,206 @@
+"""Purges, on SQLite and then on PostgreSQL:
+
+- ingest latency while a purge removes N events: `sealog serve` takes 1,000 events/s over
+  HTTP (100 a request, every 100 ms) first with no purge (the baseline, same run), then
+  while `sealog retention purge` removes the N events its 60-day policy no longer keeps;
+  each request's latency (p50, p99, max) and the purge's throughput;
+- space: the database's size when built, after purging half of it, and after ingesting
+  as many new events again (the space freed should hold them).
+
+Run: python bench/retention.py [--events 1000000] [--seconds 20] [--postgres ADMIN_URL | none]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sealog import auth, retention, sampledata, times  # noqa: E402
+from sealog.events import Redactor  # noqa: E402
+from sealog.ingest import ingest  # noqa: E402
+from sealog.store import open_store  # noqa: E402
+
+from common import (  # noqa: E402
+    Databases,
+    Server,
+    add_postgres_option,
+    median,
+    percentile,
+    postgres_admin,
+)
+
+DAY_US = retention.DAY_US
+CHUNK = 1000
+
+
+def build(url: str, count: int, *, first_day: float, last_day: float, org_id: str = "bench",
+          seed: int = 0) -> None:
+    """count events into org_id, received from first_day to last_day ago (older first), a
+    transaction of CHUNK each."""
+    store = open_store(url)
+    try:
+        with contextlib.suppress(Exception):
+            auth.create_org(store=store, name="Bench", org_id=org_id)
+        now = times.now_us()
+        chunks = max(1, count // CHUNK)
+        store.prepare_for_events(received_from=now - int(first_day * DAY_US), received_until=now)
+        for k in range(chunks):
+            received = now - int((first_day - (first_day - last_day) * k / chunks) * DAY_US)
+            raw = list(sampledata.generate_events(CHUNK, days=1, seed=seed + k, now_us=received))
+            ingest(store=store, org_id=org_id, raw_events=raw, redactor=Redactor(),
+                   received_at_us=received)
+    finally:
+        store.close()
+
+
+def size_mb(url: str, folder: Path) -> float:
+    """The database's size on disk: SQLite's file and its WAL; PostgreSQL's database."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists()) / 2**20
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+
+
+class Pacer:
+    """Posts 100 events every 100 ms from a thread until stopped; each request's latency."""
+
+    def __init__(self, server: Server, secret: str):
+        self.server, self.secret = server, secret
+        self.latencies: list[float] = []
+        self.late = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> Pacer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.secret}", "Content-Type": "application/json"}
+        started, k = time.monotonic(), 0
+        with httpx.Client(base_url=self.server.url, headers=headers, timeout=60) as client:
+            while not self._stop.is_set():
+                wait = started + k * 0.1 - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                self.late = max(self.late, -wait)
+                body = orjson.dumps({"events": list(sampledata.generate_events(
+                    100, days=1, seed=10_000 + k))})
+                sent = time.perf_counter()
+                r = client.post("/api/v1/events", content=body)
+                self.latencies.append(time.perf_counter() - sent)
+                if r.status_code != 201:
+                    raise SystemExit(f"ingest failed: {r.status_code} {r.text[:300]}")
+                k += 1
+
+
+def _ms(values: list[float]) -> str:
+    return (f"p50 {median(values) * 1000:,.0f} ms, p99 {percentile(values, 99) * 1000:,.0f} "
+            f"ms, max {max(values) * 1000:,.0f} ms over {len(values):,} requests")
+
+
+def purge_beside_ingest(prefix: str, url: str, folder: Path, count: int, seconds: float
+                        ) -> None:
+    """Prints ingest latency without and with a purge of count events, and the purge's rate."""
+    data = folder / f"serve-{len(prefix)}"
+    data.mkdir()
+    build(url, count, first_day=100, last_day=61)
+    store = open_store(url)
+    auth.create_org(store=store, name="HTTP", org_id="http")
+    secret = auth.create_api_key(store=store, org_id="http", scopes=["events:write"]).secret
+    store.close()
+    # The server's own purger looks once at start, then not for a day: before the policy.
+    env = {"SEALOG_DATABASE_URL": url, "SEALOG_PURGE_INTERVAL_SECONDS": "86400"}
+    with Server(data, env=env) as server:
+        with Pacer(server, secret) as alone:
+            time.sleep(seconds)
+        store = open_store(url)
+        retention.set_policy(store=store, redactor=Redactor(), org_id="bench",
+                             actor={"id": "bench", "type": "system"}, days=60)
+        store.close()
+        purge_env = {**os.environ, **env}
+        with Pacer(server, secret) as beside:
+            started = time.perf_counter()
+            purged = subprocess.run(
+                [sys.executable, "-m", "sealog", "retention", "purge", "--org", "bench",
+                 "--data-dir", str(data), "--json"], env=purge_env, capture_output=True,
+                text=True, check=True)
+            took = time.perf_counter() - started
+    removed = orjson.loads(purged.stdout)["removed"]
+    assert removed == count, purged.stdout[:500]
+    print(f"{prefix}ingest at 1,000 events/s alone:        {_ms(alone.latencies)}", flush=True)
+    print(f"{prefix}ingest at 1,000 events/s beside purge: {_ms(beside.latencies)} (target "
+          f"p99 < 250 ms; the sender fell at most {beside.late * 1000:.0f} ms behind)",
+          flush=True)
+    print(f"{prefix}purge: {removed:,} events in {took:,.1f} s, {removed / took:,.0f} "
+          "events/s", flush=True)
+
+
+def space(prefix: str, url: str, folder: Path, count: int) -> None:
+    """Prints the database's size built, after purging half, and after refilling that half."""
+    half = count // 2
+    build(url, half, first_day=100, last_day=61, seed=1)
+    build(url, count - half, first_day=30, last_day=1, seed=2)
+    built = size_mb(url, folder)
+    store = open_store(url)
+    try:
+        retention.set_policy(store=store, redactor=Redactor(), org_id="bench",
+                             actor={"id": "bench", "type": "system"}, days=60)
+        removed = sum(s.stop - s.start for s in retention.purge(
+            store=store, redactor=Redactor(), org_id="bench") if not s.ordered)
+    finally:
+        store.close()
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:  # what autovacuum would do
+            conn.execute("VACUUM")
+    purged = size_mb(url, folder)
+    build(url, half, first_day=0.5, last_day=0, seed=3)
+    refilled = size_mb(url, folder)
+    print(f"{prefix}space: {count:,} events {built:,.0f} MB; {removed:,} purged "
+          f"{purged:,.0f} MB; {half:,} new events {refilled:,.0f} MB ("
+          f"{(refilled - built) / built:+.1%} against the size built; target: no growth)",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=20,
+                        help="how long the baseline ingests with no purge")
+    add_postgres_option(parser)
+    args = parser.parse_args()
+    admin = postgres_admin(args)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        backends = [("", lambda name: f"sqlite:///{folder / f'{name}.db'}")]
+        if admin is not None:
+            databases = stack.enter_context(Databases(admin, "sealog_bench_retention"))
+            backends.append(("PostgreSQL ", databases.new))
+        for prefix, new in backends:
+            purge_beside_ingest(prefix, new("purge"), folder, args.events, args.seconds)
+        for prefix, new in backends:
+            space(prefix, new("space"), folder, args.events)
+
+
+if __name__ == "__main__":
+    main()
