@@ -52,8 +52,8 @@ SCRIPTS = {
     ]),
     "retention.py": (["--events", "4000", "--seconds", "2", "--postgres", "{postgres}"], [
         "ingest at 1,000 events/s alone:", "ingest at 1,000 events/s beside purge:",
-        "purge:", "space:", "PostgreSQL ingest at 1,000 events/s alone:",
-        "PostgreSQL ingest at 1,000 events/s beside purge:", "PostgreSQL purge:",
+        "purge by sealog serve:", "space:", "PostgreSQL ingest at 1,000 events/s alone:",
+        "PostgreSQL ingest at 1,000 events/s beside purge:", "PostgreSQL purge by sealog serve:",
         "PostgreSQL space:",
     ]),
     "wal.py": (["--seconds", "3"], ["WAL with 1 writer(s)", "WAL with 4 writer(s)"]),

@@ -61,7 +61,7 @@ def site(request, tmp_path_factory) -> Iterator[dict]:
     store = open_store(url)
     auth.create_org(store=store, name="Acme Robotics", org_id="acme")
     auth.create_org(store=store, name="Globex Labs", org_id="globex")
-    for role in ("admin", "auditor", "member"):
+    for role in ("owner", "admin", "auditor", "member"):
         email = ADMIN if role == "admin" else f"{role}@acme.example"
         auth.create_user(store=store, org_id="acme", email=email, role=role,
                          password=PASSWORD, name=f"Demo {role.title()}")
@@ -656,6 +656,46 @@ def test_bidi_controls_in_event_text_are_shown_as_stored(page, site):
     member_row = page.locator("[data-testid=member-row][data-email='mallory@acme.example']")
     assert member_row.locator("td").first.inner_text() == f"Mallory {MARKED}"
     assert_accessible(page)
+
+
+def test_an_owner_sets_the_retention_policy_and_holds_in_settings_an_admin_reads_them(
+        page, site):
+    sign_in(page, site, "owner@acme.example")
+    page.get_by_test_id("tab-settings").click()
+    expect(page.get_by_test_id("policy-days")).to_have_text("Forever")
+    expect(page.get_by_test_id("no-holds")).to_be_visible()
+    assert_accessible(page)
+    page.get_by_test_id("policy-input").fill("400")
+    page.get_by_test_id("policy-lock").check()
+    page.get_by_test_id("policy-save").click()
+    expect(page.get_by_test_id("policy-days")).to_contain_text("400 days")
+    expect(page.get_by_test_id("policy-locked")).to_be_visible()
+    page.get_by_test_id("policy-input").fill("30")
+    page.get_by_test_id("policy-save").click()
+    expect(page.get_by_test_id("settings-status")).to_contain_text("can only be lengthened")
+    page.get_by_test_id("hold-name").fill("Case 12")
+    page.get_by_test_id("hold-reason").fill("litigation")
+    page.get_by_test_id("hold-from").fill("2026-01-01")
+    page.get_by_test_id("hold-place").click()
+    row = page.get_by_test_id("hold-row")
+    expect(row).to_contain_text("Events that occurred from Jan 1, 2026 to now on")
+    expect(row.get_by_test_id("hold-state")).to_have_text("Active")
+    assert_accessible(page)
+    shown = site["api"].get("/api/v1/retention").json()
+    assert (shown["days"], shown["locked"], shown["holds"][0]["name"]) == (400, True, "Case 12")
+    row.get_by_test_id("hold-release").click()
+    expect(row.get_by_test_id("hold-state")).to_contain_text("Released")
+    actions = [e["action"] for e in site["api"].get("/api/v1/events", params={
+        "q": "category:user_actions", "limit": 5}).json()["data"]]
+    assert actions[:3] == ["legal_hold.released", "legal_hold.placed", "retention.changed"]
+
+    page.get_by_test_id("sign-out").click()
+    sign_in(page, site)  # the admin
+    page.get_by_test_id("tab-settings").click()
+    expect(page.get_by_test_id("policy-days")).to_contain_text("400 days")
+    expect(page.get_by_text("Only an owner can change the policy.")).to_be_visible()
+    expect(page.get_by_test_id("policy-save")).to_have_count(0)
+    expect(page.get_by_test_id("hold-release")).to_have_count(0)
 
 
 def test_erased_events_show_as_erased_and_their_place_still_verifies(page, site):

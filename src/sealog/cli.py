@@ -786,8 +786,10 @@ def cmd_retention_purge(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     with _store(args) as store:
+        # Apart from the serving process, a pause between transactions lets its writes in:
+        # on SQLite a writer waiting for the file's lock sleeps up to 100 ms between tries.
         steps = retention.purge(store=store, redactor=Redactor(settings.redact_keys),
-                                org_id=args.org, batch=settings.purge_batch)
+                                org_id=args.org, batch=settings.purge_batch, pause=0.1)
         removed = sum(s.stop - s.start for s in steps if not s.ordered)
         view = retention.view(store, args.org, min_days=settings.retention_min_days)
     _print(args, {"removed": removed, **view},

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,14 +269,16 @@ def purge_step(*, store: Store, redactor: Redactor, org_id: str, now: int | None
 
 
 def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = None,
-          batch: int = PURGE_BATCH) -> list[PurgeStep]:
-    """Purges what the org's policy no longer keeps, to the end; the steps taken."""
+          batch: int = PURGE_BATCH, pause: float = 0) -> list[PurgeStep]:
+    """Purges what the org's policy no longer keeps, to the end, `pause` seconds between
+    transactions; the steps taken."""
     steps = []
     while (step := purge_step(store=store, redactor=redactor, org_id=org_id, now=now,
                               batch=batch)) is not None:
         steps.append(step)
         if step.start == step.stop and not step.ordered:
             break
+        time.sleep(pause)
     if steps:
         _release(store)
     return steps

@@ -6,6 +6,7 @@ import { h, clear } from './dom.js';
 import { renderAuditLog } from './auditlog.js';
 import { renderKeys, renderMembers } from './admin.js';
 import { renderStreams } from './streams.js';
+import { renderSettings } from './settings.js';
 
 const root = document.getElementById('app');
 let session = null;
@@ -64,6 +65,7 @@ function route() {
   if (tab === 'audit') renderAuditLog(panel, session);
   else if (tab === 'keys') renderKeys(panel, session);
   else if (tab === 'streams') renderStreams(panel, session);
+  else if (tab === 'settings') renderSettings(panel, session);
   else renderMembers(panel, session);
 }
 
@@ -87,7 +89,7 @@ function header() {
 
 function renderShell(tab, isAdmin) {
   const tabs = [['audit', 'Audit Log']];
-  if (isAdmin) tabs.push(['keys', 'API Keys'], ['members', 'Members'], ['streams', 'Streams']);
+  if (isAdmin) tabs.push(['keys', 'API Keys'], ['members', 'Members'], ['streams', 'Streams'], ['settings', 'Settings']);
   const tabList = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Organization Management' },
     tabs.map(([id, label]) => {
       const button = h('button', { role: 'tab', type: 'button', id: `tab-${id}`,
