@@ -7,7 +7,8 @@
 - space: the database's size when built, after purging half of it, and after ingesting
   as many new events again (the space freed should hold them).
 
-Run: python bench/retention.py [--events 1000000] [--seconds 20] [--postgres ADMIN_URL | none]
+Run: python bench/retention.py [--events 1000000] [--seconds 20] [--only purge|space]
+     [--postgres ADMIN_URL | none]
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=20,
                         help="how long the baseline ingests with no purge")
+    parser.add_argument("--only", choices=["purge", "space"], help="measure one of the two")
     add_postgres_option(parser)
     args = parser.parse_args()
     admin = postgres_admin(args)
@@ -194,9 +196,11 @@ def main() -> None:
             databases = stack.enter_context(Databases(admin, "sealog_bench_retention"))
             backends.append(("PostgreSQL ", databases.new))
         for prefix, new in backends:
-            purge_beside_ingest(prefix, new("purge"), folder, args.events, args.seconds)
+            if args.only in (None, "purge"):
+                purge_beside_ingest(prefix, new("purge"), folder, args.events, args.seconds)
         for prefix, new in backends:
-            space(prefix, new("space"), folder, args.events)
+            if args.only in (None, "space"):
+                space(prefix, new("space"), folder, args.events)
 
 
 if __name__ == "__main__":
