@@ -210,3 +210,29 @@ def test_the_command_line_erases_what_it_was_told_to_expect(capsys, store, store
                        "--expect", "30", "--json", *db)
     assert code == 0 and json.loads(out)["count"] == 30
     assert erasure.matching(store, "acme", QUERY).events == []
+
+
+def test_bundles_holding_erased_events_verify_offline_naming_them(tenant, store, app,
+                                                                   tmp_path):
+    from sealog.ledger import checkpoint, export
+
+    _fill(store)
+    done = erasure.erase(store=store, redactor=Redactor(), org_id="acme", actor=OWNER,
+                         query=QUERY, reason="GDPR", expected=30)
+    signed = checkpoint.sign_latest(store=store, signer=app.state.signer, host="sealog.local",
+                                    org_id="acme")
+    whole, some = tmp_path / "all.jsonl", tmp_path / "some.jsonl"
+    with whole.open("wb") as out:
+        export.write_bundle(out, store=store, org_id="acme", host="sealog.local",
+                            signed=signed)
+    report = audit.verify_bundle_file(whole, [app.state.signer.verifier])
+    assert report.ok and report.erased == 30, report.text()
+    assert f"30 events erased (request at index {done.request_index})" in report.text()
+    docs = [d for d in store.iter_events_by_index("acme", 0, signed.size)
+            if d.index in done.indexes[:5] or d.index < 3]
+    with some.open("wb") as out:  # a selection, as an export job writes it
+        export.write_bundle(out, store=store, org_id="acme", host="sealog.local",
+                            signed=signed, docs=docs, count=len(docs))
+    report = audit.verify_bundle_file(some, [app.state.signer.verifier])
+    assert report.ok and (report.erased, report.valid) == (5, len(docs) - 5), report.text()
+    assert f"requests at index {done.request_index}" in report.text()

@@ -19,7 +19,7 @@ from sealog import auth, copying, retention, times
 from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.ledger import audit, checkpoint, merkle, tree
+from sealog.ledger import audit, checkpoint, export, merkle, tree
 from sealog.retention import DAY_US, RetentionError
 from sealog.sampledata import generate_events
 from sealog.search import build_filter
@@ -519,3 +519,25 @@ def test_a_month_partition_emptied_by_a_purge_is_dropped(tenant, store, app):
     assert existing() == []
     report = _verify(app, tenant)
     assert report.ok and report.pruned == 500, report.text()
+
+
+def test_a_complete_bundle_of_a_pruned_log_verifies_offline_naming_the_pruned_part(
+        pruned_log, store, app, tmp_path):
+    signed = checkpoint.sign_latest(store=store, signer=app.state.signer,
+                                    host="sealog.local", org_id="acme")
+    path = tmp_path / "all.jsonl"
+    with path.open("wb") as out:
+        written = export.write_bundle(out, store=store, org_id="acme", host="sealog.local",
+                                      signed=signed)
+    assert written == signed.size - 700
+    header = orjson.loads(path.read_bytes().split(b"\n", 1)[0])
+    assert header["pruned"]["retained_from_index"] == 700
+    report = audit.verify_bundle_file(path, [app.state.signer.verifier])
+    assert report.ok and (report.pruned, report.valid) == (700, signed.size - 700), \
+        report.text()
+    assert "700 events pruned under the retention policy" in report.text()
+    lines = path.read_bytes().split(b"\n")
+    lines.pop(3)  # an event gone from the file: missing, pruned or not
+    path.write_bytes(b"\n".join(lines))
+    report = audit.verify_bundle_file(path, [app.state.signer.verifier])
+    assert not report.ok and ("missing", 702) in [(f.kind, f.index) for f in report.failures]

@@ -218,9 +218,14 @@ def verify_bundle_file(path: Path, verifiers: list[Verifier],
         return report
     try:
         if header.get("complete"):
-            # Every index is present: hash as the file streams, read proofs only if needed.
-            verified = verify_log(_entries(path), size=cp.size, root=cp.root,
-                                  with_proofs=lambda: _entries(path), progress=progress)
+            # Every index is present, from the first retained: hash as the file streams,
+            # read proofs only if needed.
+            pruned = header.get("pruned")
+            verified = verify_log(
+                _entries(path), size=cp.size, root=cp.root, with_proofs=lambda: _entries(path),
+                progress=progress, pruned=None if not pruned else Pruned(
+                    pruned["retained_from_index"],
+                    [base64.b64decode(h) for h in pruned["hashes"]]))
         else:
             verified = verify_entries_with_proofs(_entries(path), size=cp.size, root=cp.root)
             count = header.get("count")
@@ -231,6 +236,8 @@ def verify_bundle_file(path: Path, verifiers: list[Verifier],
     except BundleError as exc:
         raise AuditError(f"cannot read {path}: {exc}") from None
     report.total, report.valid = verified.total, verified.valid
+    report.pruned, report.erased = verified.pruned, verified.erased
+    report.notes += verified.notes
     report.failures += verified.failures
     return report
 

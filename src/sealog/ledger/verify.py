@@ -325,6 +325,7 @@ def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: byt
     bundles that hold a selection of events, not all of them)."""
     report = Report(total=0)
     last = -1
+    requests: set[int] = set()
     for entry in entries:
         report.total += 1
         event_id, sealed_at = _identity(entry.event)
@@ -342,14 +343,22 @@ def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: byt
                 MODIFIED, "has no inclusion proof in the checkpoint", entry.index, event_id))
             continue
         try:
-            merkle.verify_inclusion(merkle.leaf_hash(entry.event), entry.index, size,
-                                    entry.proof, root)
+            merkle.verify_inclusion(_leaf(entry), entry.index, size, entry.proof, root)
         except merkle.ProofError:
             report.failures.append(Failure(
                 MODIFIED, "differs from the event the checkpoint commits to",
                 entry.index, event_id))
             continue
+        request = _tombstone_of(entry)
+        if request is not None:  # its place and leaf hash proven; its content erased
+            report.erased += 1
+            requests.add(request)
+            continue
         report.valid += 1
+    if requests:
+        report.notes.append(f"{report.erased} events erased, their place and leaf hash "
+                            "proven (requests at index "
+                            f"{', '.join(map(str, sorted(requests)))})")
     return report
 
 
