@@ -113,6 +113,20 @@ def tenant(tenant_factory) -> Tenant:
     return tenant_factory("acme")
 
 
+def verify_online(app, secret: str, state_path: Path | None = None, pinned=None):
+    """`sealog verify` of the key's org as an auditor runs it, over app's API, pinning
+    `pinned` (default: the app's log key now): its report."""
+    from sealog.ledger import audit
+
+    client = TestClient(app, base_url="http://testserver/api/v1")
+    server = audit.Server("", secret, client=client)
+    try:
+        return audit.verify_server(server, [pinned or app.state.signer.verifier],
+                                   state_path=state_path)
+    finally:
+        server.close()
+
+
 def event(**overrides) -> dict:
     """A minimal valid event, with overrides."""
     base = {

@@ -24,7 +24,7 @@ from sealog.store.base import Conflict
 from tamper import Tamper
 from test_access import PASSWORD, sign_in
 
-from conftest import event
+from conftest import event, verify_online
 from test_cli import run
 
 MARKER = "Plantedmarker-7f3a9c"
@@ -42,15 +42,6 @@ def _fill(store: Store) -> None:
                            metadata={"note": f"{MARKER} {n}"},
                            occurred_at=raw[n * 6]["occurred_at"])
     ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
-
-
-def _verify(app, tenant) -> audit.Report:
-    client = TestClient(app, base_url="http://testserver/api/v1")
-    server = audit.Server("", tenant.secret, client=client)
-    try:
-        return audit.verify_server(server, [app.state.signer.verifier], state_path=None)
-    finally:
-        server.close()
 
 
 def _found_in_storage(store: Store, folder: Path) -> list[str]:
@@ -119,7 +110,7 @@ def test_erased_content_leaves_every_file_and_table_and_verify_names_it(
     assert {k: request["metadata"][k] for k in ("query", "reason", "count")} == {
         "query": QUERY, "reason": "GDPR request 14", "count": 30}
 
-    report = _verify(app, tenant)
+    report = verify_online(app, tenant.secret)
     assert report.ok, report.text()
     assert (report.valid, report.erased, report.total) == (size + 1 - 30, 30, size + 1)
     assert f"30 events erased (request at index {size})" in report.text()
@@ -156,14 +147,14 @@ def test_a_tombstone_the_request_does_not_list_is_a_failure(tenant, store, app):
     forged = erasure.tombstone(doc, done.request_index, "2026-01-01T00:00:00.000000Z")
     with Tamper(store) as tamper:
         tamper.set_doc("acme", other, forged)
-    report = _verify(app, tenant)
+    report = verify_online(app, tenant.secret)
     assert not report.ok
     assert [(f.kind, f.index) for f in report.failures] == [("modified", done.request_index)]
     assert "lists 30 events, and the tombstones naming it are 31" in report.text()
     with Tamper(store) as tamper:  # naming a request that is not there
         tamper.set_doc("acme", other, forged.replace(
             f'"request_index":{done.request_index}'.encode(), b'"request_index":3'))
-    report = _verify(app, tenant)
+    report = verify_online(app, tenant.secret)
     assert ("modified", other) in [(f.kind, f.index) for f in report.failures]
 
 

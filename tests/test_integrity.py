@@ -14,7 +14,6 @@ import httpx
 import openpyxl
 import pytest
 import rfc8785
-from fastapi.testclient import TestClient
 from openpyxl.utils.escape import unescape
 
 from sealog import auth
@@ -25,7 +24,7 @@ from sealog.ledger.note import Signer, Verifier
 from sealog.sampledata import generate_events
 from tamper import Tamper
 
-from conftest import event
+from conftest import event, verify_online
 
 
 def b64list(hashes):
@@ -144,16 +143,11 @@ def audited(tenant, store, app, tmp_path) -> Iterator[tuple[Callable[[], audit.R
     """A log of 300 realistic events, checked once (so a state file exists)."""
     raw = list(generate_events(300, days=2))
     ingest(store=store, org_id="acme", raw_events=raw, redactor=Redactor())
-    key = app.state.signer.verifier
+    key = app.state.signer.verifier  # pinned as the auditor did, whatever signs later
     state = tmp_path / "state.json"
 
     def run() -> audit.Report:
-        client = TestClient(app, base_url="http://testserver/api/v1")
-        server = audit.Server("", tenant.secret, client=client)
-        try:
-            return audit.verify_server(server, [key], state_path=state)
-        finally:
-            server.close()
+        return verify_online(app, tenant.secret, state, pinned=key)
 
     first = run()
     assert first.ok and first.valid == first.total == 300, first.text()

@@ -29,7 +29,7 @@ from sealog.store.postgres import partitions
 from tamper import Tamper
 from test_access import PASSWORD, sign_in
 
-from conftest import event, wait_for
+from conftest import event, verify_online, wait_for
 from test_cli import run
 
 HOST = "sealog.test"
@@ -298,17 +298,7 @@ def pruned_log(tenant, store, app):
     _batch(store, 300, days_ago=1, seed=2)
     _policy(store, 30)
     _purge(store)
-    key = app.state.signer.verifier
-
-    def run() -> audit.Report:
-        client = TestClient(app, base_url="http://testserver/api/v1")
-        server = audit.Server("", tenant.secret, client=client)
-        try:
-            return audit.verify_server(server, [key], state_path=None)
-        finally:
-            server.close()
-
-    return run
+    return lambda: verify_online(app, tenant.secret)
 
 
 def test_verify_names_the_pruned_prefix_apart_from_valid_events(pruned_log, store):
@@ -352,9 +342,7 @@ def test_a_purge_record_sent_by_a_client_explains_nothing(tenant, store, app):
         tamper.execute("INSERT INTO retention (org_id, pruned_before, purge_to, updated_at) "
                        "VALUES ('acme', 1, 1, 1)")
         tamper.delete_event("acme", 0)
-    client = TestClient(app, base_url="http://testserver/api/v1")
-    server = audit.Server("", tenant.secret, client=client)
-    report = audit.verify_server(server, [app.state.signer.verifier], state_path=None)
+    report = verify_online(app, tenant.secret)
     assert [(f.kind, f.index) for f in report.failures] == [("missing", 0)]
 
 
@@ -453,15 +441,6 @@ def test_the_command_line_sets_shows_holds_and_purges(capsys, store, store_url, 
     assert actors == {"sealog-cli", "sealog"}
 
 
-def _verify(app, tenant) -> audit.Report:
-    client = TestClient(app, base_url="http://testserver/api/v1")
-    server = audit.Server("", tenant.secret, client=client)
-    try:
-        return audit.verify_server(server, [app.state.signer.verifier], state_path=None)
-    finally:
-        server.close()
-
-
 def test_a_worker_killed_mid_purge_leaves_what_verify_explains_and_another_finishes(
         tenant, store, store_url, app, tmp_path):
     """`sealog worker` purges in transactions of 100 events; SIGKILLed half-way, the log is
@@ -484,7 +463,7 @@ def test_a_worker_killed_mid_purge_leaves_what_verify_explains_and_another_finis
         first.kill()
     row = _retention(store)
     assert 0 < row.pruned_before < row.purge_to == 5000, row
-    report = _verify(app, tenant)
+    report = verify_online(app, tenant.secret)
     assert report.ok and report.pruned == row.pruned_before, report.text()
     assert "the purge it ordered reaches 4999" in report.text()
 
@@ -494,7 +473,7 @@ def test_a_worker_killed_mid_purge_leaves_what_verify_explains_and_another_finis
     finally:
         second.terminate()
         second.wait(30)
-    report = _verify(app, tenant)
+    report = verify_online(app, tenant.secret)
     assert report.ok and report.pruned == 5000, report.text()
     assert report.valid == store.log_head("acme").size - 5000
 
@@ -517,7 +496,7 @@ def test_a_month_partition_emptied_by_a_purge_is_dropped(tenant, store, app):
     _policy(store, 30)
     _purge(store)
     assert existing() == []
-    report = _verify(app, tenant)
+    report = verify_online(app, tenant.secret)
     assert report.ok and report.pruned == 500, report.text()
 
 
