@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,16 +268,18 @@ def purge_step(*, store: Store, redactor: Redactor, org_id: str, now: int | None
 
 
 def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = None,
-          batch: int = PURGE_BATCH, pause: float = 0) -> list[PurgeStep]:
-    """Purges what the org's policy no longer keeps, to the end, `pause` seconds between
-    transactions; the steps taken."""
+          batch: int = PURGE_BATCH, pause: float = 0,
+          stop: threading.Event | None = None) -> list[PurgeStep]:
+    """Purges what the org's policy no longer keeps, to the end (or until stop is set),
+    `pause` seconds between transactions; the steps taken."""
+    stopping = stop or threading.Event()
     steps = []
-    while (step := purge_step(store=store, redactor=redactor, org_id=org_id, now=now,
-                              batch=batch)) is not None:
+    while not stopping.is_set() and (step := purge_step(
+            store=store, redactor=redactor, org_id=org_id, now=now, batch=batch)) is not None:
         steps.append(step)
         if step.start == step.stop and not step.ordered:
             break
-        time.sleep(pause)
+        stopping.wait(pause)
     if steps:
         _release(store)
     return steps
@@ -314,19 +315,13 @@ class Purger:
         """One round over every org with work; how many transactions it took."""
         steps = 0
         for org_id in self.store.retention_work():
-            while not self._stop.is_set():
-                try:
-                    step = purge_step(store=self.store, redactor=self.redactor, org_id=org_id,
-                                      batch=self.batch)
-                except RetentionError as exc:
-                    log.warning("org %s: no purge: %s", org_id, exc)
-                    break
-                if step is None or (step.start == step.stop and not step.ordered):
-                    break
-                steps += 1
-                self._stop.wait(self.pause)
-        if steps:
-            _release(self.store)
+            if self._stop.is_set():
+                break
+            try:
+                steps += len(purge(store=self.store, redactor=self.redactor, org_id=org_id,
+                                   batch=self.batch, pause=self.pause, stop=self._stop))
+            except RetentionError as exc:
+                log.warning("org %s: no purge: %s", org_id, exc)
         return steps
 
     def run(self) -> None:
