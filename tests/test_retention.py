@@ -520,3 +520,41 @@ def test_a_complete_bundle_of_a_pruned_log_verifies_offline_naming_the_pruned_pa
     path.write_bytes(b"\n".join(lines))
     report = audit.verify_bundle_file(path, [app.state.signer.verifier])
     assert not report.ok and ("missing", 702) in [(f.kind, f.index) for f in report.failures]
+
+
+@pytest.mark.parametrize("format", ["csv", "xlsx"])
+def test_an_export_reaching_before_the_retained_events_says_they_were_removed(
+        pruned_log, store, tmp_path, format):
+    import csv
+
+    import openpyxl
+
+    from sealog.exports import jobs
+
+    def written(start: str) -> tuple[int, list[list[str]]]:
+        flt = build_filter(org_id="acme", range_preset="custom", start=start)
+        path = tmp_path / f"{start[:10]}.{format}"
+        count = jobs.write_file(store=store, org_id="acme", format=format, flt=flt,
+                                path=path, signer=None, host=HOST, selection={})
+        if format == "csv":
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                return count, list(csv.reader(f))
+        sheet = openpyxl.load_workbook(path, read_only=True).active
+        return count, [[str(c) for c in row if c is not None]
+                       for row in sheet.iter_rows(values_only=True)]
+
+    kept = store.log_head("acme").size - 700
+    count, rows = written("2000-01-01T00:00:00Z")
+    first_kept = orjson.loads(next(iter(store.iter_events_by_index("acme", 700, 701))).doc)
+    notice = (f"Note: the events before index 700, received before "
+              f"{first_kept['received_at']}, were removed under the organization's "
+              "retention policy of 30 days; this file holds the events kept.")
+    assert count == kept
+    if format == "csv":
+        assert rows[0][0] == "Timestamp" and rows[-1] == [notice] and len(rows) == kept + 2
+    else:
+        assert notice in rows[0] and len(rows) == kept + 1
+    # A window from the first kept event's receipt on says nothing of it (it holds the
+    # policy change and the purge record).
+    count, rows = written(first_kept["received_at"])
+    assert count == 2 and not any("Note:" in cell for row in rows for cell in row)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import uuid_utils
 
-from sealog import search, times
+from sealog import eventlog, search, times
 from sealog.events import Redactor
 from sealog.exports import writers
 from sealog.ingest import record_action
@@ -201,14 +201,19 @@ def write_file(
     progress: Callable[[int], None] | None = None, total: int | None = None,
 ) -> int:
     """Writes the events flt selects to path in format, oldest first (a bundle: in index
-    order); returns how many. total, when the caller has counted them, saves counting."""
+    order); returns how many. total, when the caller has counted them, saves counting. A
+    CSV or Excel file of a window reaching before the retained events says they were removed
+    (a bundle's header does)."""
+    retained = eventlog.retained_from(store, flt) if format in ("csv", "xlsx") else None
+    notice = None if retained is None else writers.removed_notice(retained)
     if format == "csv":
-        return writers.write_csv(path, store.iter_events_ascending(flt), progress)
+        return writers.write_csv(path, store.iter_events_ascending(flt), progress,
+                                 notice=notice)
     if total is None:
         total = store.count_events(flt)
     if format == "xlsx":
         return writers.write_xlsx(path, store.iter_events_ascending(flt), total=total,
-                                  progress=progress)
+                                  progress=progress, notice=notice)
     if signer is None:
         raise ExportError("a JSON Lines bundle needs the log's signing key")
     # Index order is what the bundle's proofs fix and its verifier checks; producers may

@@ -80,9 +80,20 @@ def csv_line(cells: list[str], columns: Sequence[int] | None = None) -> str:
     return '"' + line + '"'
 
 
-def write_csv(path: Path, docs: Iterable[StoredDoc], progress: Progress | None = None) -> int:
-    """UTF-8 with BOM, RFC 4180 with every field quoted, a header row; returns the number
-    of rows."""
+def removed_notice(retained: dict[str, Any]) -> str:
+    """What an export of a window reaching before the retained part of the log says: the
+    older events were removed under the org's policy, not left out (eventlog.retained_from)."""
+    policy = (f"retention policy of {retained['policy_days']} days"
+              if retained["policy_days"] else "retention policy")
+    since = f", received before {retained['received_at']}" if retained["received_at"] else ""
+    return (f"Note: the events before index {retained['index']}{since}, were removed under "
+            f"the organization's {policy}; this file holds the events kept.")
+
+
+def write_csv(path: Path, docs: Iterable[StoredDoc], progress: Progress | None = None, *,
+              notice: str | None = None) -> int:
+    """UTF-8 with BOM, RFC 4180 with every field quoted, a header row, and notice (when
+    given) as a line of one field after the rows; returns the number of rows."""
     count = 0
     with path.open("w", encoding="utf-8-sig", newline="") as f:
         lines = [csv_line(COLUMNS)]
@@ -97,6 +108,8 @@ def write_csv(path: Path, docs: Iterable[StoredDoc], progress: Progress | None =
                 lines.clear()
                 if progress is not None and not count % 5000:
                     progress(count)
+        if notice is not None:  # after the rows: tools that read the header first still do
+            lines.append(csv_line([notice]))
         lines.append("")
         f.write("\r\n".join(lines))
     return count
@@ -113,9 +126,10 @@ def _json_cell(value: Any) -> str:
 
 
 def write_xlsx(path: Path, docs: Iterable[StoredDoc], *, total: int,
-               progress: Progress | None = None) -> int:
+               progress: Progress | None = None, notice: str | None = None) -> int:
     """A real workbook in constant memory: bold frozen header, autofilter, widths, date
-    cells, a new sheet every 1,048,575 rows (the first sheet says how many there are)."""
+    cells, a new sheet every 1,048,575 rows (the first sheet says how many there are, and
+    notice, when given, beside its header)."""
     import xlsxwriter
 
     sheets = max(1, -(-total // EXCEL_ROWS_PER_SHEET))
@@ -142,6 +156,8 @@ def write_xlsx(path: Path, docs: Iterable[StoredDoc], *, total: int,
             note = (f"This export has {sheets} sheets (Excel holds {EXCEL_ROWS_PER_SHEET:,} "
                     "rows a sheet)" if sheets > 1 else "This export has 1 sheet")
             ws.write_string(0, len(headers) + 1, note)
+            if notice is not None:
+                ws.write_string(0, len(headers) + 2, notice)
         ws.freeze_panes(1, 0)
         return ws
 
