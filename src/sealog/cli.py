@@ -93,7 +93,8 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _org_dict(org: Org) -> dict[str, Any]:
     return {"id": org.id, "name": org.name, "created_at": times.format_rfc3339(org.created_at),
-            "log_size": org.log_size}
+            "log_size": org.log_size,
+            "closed_at": None if org.closed_at is None else times.format_rfc3339(org.closed_at)}
 
 
 def _key_dict(row: ApiKeyRow) -> dict[str, Any]:
@@ -363,8 +364,63 @@ def cmd_orgs_create(args: argparse.Namespace) -> int:
 def cmd_orgs_list(args: argparse.Namespace) -> int:
     with _store(args) as store:
         orgs = store.list_orgs()
-    lines = [f"{o.id}\t{o.name}\t{o.log_size} events" for o in orgs] or ["(no orgs)"]
+    lines = [f"{o.id}\t{o.name}\t{o.log_size} events"
+             + ("" if o.closed_at is None else f"\tclosed {times.format_rfc3339(o.closed_at)}")
+             for o in orgs] or ["(no orgs)"]
     _print(args, [_org_dict(o) for o in orgs], "\n".join(lines))
+    return 0
+
+
+def cmd_orgs_delete(args: argparse.Namespace) -> int:
+    from sealog import closing
+
+    settings = _settings(args)
+    with _store(args) as store:
+        org = store.get_org(args.org)
+        if org.closed_at is None:  # else a closing cut short: it goes on without asking
+            if args.confirm is None and sys.stdin.isatty():
+                args.confirm = input(f"Delete org {org.name} ({org.id}) and its "
+                                     f"{org.log_size:,} events? Type its id to confirm: ")
+            if (args.confirm or "").strip() != org.id:
+                raise CommandError(f"not confirmed: give --confirm {org.id} (its id); "
+                                   "nothing was deleted")
+        signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
+        bar = ProgressBar(max(org.log_size - 1, 0), "Deleting events")
+        done = closing.close_org(store=store, redactor=Redactor(settings.redact_keys),
+                                 signer=signer, host=settings.log_host, org_id=org.id,
+                                 actor=CLI_ACTOR, pause=0.1, progress=bar.update)
+        bar.update(done.deleted)
+    _print(args, {"org_id": done.org_id, "closed_at": times.format_rfc3339(done.closed_at),
+                  "record_index": done.record_index, "deleted_events": done.deleted,
+                  "checkpoint": done.checkpoint.note},
+           f"Closed the log of org {done.org_id} and deleted {done.deleted:,} events, its "
+           f"members, keys, exports, streams and settings. Its closing record is index "
+           f"{done.record_index}; its final checkpoint, kept with its tree hashes:\n"
+           f"{done.checkpoint.note}\nAn auditor who holds an older checkpoint of size N: "
+           f"sealog orgs closure {done.org_id} --from-size N --output closure.jsonl")
+    return 0
+
+
+def cmd_orgs_closure(args: argparse.Namespace) -> int:
+    from sealog import closing
+
+    settings = _settings(args)
+    out = Path(args.output)
+    part = out.with_name(out.name + ".part")
+    with _store(args) as store:
+        try:
+            with part.open("wb") as f:
+                closing.write_closure(f, store=store, org_id=args.org, host=settings.log_host,
+                                      from_sizes=args.from_size or [])
+        except ValueError as exc:
+            part.unlink(missing_ok=True)
+            raise CommandError(str(exc)) from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+    part.replace(out)
+    print(f"Wrote the closure file of org {args.org} to {out}; check it with sealog verify "
+          f"{out} --verifier-key KEY (and the --state of the auditor's earlier verify)")
     return 0
 
 
@@ -600,7 +656,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if args.url or args.event_id:
                 raise CommandError("give a bundle file, or --url, not both")
             bar = ProgressBar(None, "Verifying")
-            report = audit.verify_bundle_file(Path(args.bundle), verifiers, progress=bar.update)
+            report = audit.verify_bundle_file(Path(args.bundle), verifiers, progress=bar.update,
+                                              state_path=Path(args.state))
         else:
             url = args.url or os.environ.get("SEALOG_URL")
             api_key = args.api_key or os.environ.get("SEALOG_API_KEY")
@@ -907,6 +964,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(orgs_sub, "list", "List organizations.", "sealog orgs list --json", cmd_orgs_list)
     _add_db(p)
     _add_json(p)
+    p = _command(orgs_sub, "delete",
+                 "Close an organization's log and delete its events, members, keys, exports, "
+                 "streams and settings, after confirming its id; its final signed checkpoint "
+                 "and tree hashes are kept (docs/retention.md). Refused while a legal hold "
+                 "is in place; run again, it finishes a deletion cut short.",
+                 "sealog orgs delete acme --confirm acme", cmd_orgs_delete)
+    p.add_argument("org", help="org id")
+    p.add_argument("--confirm", help="the org's id again (else asked)")
+    _add_db(p)
+    _add_json(p)
+    p = _command(orgs_sub, "closure",
+                 "Write a closed log's closure file: its closing record proven in the final "
+                 "checkpoint, with consistency proofs from the sizes auditors hold.",
+                 "sealog orgs closure acme --from-size 1200 --output closure.jsonl",
+                 cmd_orgs_closure)
+    p.add_argument("org", help="org id")
+    p.add_argument("--from-size", type=int, action="append",
+                   help="repeatable: the size of a checkpoint an auditor holds")
+    p.add_argument("--output", "-o", required=True, help="the file to write")
+    _add_db(p)
 
     keys = _command(sub, "keys", "Create, list and revoke API keys.",
                     "sealog keys list --org acme", None)  # type: ignore[arg-type]

@@ -89,8 +89,11 @@ def _copy_org(source: Store, tx: WriteTx, org: Org, head: LogHead, copied: dict[
 
     if progress is not None:
         progress(org.id, 0, head.size)
-    # Events before pruned_before were removed under the retention policy: not copied.
+    # Events before pruned_before were removed under the retention policy, and a closed
+    # log keeps its closing record alone: not copied.
     pruned = 0 if kept is None else kept.pruned_before
+    if org.closed_at is not None:
+        pruned = head.size - 1
     done = pruned  # events read, each at the index it must have
     batch: list[EventRow] = []
     for row in source.iter_event_rows(org.id, done, head.size):
@@ -122,6 +125,8 @@ def _copy_org(source: Store, tx: WriteTx, org: Org, head: LogHead, copied: dict[
             break
         tx.insert_checkpoint(checkpoint)
         copied["checkpoints"] += 1
+    if org.closed_at is not None:
+        tx.close_org(org.id, org.closed_at)
 
 
 def _received_span(source: Store, heads: dict[str, LogHead]) -> tuple[int, int] | None:

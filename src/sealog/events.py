@@ -143,6 +143,7 @@ CATALOG: dict[str, CatalogEntry] = {
     }),
     **_entries("system_events", "Retention", {
         "audit_log.purged": "Removed events under the retention policy",
+        "audit_log.closed": "Closed the organization's log and deleted its data",
     }),
     **_entries("security_events", "Login Attempt", {
         "auth.login_succeeded": "Signed in",

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import rfc8785
 
-from sealog.ledger import merkle
+from sealog.ledger import closure, merkle
 from sealog.ledger.bundle import BUNDLE_FORMAT, BundleError, Entry, parse_entry_line
 from sealog.ledger.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from sealog.ledger.note import SignatureError, Verifier
@@ -198,8 +198,10 @@ def verify_event(server: Server, verifiers: list[Verifier], event_id: str) -> Re
 
 
 def verify_bundle_file(path: Path, verifiers: list[Verifier],
-                       progress: Progress | None = None) -> Report:
-    """Checks an export bundle offline: its checkpoint, then its events."""
+                       progress: Progress | None = None, state_path: Path | None = None
+                       ) -> Report:
+    """Checks an export bundle offline: its checkpoint, then its events; a closed log's
+    closure file also against the checkpoint seen before, in the state file."""
     try:
         header = _header(path)
         note = _closing_note(path)
@@ -239,6 +241,14 @@ def verify_bundle_file(path: Path, verifiers: list[Verifier],
     report.pruned, report.erased = verified.pruned, verified.erased
     report.notes += verified.notes
     report.failures += verified.failures
+    if header.get("closed") is not None and report.ok:
+        state = _load_state(state_path)
+        seen = state.get(cp.origin)
+        closure.check(header["closed"], list(_entries(path)), cp, None if seen is None else
+                      (seen["size"], base64.b64decode(seen["root"])), report)
+        if report.ok:
+            state[cp.origin] = {"size": cp.size, "root": base64.b64encode(cp.root).decode()}
+            _save_state(state_path, state)
     return report
 
 

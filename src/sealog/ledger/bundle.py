@@ -100,16 +100,20 @@ def parse_entry_line(line: bytes) -> Entry:
 
 def header_line(*, org_id: str, origin: str, tree_size: int, complete: bool,
                 count: int | None, selection: dict[str, Any],
-                pruned: dict[str, Any] | None = None) -> bytes:
+                pruned: dict[str, Any] | None = None,
+                closed: dict[str, Any] | None = None) -> bytes:
     """The first line of a bundle: what it holds and whether every index is present; with
     pruned, that the events before pruned["retained_from_index"] were removed under the
-    org's retention policy (and, in a complete bundle, their leaves' subtree hashes)."""
+    org's retention policy (and, in a complete bundle, their leaves' subtree hashes); with
+    closed, that it is a closed log's closure file (ledger/closure.py)."""
     header: dict[str, Any] = {
         "format": BUNDLE_FORMAT, "org_id": org_id, "origin": origin, "tree_size": tree_size,
         "complete": complete, "count": count, "selection": selection,
     }
     if pruned is not None:
         header["pruned"] = pruned
+    if closed is not None:
+        header["closed"] = closed
     return orjson.dumps(header) + b"\n"
 
 

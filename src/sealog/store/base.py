@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from sealog import search
+from sealog import search, times
 from sealog.search import Cursor, EventFilter
 
 
@@ -30,12 +30,19 @@ class Unavailable(Exception):
     and the same call may succeed when made again."""
 
 
+def closed_message(org_id: str, closed_at: int) -> str:
+    """Why nothing more can be written to a closed org's log."""
+    return (f"the log of org {org_id!r} was closed at {times.format_rfc3339(closed_at)}; "
+            "nothing more can be written to it")
+
+
 @dataclass(frozen=True)
 class Org:
     id: str
     name: str
     created_at: int
     log_size: int
+    closed_at: int | None = None  # its log closed: nothing more is written to it
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,7 @@ class WriteTx(Protocol):
     def lock_log(self, org_id: str) -> LogHead:
         """The org's log head, locked until the transaction ends (PostgreSQL: the org row,
         SELECT … FOR NO KEY UPDATE, which a row naming the org by a foreign key, such as a
-        checkpoint, does not wait on); raises NotFound."""
+        checkpoint, does not wait on); raises NotFound, and Conflict for a closed log."""
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
         """Of ids, those already stored: id -> canonical document (read under lock_log)."""
@@ -382,6 +389,15 @@ class WriteTx(Protocol):
         """Replaces each (index, tombstone) event's document by the tombstone and empties
         what its row holds of it (actor, resource, request, search tokens, search index
         entries); its id, times, category, result and leaf hash stay."""
+
+    def close_org(self, org_id: str, at: int) -> None:
+        """Marks the org's log closed (lock_log refuses it from then on) and deletes its API
+        keys and sessions, so that nobody reaches it again."""
+
+    def delete_org_rows(self, org_id: str) -> list[str]:
+        """Deletes the org's users, exports, streams, retention policy, legal holds and
+        sign-in failures (not its events, tree or checkpoints); returns the paths of the
+        export files, for the caller to delete."""
 
     def delete_events(self, org_id: str, start: int, stop: int) -> int:
         """Removes the org's events of indexes [start, stop): rows, documents and search

@@ -36,6 +36,7 @@ from sealog.store.base import (
     StreamRow,
     Unavailable,
     UserRow,
+    closed_message,
     erased_tokens,
     stored_event_row,
 )
@@ -235,11 +236,27 @@ class _Tx:
     def lock_log(self, org_id: str) -> LogHead:
         # NO KEY: the key share lock that a foreign key's check takes (inserting a
         # checkpoint, a user, an export of the org) neither waits for it nor holds it up.
-        row = self._one(
-            f"SELECT {_HEAD_COLUMNS} FROM orgs WHERE id = %s FOR NO KEY UPDATE", (org_id,))
+        row = self._one(f"SELECT {_HEAD_COLUMNS}, closed_at FROM orgs WHERE id = %s "
+                        "FOR NO KEY UPDATE", (org_id,))
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
-        return _head(*row)
+        if row[-1] is not None:
+            raise Conflict(closed_message(org_id, row[-1]))
+        return _head(*row[:-1])
+
+    def close_org(self, org_id: str, at: int) -> None:
+        self.conn.execute("UPDATE orgs SET closed_at = %s WHERE id = %s", (at, org_id))
+        self.conn.execute("DELETE FROM sessions WHERE org_id = %s", (org_id,))
+        self.conn.execute("DELETE FROM api_keys WHERE org_id = %s", (org_id,))
+
+    def delete_org_rows(self, org_id: str) -> list[str]:
+        files = [r[0] for r in self.conn.execute(
+            "SELECT file_path FROM exports WHERE org_id = %s AND file_path IS NOT NULL",
+            (org_id,))]
+        for table in ("exports", "streams", "retention", "legal_holds", "login_failures",
+                      "users"):
+            self.conn.execute(f"DELETE FROM {table} WHERE org_id = %s", (org_id,))
+        return files
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
         if not ids:
@@ -668,14 +685,15 @@ class PostgresStore(OneCallWrites):
     # -- orgs and log keys -----------------------------------------------------------
 
     def get_org(self, org_id: str) -> Org:
-        row = self._one("SELECT id, name, created_at, log_size FROM orgs WHERE id = %s",
-                        (org_id,))
+        row = self._one("SELECT id, name, created_at, log_size, closed_at FROM orgs "
+                        "WHERE id = %s", (org_id,))
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
         return Org(*row)
 
     def list_orgs(self) -> list[Org]:
-        rows = self._all("SELECT id, name, created_at, log_size FROM orgs ORDER BY created_at, id")
+        rows = self._all("SELECT id, name, created_at, log_size, closed_at FROM orgs "
+                         "ORDER BY created_at, id")
         return [Org(*r) for r in rows]
 
     def log_head(self, org_id: str) -> LogHead:

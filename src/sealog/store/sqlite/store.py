@@ -43,6 +43,7 @@ from sealog.store.base import (
     StoredDoc,
     StreamRow,
     UserRow,
+    closed_message,
     erased_tokens,
     stored_event_row,
 )
@@ -383,11 +384,28 @@ class _Tx:
 
     def lock_log(self, org_id: str) -> LogHead:
         row = self.conn.execute(
-            f"SELECT {_HEAD_COLUMNS} FROM orgs WHERE id = ?", (org_id,)
+            f"SELECT {_HEAD_COLUMNS}, closed_at FROM orgs WHERE id = ?", (org_id,)
         ).fetchone()
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
-        return _head(*row)
+        if row[-1] is not None:
+            raise Conflict(closed_message(org_id, row[-1]))
+        return _head(*row[:-1])
+
+    def close_org(self, org_id: str, at: int) -> None:
+        self.conn.execute("UPDATE orgs SET closed_at = ? WHERE id = ?", (at, org_id))
+        self.conn.execute("DELETE FROM sessions WHERE user_id IN "
+                          "(SELECT id FROM users WHERE org_id = ?)", (org_id,))
+        self.conn.execute("DELETE FROM api_keys WHERE org_id = ?", (org_id,))
+
+    def delete_org_rows(self, org_id: str) -> list[str]:
+        files = [r[0] for r in self.conn.execute(
+            "SELECT file_path FROM exports WHERE org_id = ? AND file_path IS NOT NULL",
+            (org_id,))]
+        for table in ("exports", "streams", "retention", "legal_holds", "login_failures",
+                      "users"):
+            self.conn.execute(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
+        return files
 
     def existing_events(self, org_id: str, ids: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -881,7 +899,7 @@ class SQLiteStore(OneCallWrites):
 
     def get_org(self, org_id: str) -> Org:
         row = self._reader().execute(
-            "SELECT id, name, created_at, log_size FROM orgs WHERE id = ?", (org_id,)
+            "SELECT id, name, created_at, log_size, closed_at FROM orgs WHERE id = ?", (org_id,)
         ).fetchone()
         if row is None:
             raise NotFound(f"org {org_id!r} does not exist")
@@ -889,7 +907,7 @@ class SQLiteStore(OneCallWrites):
 
     def list_orgs(self) -> list[Org]:
         rows = self._reader().execute(
-            "SELECT id, name, created_at, log_size FROM orgs ORDER BY created_at, id"
+            "SELECT id, name, created_at, log_size, closed_at FROM orgs ORDER BY created_at, id"
         )
         return [Org(*r) for r in rows]
 
