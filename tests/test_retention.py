@@ -558,3 +558,47 @@ def test_an_export_reaching_before_the_retained_events_says_they_were_removed(
     # policy change and the purge record).
     count, rows = written(first_kept["received_at"])
     assert count == 2 and not any("Note:" in cell for row in rows for cell in row)
+
+
+@pytest.mark.backends("sqlite")
+def test_a_purge_of_a_quarter_or_more_merges_the_full_text_index_and_frees_its_pages(
+        tenant, store):
+    """FTS5 keeps a deleted entry, and a delete entry beside it, until the segments holding
+    them merge: a purge that removed a quarter of the kept events or more merges the org's
+    index, which then holds only what the kept events need; searches answer as before."""
+    for k in range(5):  # 3,000 received 100 days ago, 2,000 a day ago
+        _batch(store, 1000, days_ago=100 - k / 100 if k < 3 else 1 - k / 100, seed=k)
+
+    def index_bytes() -> int:
+        with Tamper(store) as tamper:
+            ((data,),) = tamper.execute("SELECT name FROM sqlite_master WHERE name LIKE "
+                                        "'events_fts_%_data'")
+            return tamper.execute(f"SELECT sum(length(block)) FROM {data}")[0][0]
+
+    def deleted() -> list[tuple]:
+        with Tamper(store) as tamper:
+            return tamper.execute("SELECT org_id, deleted FROM fts_deleted")
+
+    def counts() -> list[int]:
+        return [count_events(store=store, flt=build_filter(
+            org_id="acme", q=q, range_preset="custom",
+            start=times.format_rfc3339(NOW - 2 * DAY_US)))
+            for q in ("agent", "deploy*", "category:security_events", "-result:success")]
+
+    recent = counts()
+    built = index_bytes()
+    _policy(store, 30)
+    _purge(store, batch=500)
+    assert _retention(store).pruned_before == 3000
+    assert index_bytes() < built * 0.55, (built, index_bytes())  # 2,002 of 5,002 kept
+    assert counts() == recent and recent[0] > 0
+    assert deleted() == []
+
+    # Fewer than a quarter of the kept events deleted since: no merge yet, they are counted.
+    for k in range(9):
+        _batch(store, 1000, days_ago=0.5 - k / 100, seed=10 + k)
+    before = index_bytes()
+    retention.purge(store=store, redactor=Redactor(), org_id="acme", now=NOW + 59 * DAY_US // 2,
+                    batch=500)
+    assert _retention(store).pruned_before == 5000
+    assert deleted() == [("acme", 2000)] and index_bytes() >= before

@@ -281,12 +281,12 @@ def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = No
             break
         stopping.wait(pause)
     if steps:
-        _release(store)
+        _release(store, pause, stopping)
     return steps
 
 
-def _release(store: Store) -> None:
-    released = store.release_emptied_storage()
+def _release(store: Store, pause: float, stop: threading.Event) -> None:
+    released = store.release_emptied_storage(pause=pause, stop=stop)
     if released:
         log.info("purges emptied and released: %s", ", ".join(released))
 

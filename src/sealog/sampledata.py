@@ -339,13 +339,13 @@ KINDS: list[tuple[Callable[[World], dict[str, Any]], int]] = [
 
 
 def generate_events(
-    count: int, *, days: int = 45, seed: int = 7, now_us: int | None = None
+    count: int, *, days: float = 45, seed: int = 7, now_us: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """count events as producers send them, oldest first, over the last `days` days."""
     rng = random.Random(seed)
     world = World(rng)
     now = times.now_us() if now_us is None else now_us
-    start = now - days * DAY_US
+    start = now - int(days * DAY_US)
     moments = sorted(start + int(rng.random() ** 0.9 * days * DAY_US) for _ in range(count))
     makers = [k for k, _ in KINDS]
     weights = [w for _, w in KINDS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -596,10 +597,13 @@ class Store(Protocol):
         tables' live rows: SQLite's old search index segments and write-ahead log;
         PostgreSQL's dead row versions in the partitions of those received times (VACUUM)."""
 
-    def release_emptied_storage(self) -> list[str]:
-        """Gives back the storage that purges emptied where the backend can do so at once
-        (PostgreSQL: drops the month partitions that no longer hold a row); what it
-        released, named."""
+    def release_emptied_storage(self, *, pause: float = 0,
+                                stop: threading.Event | None = None) -> list[str]:
+        """Makes the storage that purges emptied reusable, or gives it back, where the
+        backend does not by itself (PostgreSQL: drops the month partitions that no longer
+        hold a row; SQLite: merges a full-text index that deletes left holding a quarter
+        more entries, a transaction at a time, pause seconds apart, until stop is set);
+        what it released, named."""
 
     def retention_work(self) -> list[str]:
         """The orgs whose policy keeps less than forever, or whose purge is under way."""

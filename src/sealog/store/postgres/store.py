@@ -942,7 +942,8 @@ class PostgresStore(OneCallWrites):
             # space is free for new rows, and no query or index can reach them.
             conn.execute(f"VACUUM {', '.join(existing)}")
 
-    def release_emptied_storage(self) -> list[str]:
+    def release_emptied_storage(self, *, pause: float = 0,
+                                stop: threading.Event | None = None) -> list[str]:
         try:
             with self._reading() as conn, schema_change(conn):
                 dropped = partitions.drop_emptied(conn)

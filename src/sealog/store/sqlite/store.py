@@ -74,6 +74,9 @@ FTS_SCHEMA = (
 # With one segment a commit, 8 rewrites each entry fewer times: the store's insert ~8%
 # faster over 200,000 events, queries over 1,000,000 as fast (docs/performance.md).
 FTS_AUTOMERGE = 8
+# Pages a step of a merge of an org's whole full-text index writes (release_emptied_storage):
+# about 30 ms of the writer's time each.
+FTS_MERGE_PAGES = 250
 # Past this many pages in the WAL the writer copies it back into the database itself, in
 # its commit; until then a thread of the store does it (see _WalCheckpointer).
 WAL_WRITER_CHECKPOINT_PAGES = 20_000
@@ -726,6 +729,9 @@ class _Tx:
         seqs = [(r[0],) for r in rows]
         self.conn.executemany("DELETE FROM event_docs WHERE seq = ?", seqs)
         self.conn.executemany("DELETE FROM events WHERE seq = ?", seqs)
+        self.conn.execute("INSERT INTO fts_deleted (org_id, deleted) VALUES (?, ?) ON CONFLICT "
+                          "(org_id) DO UPDATE SET deleted = deleted + excluded.deleted",
+                          (org_id, len(rows)))
         return len(rows)
 
     def delete_stream(self, org_id: str, stream_id: str) -> None:
@@ -1120,8 +1126,45 @@ class SQLiteStore(OneCallWrites):
             yield [r[1:] for r in rows]
             position = rows[-1][0] + 1
 
-    def release_emptied_storage(self) -> list[str]:
-        return []  # the file's free pages hold the next events (docs/retention.md)
+    def release_emptied_storage(self, *, pause: float = 0,
+                                stop: threading.Event | None = None) -> list[str]:
+        # Freed pages of the rows hold the next events as they are; the full-text index
+        # frees the pages of what purges deleted once merged. A merge of the whole index
+        # (FTS5's 'merge' with a negative page count, one step a transaction) rewrites it:
+        # done once the deleted entries are a quarter of those kept, it costs about a
+        # rewrite every quarter of a retention period.
+        due = self._reader().execute(
+            "SELECT f.org_id, o.num FROM fts_deleted f JOIN orgs o ON o.id = f.org_id "
+            "LEFT JOIN retention r ON r.org_id = f.org_id "
+            "WHERE f.deleted > 0 AND 4 * f.deleted >= o.log_size - coalesce(r.pruned_before, 0) "
+            "ORDER BY o.num").fetchall()
+        merged = []
+        for org_id, num in due:
+            if self._merge_fts(org_id, fts_table(num), pause, stop or threading.Event()):
+                merged.append(f"the full-text index of org {org_id}")
+        return merged
+
+    def _merge_fts(self, org_id: str, table: str, pause: float, stop: threading.Event
+                   ) -> bool:
+        """Merges the org's full-text index into one segment, FTS_MERGE_PAGES pages a
+        transaction, pause seconds apart; False when stopped first."""
+        # Ingest adds segments meanwhile, which a merge takes in too: bounded by the index's
+        # size, the merge ends whatever arrives.
+        (pages,) = self._reader().execute(f"SELECT count(*) FROM {table}_data").fetchone()
+        for _ in range(2 * pages // FTS_MERGE_PAGES + 10):
+            if stop.is_set():
+                return False
+            with self.writing() as tx:
+                before = tx.conn.total_changes
+                tx.conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('merge', ?)",
+                                (-FTS_MERGE_PAGES,))
+                done = tx.conn.total_changes - before < 2  # FTS5: no work left
+                if done:
+                    tx.conn.execute("DELETE FROM fts_deleted WHERE org_id = ?", (org_id,))
+            if done:
+                return True
+            stop.wait(pause)
+        return False
 
     def scrub_erased(self, org_id: str, received_us: list[int]) -> None:
         # The full-text index keeps what it indexed in segments that a delete only marks:
@@ -1130,6 +1173,7 @@ class SQLiteStore(OneCallWrites):
             table = _org_fts_table(tx.conn, org_id)
             if table is not None:
                 tx.conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+                tx.conn.execute("DELETE FROM fts_deleted WHERE org_id = ?", (org_id,))
         # Frames of the write-ahead log written before the erasure may still hold the old
         # pages: copied back and truncated, the file holds none.
         for _ in range(50):
