@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -29,12 +29,19 @@ class ErasureError(ValueError):
     """A request that cannot be carried out, naming why."""
 
 
+class Match(NamedTuple):
+    """An event a query matches: its place, and when it occurred (which holds cover)."""
+
+    index: int  # type: ignore[assignment]  # the log's word; shadows tuple.index
+    occurred_us: int
+
+
 @dataclass(frozen=True)
 class Matched:
     """The kept, not yet erased events a query matches, and those of them a hold covers."""
 
-    events: list[StoredDoc]
-    held: list[StoredDoc]
+    events: list[Match]
+    held: list[Match]
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ def _filter(org_id: str, query: str) -> EventFilter:
     return build_filter(org_id=org_id, q=query, range_preset="custom", start=_ALL_TIME)
 
 
-def _covered(doc: StoredDoc, holds: list[HoldRow]) -> bool:
+def _covered(doc: StoredDoc | Match, holds: list[HoldRow]) -> bool:
     return any((h.occurred_from is None or doc.occurred_us >= h.occurred_from)
                and (h.occurred_to is None or doc.occurred_us < h.occurred_to)
                for h in holds if h.released_at is None)
@@ -65,11 +72,11 @@ def _covered(doc: StoredDoc, holds: list[HoldRow]) -> bool:
 def matching(store: Store, org_id: str, query: str) -> Matched:
     """What erasing query would erase now, and what of it a legal hold keeps."""
     flt = _filter(org_id, query)
-    found: list[StoredDoc] = []
+    found: list[Match] = []
     cursor: Cursor | None = None
     while True:
         page = store.list_events(flt, cursor=cursor, limit=_PAGE)
-        found += [d for d in page if not is_tombstone(d.doc)]
+        found += [Match(d.index, d.occurred_us) for d in page if not is_tombstone(d.doc)]
         if len(page) < _PAGE:
             break
         cursor = Cursor(page[-1].occurred_us, page[-1].id)
@@ -96,26 +103,34 @@ def erase(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any
     reason = reason.strip()
     if not reason or len(reason) > 2000:
         raise ErasureError("reason: 1 to 2000 characters; say why the events are erased")
-    matched = matching(store, org_id, query)
+    matched = sorted(d.index for d in matching(store, org_id, query).events)
+    # Documents are read a page at a time, twice (to check, then to erase), so that memory
+    # holds a page of them, not every match; all in one transaction with the request.
     with store.writing(scrub=True) as tx:
         tx.lock_retention(org_id)  # no purge or hold meanwhile
         holds = tx.list_holds(org_id)
         # Read again under the lock: an event erased or purged since the search is no
         # longer there to erase.
-        current = tx.docs_at(org_id, [d.index for d in matched.events])
-        events = [d for d in current.values() if not is_tombstone(d.doc)]
-        if len(events) != expected:
-            raise Conflict(f"the query matches {len(events):,} events now, not {expected:,}; "
-                           "look at what it matches again")
-        if not events:
+        indexes: list[int] = []
+        received: list[int] = []
+        held = 0
+        for start in range(0, len(matched), _PAGE):
+            current = tx.docs_at(org_id, matched[start:start + _PAGE])
+            events = [d for d in current.values() if not is_tombstone(d.doc)]
+            indexes += [d.index for d in events]
+            received += [_received_us(d) for d in events]
+            held += sum(_covered(d, holds) for d in events)
+        if len(indexes) != expected:
+            raise Conflict(f"the query matches {len(indexes):,} events now, not "
+                           f"{expected:,}; look at what it matches again")
+        if not indexes:
             raise ErasureError("query: it matches no event to erase")
-        held = [d for d in events if _covered(d, holds)]
         if held:
-            raise Conflict(f"{len(held):,} of the {len(events):,} events are under a legal "
+            raise Conflict(f"{held:,} of the {len(indexes):,} events are under a legal "
                            "hold; release it, or narrow the query")
         head = tx.lock_log(org_id)
         request_index = head.size
-        indexes = sorted(d.index for d in events)
+        indexes.sort()
         now = times.format_rfc3339(times.now_us())
         record_action(
             tx=tx, redactor=redactor, org_id=org_id, action=ERASED, actor=actor,
@@ -124,14 +139,19 @@ def erase(*, store: Store, redactor: Redactor, org_id: str, actor: dict[str, Any
             metadata={"query": query, "reason": reason, "count": len(indexes),
                       "indexes_sha256": indexes_digest(indexes),
                       "first_index": indexes[0], "last_index": indexes[-1]})
-        tx.erase_events(org_id, [(d.index, tombstone(d, request_index, now))
-                                 for d in events])
+        for start in range(0, len(indexes), _PAGE):
+            current = tx.docs_at(org_id, indexes[start:start + _PAGE])
+            tx.erase_events(org_id, [(d.index, tombstone(d, request_index, now))
+                                     for d in current.values()])
         # An export made before may hold what is erased: it ends, and its file goes.
         withdrawn = [row for row in (tx.withdraw_export(org_id, e.id, times.now_us())
                                      for e in store.list_exports(org_id)) if row is not None]
     for row in withdrawn:
         if row.file_path:
             Path(row.file_path).unlink(missing_ok=True)
-    store.scrub_erased(org_id, [times.parse_rfc3339(orjson.loads(d.doc)["received_at"])
-                                for d in events])
+    store.scrub_erased(org_id, received)
     return Erasure(request_index, indexes)
+
+
+def _received_us(doc: StoredDoc) -> int:
+    return times.parse_rfc3339(orjson.loads(doc.doc)["received_at"])
