@@ -114,6 +114,11 @@ def test_a_deleted_org_leaves_nothing_but_its_signed_closing_and_an_auditor_sees
         ingest(store=store, org_id="acme", raw_events=[event()], redactor=Redactor())
     with pytest.raises(Conflict, match="already exists"):
         auth.create_org(store=store, name="Acme again", org_id="acme")
+    with pytest.raises(Conflict, match="was closed"):
+        auth.create_api_key(store=store, org_id="acme", scopes=["events:read"])
+    with pytest.raises(Conflict, match="was closed"):
+        auth.create_user(store=store, org_id="acme", email="new@acme.com", role="owner",
+                         password=PASSWORD)
     assert store.get_org("acme").closed_at == done.closed_at
 
     # The auditor's checkpoint, seen before, is a prefix of the final one.
@@ -180,6 +185,7 @@ def test_a_deletion_cut_short_finishes_when_run_again(busy_acme, store, app, tmp
     with pytest.raises(Crash):
         _close(store, app, batch=40, progress=crash)
     assert store.get_org("acme").closed_at is not None
+    assert store.retention_work() == []  # its policy is still there, but no purge runs
     assert _found_in_storage(store, tmp_path)  # half-way: more to delete
     done = _close(store, app, batch=40)
     assert done.deleted == done.record_index - 40
@@ -236,3 +242,32 @@ def test_a_closed_org_is_copied_closed_and_its_closure_still_verifies(
         target.close()
     report = audit.verify_bundle_file(path, [app.state.signer.verifier], state_path=busy_acme)
     assert report.ok and "closed, not forked" in report.text(), report.text()
+
+
+def test_a_tombstone_posing_as_the_closing_record_of_an_open_log_is_refused(
+        busy_acme, store, app, tmp_path):
+    """A tombstone's leaf hash is taken as stored: one that names itself a closing record,
+    over the real last leaf of an open log, must not pass for its closure."""
+    from sealog.ledger import bundle, checkpoint, export
+
+    signed = checkpoint.sign_latest(store=store, signer=app.state.signer,
+                                    host=app.state.settings.log_host, org_id="acme")
+    last = signed.size - 1
+    path = tmp_path / "forged.jsonl"
+    with path.open("wb") as out:
+        export.write_bundle(out, store=store, org_id="acme",
+                            host=app.state.settings.log_host, signed=signed,
+                            docs=store.iter_events_by_index("acme", last, signed.size),
+                            count=1)
+    header, line, note = path.read_bytes().split(b"\n")[:3]
+    entry = bundle.parse_entry_line(line)
+    forged = orjson.dumps({"erased": {"request_index": 0, "erased_at": "2026-01-01T00:00:00Z"},
+                           "action": "audit_log.closed", "recorded_by": {"type": "sealog"},
+                           "index": last, "org_id": "acme"})
+    fields = orjson.loads(header)
+    fields["closed"] = {"record_index": last, "closed_at": 0, "consistency": []}
+    path.write_bytes(b"\n".join([orjson.dumps(fields), bundle.entry_line(
+        last, entry.leaf_hash, forged, entry.proof).rstrip(b"\n"), note, b""]))
+    report = audit.verify_bundle_file(path, [app.state.signer.verifier],
+                                      state_path=busy_acme)
+    assert not report.ok and "not a closing record" in report.text(), report.text()

@@ -4,6 +4,7 @@ a retained event still verifies."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from sealog import auth, copying, retention, times
+from sealog import auth, copying, retention, search, times
 from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
@@ -602,3 +603,35 @@ def test_a_purge_of_a_quarter_or_more_merges_the_full_text_index_and_frees_its_p
                     batch=500)
     assert _retention(store).pruned_before == 5000
     assert deleted() == [("acme", 2000)] and index_bytes() >= before
+
+
+@pytest.mark.backends("sqlite")
+def test_a_purge_that_leaves_few_events_indexes_them_again(tenant, store):
+    """A merge would read everything deleted in one step, writing nothing: an org left
+    with few events gets an index of those alone, in one short transaction."""
+    _batch(store, 1000, days_ago=100, seed=1)
+    _batch(store, 1000, days_ago=99, seed=2)
+    _batch(store, 10, days_ago=1, seed=3)
+    flt = build_filter(org_id="acme", range_preset="custom",
+                       start=times.format_rfc3339(NOW - 2 * DAY_US))
+    queries = ("agent", "deploy*", "category:security_events", "-result:success")
+
+    def counts() -> list[int]:
+        return [count_events(store=store, flt=dataclasses.replace(
+            flt, query=search.parse_query(q))) for q in queries]
+
+    def index_bytes() -> int:
+        with Tamper(store) as tamper:
+            ((data,),) = tamper.execute("SELECT name FROM sqlite_master WHERE name LIKE "
+                                        "'events_fts_%_data'")
+            return tamper.execute(f"SELECT sum(length(block)) FROM {data}")[0][0]
+
+    recent, built = counts(), index_bytes()
+    _policy(store, 30)
+    _purge(store)
+    assert _retention(store).pruned_before == 2000
+    assert index_bytes() < built / 20, (built, index_bytes())
+    assert counts() == recent
+    every = build_filter(org_id="acme", range_preset="custom", start="2000-01-01T00:00:00Z")
+    assert count_events(store=store, flt=dataclasses.replace(
+        every, query=search.parse_query("audit_log.purged"))) == 1

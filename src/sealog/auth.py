@@ -27,6 +27,7 @@ from sealog.store.base import (
     StorageFull,
     Store,
     UserRow,
+    closed_message,
 )
 
 SCOPES = ("events:write", "events:read", "exports", "admin")
@@ -150,10 +151,17 @@ def create_api_key(
     return new
 
 
+def _open_org(store: Store, org_id: str) -> None:
+    """Raises NotFound for no such org, Conflict for one whose log was closed (deleted)."""
+    org = store.get_org(org_id)
+    if org.closed_at is not None:
+        raise Conflict(closed_message(org_id, org.closed_at))
+
+
 def _new_api_key(*, store: Store, org_id: str, scopes: list[str] | tuple[str, ...],
                  name: str, created_by: str | None) -> NewApiKey:
     """The row and secret of a new key, checked as create_api_key says; not stored."""
-    store.get_org(org_id)
+    _open_org(store, org_id)
     if not scopes:
         raise ValueError(f"an API key needs at least one scope: {', '.join(SCOPES)}")
     unknown = [s for s in scopes if s not in SCOPES]
@@ -265,7 +273,7 @@ def _new_user(*, store: Store, org_id: str, email: str, role: str, password: str
     """The row of a new user, password hashed (slow on purpose: done before any lock)."""
     email = email.strip().lower()
     _check_user_fields(email, role, password, name)
-    store.get_org(org_id)
+    _open_org(store, org_id)
     return UserRow(id=_random_id("usr_", 8), org_id=org_id, email=email,
                    name=name.strip() or email.split("@")[0], role=role,
                    password_hash=_HASHER.hash(password), created_at=times.now_us(),

@@ -69,7 +69,9 @@ def close_org(*, store: Store, redactor: Redactor, signer: Signer, host: str, or
     signed = checkpoint.sign_latest(store=store, signer=signer, host=host, org_id=org_id)
     (record,) = store.iter_events_by_index(org_id, record_index, record_index + 1)
     first = next(iter(store.iter_events_by_index(org_id, 0, record_index)), None) or record
-    start, first_received, last_received = first.index, _received(first), _received(record)
+    # From the org's creation: a closing resumed after a crash scrubs the months that the
+    # run before it emptied too.
+    start, first_received, last_received = first.index, org.created_at, _received(record)
     deleted = 0
     stopping = threading.Event()
     while start < record_index:

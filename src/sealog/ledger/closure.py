@@ -12,7 +12,14 @@ import orjson
 from sealog.ledger import merkle
 from sealog.ledger.bundle import Entry
 from sealog.ledger.checkpoint import Checkpoint
-from sealog.ledger.verify import INCONSISTENT, MISSING, MODIFIED, Failure, Report
+from sealog.ledger.verify import (
+    INCONSISTENT,
+    MISSING,
+    MODIFIED,
+    Failure,
+    Report,
+    tombstone_request,
+)
 
 CLOSED = "audit_log.closed"
 UNPROVEN = "unproven"
@@ -42,7 +49,11 @@ def check(closed: dict[str, Any], entries: list[Entry], cp: Checkpoint,
         action = doc.get("action")
     except (orjson.JSONDecodeError, AttributeError):
         by_sealog, action = False, None
-    if action != CLOSED or not by_sealog or closed.get("record_index") != last:
+    # Its bytes must be what the tree holds: a tombstone's hash is taken as stored, and a
+    # closing record is never erased (a closed log takes no erasure).
+    hashed = tombstone_request(record) is None and merkle.leaf_hash(record.event) == \
+        record.leaf_hash
+    if action != CLOSED or not by_sealog or not hashed or closed.get("record_index") != last:
         report.failures.append(Failure(
             MODIFIED, f"the log's last event is not a closing record ({CLOSED}) that Sealog "
             "recorded: the log was not closed", last))
@@ -55,9 +66,16 @@ def check(closed: dict[str, Any], entries: list[Entry], cp: Checkpoint,
                             "file's consistency proofs were not checked against one")
         return
     size, root = seen
-    proofs = {p["from_size"]: p["proof"] for p in closed.get("consistency", [])}
     try:
-        if size > cp.size:
+        proofs = {p["from_size"]: p["proof"] for p in closed.get("consistency", [])}
+    except (KeyError, TypeError, AttributeError):
+        report.failures.append(Failure(MODIFIED, "the closure file's consistency proofs "
+                                       "are not readable"))
+        return
+    try:
+        if size == 0:
+            pass  # an empty log is a prefix of any
+        elif size > cp.size:
             raise merkle.ProofError(f"the log shrank from {size} to {cp.size} events")
         if size == cp.size:
             if root != cp.root:
@@ -71,7 +89,7 @@ def check(closed: dict[str, Any], entries: list[Entry], cp: Checkpoint,
         else:
             merkle.verify_consistency(size, cp.size, [base64.b64decode(h) for h in
                                                       proofs[size]], root, cp.root)
-    except (merkle.ProofError, ValueError) as exc:
+    except (merkle.ProofError, ValueError, TypeError) as exc:
         report.failures.append(Failure(
             INCONSISTENT, f"the final checkpoint of size {cp.size} is not consistent with "
             f"the one of size {size} seen before ({exc}): the history was rewritten (a "

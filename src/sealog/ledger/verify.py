@@ -102,7 +102,7 @@ def _erasure_request(entry: Entry) -> tuple[int, str, int] | None:
         return None
 
 
-def _tombstone_of(entry: Entry) -> int | None:
+def tombstone_request(entry: Entry) -> int | None:
     """The index of the erasure request an erased event's tombstone names, or None."""
     match = _TOMBSTONE.match(entry.event)
     return int(match.group(1)) if match else None
@@ -117,14 +117,15 @@ def indexes_digest(indexes: list[int]) -> str:
 def _leaf(entry: Entry) -> bytes:
     """The leaf an entry stands for: its bytes' hash, or, erased, its stored leaf hash (the
     content is gone; the root says whether the hash is the one sealed)."""
-    if _tombstone_of(entry) is not None:
+    if tombstone_request(entry) is not None:
         return entry.leaf_hash
     return merkle.leaf_hash(entry.event)
 
 
 def _purge_record(entry: Entry) -> int | None:
-    """The retained_from_index of a purge record that Sealog itself recorded, or None."""
-    if _PURGE_MARK not in entry.event:
+    """The retained_from_index of a purge record that Sealog itself recorded, or None (for
+    a tombstone too: its stored hash is taken as it is, not its bytes)."""
+    if _PURGE_MARK not in entry.event or tombstone_request(entry) is not None:
         return None
     try:
         doc = orjson.loads(entry.event)
@@ -206,7 +207,7 @@ def verify_log(
             report.failures.append(_missing(expected, entry.index))
             gap = True
         leaf = sha256(b"\x00" + entry.event).digest()
-        by = _tombstone_of(entry) if leaf != entry.leaf_hash else None
+        by = tombstone_request(entry) if leaf != entry.leaf_hash else None
         if by is not None:
             erased.setdefault(by, []).append(entry.index)
             leaf = entry.leaf_hash
@@ -251,7 +252,7 @@ def verify_log(
                 else:
                     failed[entry.index] = event_id
             continue
-        if entry.index not in flagged and _tombstone_of(entry) is None:
+        if entry.index not in flagged and tombstone_request(entry) is None:
             report.valid += 1
     for index, event_id in sorted(failed.items()):
         sibling = index ^ 1
@@ -349,7 +350,7 @@ def verify_entries_with_proofs(entries: Iterable[Entry], *, size: int, root: byt
                 MODIFIED, "differs from the event the checkpoint commits to",
                 entry.index, event_id))
             continue
-        request = _tombstone_of(entry)
+        request = tombstone_request(entry)
         if request is not None:  # its place and leaf hash proven; its content erased
             report.erased += 1
             requests.add(request)

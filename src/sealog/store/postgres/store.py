@@ -253,6 +253,8 @@ class _Tx:
         files = [r[0] for r in self.conn.execute(
             "SELECT file_path FROM exports WHERE org_id = %s AND file_path IS NOT NULL",
             (org_id,))]
+        self.conn.execute("DELETE FROM sessions WHERE org_id = %s", (org_id,))
+        self.conn.execute("DELETE FROM api_keys WHERE org_id = %s", (org_id,))  # made since
         for table in ("exports", "streams", "retention", "legal_holds", "login_failures",
                       "users"):
             self.conn.execute(f"DELETE FROM {table} WHERE org_id = %s", (org_id,))
@@ -1048,8 +1050,9 @@ class PostgresStore(OneCallWrites):
 
     def retention_work(self) -> list[str]:
         return [r[0] for r in self._all(
-            "SELECT org_id FROM retention WHERE days IS NOT NULL OR purge_to > pruned_before "
-            "ORDER BY org_id")]
+            "SELECT r.org_id FROM retention r JOIN orgs o ON o.id = r.org_id "
+            "WHERE (r.days IS NOT NULL OR r.purge_to > r.pruned_before) "
+            "AND o.closed_at IS NULL ORDER BY r.org_id")]
 
     def list_holds(self, org_id: str) -> list[HoldRow]:
         rows = self._all(f"SELECT {_HOLD_COLUMNS} FROM legal_holds WHERE org_id = %s "

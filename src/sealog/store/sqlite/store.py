@@ -74,9 +74,11 @@ FTS_SCHEMA = (
 # With one segment a commit, 8 rewrites each entry fewer times: the store's insert ~8%
 # faster over 200,000 events, queries over 1,000,000 as fast (docs/performance.md).
 FTS_AUTOMERGE = 8
-# Pages a step of a merge of an org's whole full-text index writes (release_emptied_storage):
-# about 30 ms of the writer's time each.
+# Pages a step of a merge of an org's whole full-text index writes where nothing was
+# deleted (release_emptied_storage): about 30 ms of the writer's time each. An org that
+# keeps at most FTS_REINDEX_MAX events, and deleted 50 times as many, is indexed again.
 FTS_MERGE_PAGES = 250
+FTS_REINDEX_MAX = 5000
 # Past this many pages in the WAL the writer copies it back into the database itself, in
 # its commit; until then a thread of the store does it (see _WalCheckpointer).
 WAL_WRITER_CHECKPOINT_PAGES = 20_000
@@ -405,6 +407,9 @@ class _Tx:
         files = [r[0] for r in self.conn.execute(
             "SELECT file_path FROM exports WHERE org_id = ? AND file_path IS NOT NULL",
             (org_id,))]
+        self.conn.execute("DELETE FROM sessions WHERE user_id IN "
+                          "(SELECT id FROM users WHERE org_id = ?)", (org_id,))
+        self.conn.execute("DELETE FROM api_keys WHERE org_id = ?", (org_id,))  # made since
         for table in ("exports", "streams", "retention", "legal_holds", "login_failures",
                       "users"):
             self.conn.execute(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
@@ -1129,35 +1134,57 @@ class SQLiteStore(OneCallWrites):
     def release_emptied_storage(self, *, pause: float = 0,
                                 stop: threading.Event | None = None) -> list[str]:
         # Freed pages of the rows hold the next events as they are; the full-text index
-        # frees the pages of what purges deleted once merged. A merge of the whole index
-        # (FTS5's 'merge' with a negative page count, one step a transaction) rewrites it:
-        # done once the deleted entries are a quarter of those kept, it costs about a
-        # rewrite every quarter of a retention period.
+        # frees the pages of what purges deleted once its segments merge. Done once the
+        # deleted entries are a quarter of those kept, that costs about a rewrite of the
+        # index every quarter of a retention period.
+        # A closed log keeps its closing record alone.
+        kept = ("CASE WHEN o.closed_at IS NULL THEN o.log_size - coalesce(r.pruned_before, 0) "
+                "ELSE 1 END")
         due = self._reader().execute(
-            "SELECT f.org_id, o.num FROM fts_deleted f JOIN orgs o ON o.id = f.org_id "
-            "LEFT JOIN retention r ON r.org_id = f.org_id "
-            "WHERE f.deleted > 0 AND 4 * f.deleted >= o.log_size - coalesce(r.pruned_before, 0) "
-            "ORDER BY o.num").fetchall()
+            f"SELECT f.org_id, o.num, f.deleted, {kept} FROM fts_deleted f "
+            "JOIN orgs o ON o.id = f.org_id LEFT JOIN retention r ON r.org_id = f.org_id "
+            f"WHERE f.deleted > 0 AND 4 * f.deleted >= {kept} ORDER BY o.num").fetchall()
         merged = []
-        for org_id, num in due:
-            if self._merge_fts(org_id, fts_table(num), pause, stop or threading.Event()):
-                merged.append(f"the full-text index of org {org_id}")
+        for org_id, num, deleted, kept in due:
+            table = fts_table(num)
+            if kept <= FTS_REINDEX_MAX and 50 * kept < deleted:
+                self._reindex_fts(org_id, table)
+            elif not self._merge_fts(org_id, table, kept, deleted, pause,
+                                     stop or threading.Event()):
+                continue
+            merged.append(f"the full-text index of org {org_id}")
         return merged
 
-    def _merge_fts(self, org_id: str, table: str, pause: float, stop: threading.Event
-                   ) -> bool:
-        """Merges the org's full-text index into one segment, FTS_MERGE_PAGES pages a
-        transaction, pause seconds apart; False when stopped first."""
+    def _reindex_fts(self, org_id: str, table: str) -> None:
+        """Indexes the org's few kept events again, into an emptied index: a merge would
+        read all that was deleted in one step, writing nothing."""
+        with self.writing() as tx:
+            rows = tx.conn.execute(
+                f"SELECT e.seq, {_ROW_COLUMNS} FROM events e JOIN event_docs d "
+                "ON d.seq = e.seq WHERE e.org_id = ?", (org_id,)).fetchall()
+            tx.conn.execute(f"INSERT INTO {table} ({table}) VALUES ('delete-all')")
+            _insert_rows(tx.conn, f"{table} (rowid, search_text, word_pairs, field_tokens)", [
+                (r[0], e.search_text, e.word_pairs, e.field_tokens)
+                for r, e in ((r, stored_event_row(r[1:])) for r in rows)])
+            tx.conn.execute("DELETE FROM fts_deleted WHERE org_id = ?", (org_id,))
+
+    def _merge_fts(self, org_id: str, table: str, kept: int, deleted: int, pause: float,
+                   stop: threading.Event) -> bool:
+        """Merges the org's full-text index into one segment (FTS5's 'merge' with a negative
+        page count), a step a transaction, pause seconds apart; False when stopped first."""
+        # A step writes about `pages` pages of what is kept, reading the deleted entries
+        # among them too: fewer pages where more was deleted, for steps of a like length.
+        pages = max(16, FTS_MERGE_PAGES * kept // (kept + deleted))
         # Ingest adds segments meanwhile, which a merge takes in too: bounded by the index's
         # size, the merge ends whatever arrives.
-        (pages,) = self._reader().execute(f"SELECT count(*) FROM {table}_data").fetchone()
-        for _ in range(2 * pages // FTS_MERGE_PAGES + 10):
+        (size,) = self._reader().execute(f"SELECT count(*) FROM {table}_data").fetchone()
+        for _ in range(2 * size // FTS_MERGE_PAGES + 10):
             if stop.is_set():
                 return False
             with self.writing() as tx:
                 before = tx.conn.total_changes
                 tx.conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('merge', ?)",
-                                (-FTS_MERGE_PAGES,))
+                                (-pages,))
                 done = tx.conn.total_changes - before < 2  # FTS5: no work left
                 if done:
                     tx.conn.execute("DELETE FROM fts_deleted WHERE org_id = ?", (org_id,))
@@ -1364,8 +1391,9 @@ class SQLiteStore(OneCallWrites):
 
     def retention_work(self) -> list[str]:
         return [r[0] for r in self._reader().execute(
-            "SELECT org_id FROM retention WHERE days IS NOT NULL OR purge_to > pruned_before "
-            "ORDER BY org_id")]
+            "SELECT r.org_id FROM retention r JOIN orgs o ON o.id = r.org_id "
+            "WHERE (r.days IS NOT NULL OR r.purge_to > r.pruned_before) "
+            "AND o.closed_at IS NULL ORDER BY r.org_id")]
 
     def list_holds(self, org_id: str) -> list[HoldRow]:
         rows = self._reader().execute(
