@@ -86,7 +86,7 @@ def close_org(*, store: Store, redactor: Redactor, signer: Signer, host: str, or
         files = tx.delete_org_rows(org_id)
     for name in files:
         Path(name).unlink(missing_ok=True)
-    store.release_emptied_storage(pause=pause)
+    store.release_emptied_storage(pause=pause, scrub=True)
     store.scrub_erased(org_id, list(range(first_received, last_received, _MONTH_STEP_US))
                        + [last_received])
     return Closure(org_id, org.closed_at, record_index, signed, deleted)

@@ -945,7 +945,8 @@ class PostgresStore(OneCallWrites):
             conn.execute(f"VACUUM {', '.join(existing)}")
 
     def release_emptied_storage(self, *, pause: float = 0,
-                                stop: threading.Event | None = None) -> list[str]:
+                                stop: threading.Event | None = None,
+                                scrub: bool = False) -> list[str]:
         try:
             with self._reading() as conn, schema_change(conn):
                 dropped = partitions.drop_emptied(conn)

@@ -1002,7 +1002,7 @@ class SQLiteStore(OneCallWrites):
         budget: float | None = None,
     ) -> list[StoredDoc]:
         conn = self._reader()
-        with _budgeted(conn, budget):
+        with _snapshot(conn), _budgeted(conn, budget):
             return self._list_events(conn, flt, cursor, limit)
 
     def _list_events(self, conn: sqlite3.Connection, flt: EventFilter, cursor: Cursor | None,
@@ -1084,7 +1084,7 @@ class SQLiteStore(OneCallWrites):
 
     def count_events(self, flt: EventFilter, *, budget: float | None = None) -> int:
         conn = self._reader()
-        with _budgeted(conn, budget):
+        with _snapshot(conn), _budgeted(conn, budget):
             return self._count_events(conn, flt)
 
     @staticmethod
@@ -1132,11 +1132,13 @@ class SQLiteStore(OneCallWrites):
             position = rows[-1][0] + 1
 
     def release_emptied_storage(self, *, pause: float = 0,
-                                stop: threading.Event | None = None) -> list[str]:
+                                stop: threading.Event | None = None,
+                                scrub: bool = False) -> list[str]:
         # Freed pages of the rows hold the next events as they are; the full-text index
         # frees the pages of what purges deleted once its segments merge. Done once the
         # deleted entries are a quarter of those kept, that costs about a rewrite of the
         # index every quarter of a retention period.
+        stop = stop or threading.Event()
         # A closed log keeps its closing record alone.
         kept = ("CASE WHEN o.closed_at IS NULL THEN o.log_size - coalesce(r.pruned_before, 0) "
                 "ELSE 1 END")
@@ -1144,29 +1146,50 @@ class SQLiteStore(OneCallWrites):
             f"SELECT f.org_id, o.num, f.deleted, {kept} FROM fts_deleted f "
             "JOIN orgs o ON o.id = f.org_id LEFT JOIN retention r ON r.org_id = f.org_id "
             f"WHERE f.deleted > 0 AND 4 * f.deleted >= {kept} ORDER BY o.num").fetchall()
-        merged = []
+        released = []
         for org_id, num, deleted, kept in due:
-            table = fts_table(num)
             if kept <= FTS_REINDEX_MAX and 50 * kept < deleted:
-                self._reindex_fts(org_id, table)
-            elif not self._merge_fts(org_id, table, kept, deleted, pause,
-                                     stop or threading.Event()):
+                self._reindex_fts(org_id, num)
+            elif not self._merge_fts(org_id, fts_table(num), kept, deleted, pause, stop):
                 continue
-            merged.append(f"the full-text index of org {org_id}")
-        return merged
+            released.append(f"the full-text index of org {org_id}")
+        for (name,) in self._reader().execute("SELECT name FROM fts_retired").fetchall():
+            if self._drop_fts(name, pause, stop, scrub):
+                released.append(f"the retired full-text index {name}")
+        return released
 
-    def _reindex_fts(self, org_id: str, table: str) -> None:
-        """Indexes the org's few kept events again, into an emptied index: a merge would
-        read all that was deleted in one step, writing nothing."""
+    def _reindex_fts(self, org_id: str, num: int) -> None:
+        """Gives the org a new full-text index of its few kept events and retires the old
+        one: a merge would read all that was deleted in one step, writing nothing."""
         with self.writing() as tx:
+            (new,) = tx.conn.execute("SELECT max(num) + 1 FROM orgs").fetchone()
+            table = fts_table(new)
+            _create_fts_index(tx.conn, table)
             rows = tx.conn.execute(
                 f"SELECT e.seq, {_ROW_COLUMNS} FROM events e JOIN event_docs d "
                 "ON d.seq = e.seq WHERE e.org_id = ?", (org_id,)).fetchall()
-            tx.conn.execute(f"INSERT INTO {table} ({table}) VALUES ('delete-all')")
             _insert_rows(tx.conn, f"{table} (rowid, search_text, word_pairs, field_tokens)", [
                 (r[0], e.search_text, e.word_pairs, e.field_tokens)
                 for r, e in ((r, stored_event_row(r[1:])) for r in rows)])
+            tx.conn.execute("UPDATE orgs SET num = ? WHERE id = ?", (new, org_id))
+            tx.conn.execute("INSERT INTO fts_retired (name) VALUES (?)", (fts_table(num),))
             tx.conn.execute("DELETE FROM fts_deleted WHERE org_id = ?", (org_id,))
+
+    def _drop_fts(self, name: str, pause: float, stop: threading.Event, scrub: bool) -> bool:
+        """Empties a retired full-text index, FTS_MERGE_PAGES of its blocks a transaction,
+        then drops it; False when stopped first."""
+        while not stop.is_set():
+            with self.writing(scrub=scrub) as tx:
+                # Nothing reads a retired index: its blocks go without FTS5's bookkeeping.
+                emptied = tx.conn.execute(
+                    f"DELETE FROM {name}_data WHERE rowid IN (SELECT rowid FROM {name}_data "
+                    "LIMIT ?)", (FTS_MERGE_PAGES,)).rowcount < FTS_MERGE_PAGES
+                if emptied:
+                    tx.conn.execute(f"DROP TABLE {name}")
+                    tx.conn.execute("DELETE FROM fts_retired WHERE name = ?", (name,))
+                    return True
+            stop.wait(pause)
+        return False
 
     def _merge_fts(self, org_id: str, table: str, kept: int, deleted: int, pause: float,
                    stop: threading.Event) -> bool:
@@ -1462,6 +1485,18 @@ class SQLiteStore(OneCallWrites):
                 f"AND expires_at <= ? RETURNING {_EXPORT_COLUMNS}", (now,),
             ).fetchall()
         return [ExportRow(*r) for r in rows]
+
+
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: its statements see one state of the file (a search names the
+    org's full-text index in one statement and reads it in the next, while a purge may
+    give the org a new one and drop the old)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")  # it read only: nothing to roll back
 
 
 @contextmanager
