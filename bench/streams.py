@@ -10,7 +10,7 @@
   alternating rounds (the streams catching up before the other server's round).
 
 Run: python bench/streams.py [--events 200000] [--batch 500] [--live-seconds 30]
-       [--ingest-events 200000] [--postgres ADMIN_URL | none]
+       [--ingest-events 200000] [--only delivery|lag|ingest] [--postgres ADMIN_URL | none]
 """
 
 from __future__ import annotations
@@ -252,13 +252,14 @@ def main() -> None:
     parser.add_argument("--ingest-events", type=int, default=200_000,
                         help="events ingested into each server beside streams and without")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--only", choices=["delivery", "lag", "ingest"],
+                        help="measure one of the three")
     add_postgres_option(parser)
     args = parser.parse_args()
     admin = postgres_admin(args)
     port = free_port()
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     try:
-        events = list(sampledata.generate_events(args.events, days=30))
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             folder = Path(tmp)
             databases = (stack.enter_context(Databases(admin, "sealog_bench_streams"))
@@ -267,15 +268,17 @@ def main() -> None:
             backends: list[tuple[str, Callable[[str], str | None]]] = [("", lambda _: None)]
             if databases is not None:
                 backends.append(("PostgreSQL ", databases.new))
-            built = {prefix: new("events") or f"sqlite:///{folder / 'sealog.db'}"
-                     for prefix, new in backends}
-            for prefix, url in built.items():
-                print(f"{prefix}built {build(url, events):,} events", flush=True)
-            for prefix, url in built.items():
-                measure(prefix, url, folder, port, args.batch)
-            for prefix, new in backends:
+            if args.only in (None, "delivery"):
+                events = list(sampledata.generate_events(args.events, days=30))
+                built = {prefix: new("events") or f"sqlite:///{folder / 'sealog.db'}"
+                         for prefix, new in backends}
+                for prefix, url in built.items():
+                    print(f"{prefix}built {build(url, events):,} events", flush=True)
+                for prefix, url in built.items():
+                    measure(prefix, url, folder, port, args.batch)
+            for prefix, new in backends if args.only in (None, "lag") else ():
                 lag(prefix, new("lag"), folder, args.live_seconds)
-            for prefix, new in backends:
+            for prefix, new in backends if args.only in (None, "ingest") else ():
                 ingest_beside_streams(prefix, (new("none"), new("three")), folder, port,
                                       args.ingest_events, args.rounds)
     finally:

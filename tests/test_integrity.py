@@ -335,3 +335,19 @@ def test_every_json_string_character_survives_verify_and_exports(served, tmp_pat
     cells = {r[13]: [unescape(c) if isinstance(c, str) else c for c in r]
              for r in sheet.iter_rows(min_row=2, values_only=True)}
     assert [(cells[i][3], cells[i][6]) for i in ids] == [(t, t) for t in texts]
+
+
+def test_a_checkpoint_lost_in_a_crash_is_signed_again_byte_for_byte(store):
+    """Checkpoints commit without waiting for the disk: one lost is the one signed again."""
+    auth.create_org(store=store, name="Acme", org_id="acme")
+    ingest(store=store, org_id="acme", raw_events=list(generate_events(50)),
+           redactor=Redactor())
+    signer = Signer.generate("sealog.test")
+    first = checkpoint.sign_latest(store=store, signer=signer, host="sealog.test",
+                                   org_id="acme")
+    with Tamper(store) as tamper:  # as a crash before the commit reached the disk
+        tamper.execute("DELETE FROM checkpoints WHERE org_id = ?", "acme")
+    assert store.latest_checkpoint("acme") is None
+    again = checkpoint.sign_latest(store=store, signer=signer, host="sealog.test",
+                                   org_id="acme")
+    assert (again.size, again.root, again.note) == (first.size, first.root, first.note)

@@ -109,7 +109,10 @@ def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str,
         # lock, on other connections, they would hold up ingest on SQLite (the writer lock)
         # and, on PostgreSQL, could wait for a pooled connection while every other one is
         # held by a signer waiting for the lock.
-        with store.writing() as tx:
+        # Not waiting for the disk: a checkpoint is a pure function of a log already
+        # committed (Ed25519 signatures are deterministic), so one lost in a crash is
+        # signed again byte for byte, and ingest's commits do not wait behind the signers'.
+        with store.writing(durable=False) as tx:
             latest = tx.lock_checkpoints(org_id)
             if _size(latest) == _size(last):
                 row = CheckpointRow(org_id, head.size, root, note, signer.verifier.text(),
