@@ -540,9 +540,12 @@ def test_an_export_reaching_before_the_retained_events_says_they_were_removed(
         if format == "csv":
             with path.open(encoding="utf-8-sig", newline="") as f:
                 return count, list(csv.reader(f))
-        sheet = openpyxl.load_workbook(path, read_only=True).active
-        return count, [[str(c) for c in row if c is not None]
-                       for row in sheet.iter_rows(values_only=True)]
+        book = openpyxl.load_workbook(path, read_only=True)
+        try:
+            return count, [[str(c) for c in row if c is not None]
+                           for row in book.active.iter_rows(values_only=True)]
+        finally:
+            book.close()
 
     kept = store.log_head("acme").size - 700
     count, rows = written("2000-01-01T00:00:00Z")
