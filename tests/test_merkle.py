@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 from pathlib import Path
 
@@ -158,3 +159,60 @@ def test_proof_maker_paths_equal_the_definition(n, data):
     maker.size, maker._top_key, maker._top = n, -1, ([], 0, 0)
     for index in sorted(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=40))):
         assert maker._path(index) == merkle.inclusion_ranges(index, n)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 200), st.data())
+def test_pruning_keeps_exactly_what_proofs_of_signed_sizes_and_retained_leaves_read(n, data):
+    leaves, full = _tree(n)
+    nodes = full(list(_every_node(n)))
+    signed = sorted(data.draw(st.sets(st.integers(1, n), max_size=8)))
+
+    def first_signed(at_least):
+        i = bisect.bisect_left(signed, at_least)
+        return signed[i] if i < len(signed) else None
+
+    # The prefix moves forward in steps, as purge transactions move it.
+    steps = sorted(data.draw(st.sets(st.integers(1, n), min_size=1, max_size=4)))
+    pruned = 0
+    for step in steps:
+        for level, start, stop in merkle.prunable_ranges(pruned, step, first_signed):
+            for index in range(start, stop):
+                nodes.pop((level, index), None)
+        pruned = step
+
+    read_set: set[tuple[int, int]] = set()
+
+    def read(wanted):
+        read_set.update(wanted)
+        return {k: nodes[k] for k in wanted if k in nodes}
+
+    def root(size):
+        return merkle.root_of_leaves(leaves[:size])
+
+    # What must still work: every consistency proof from a signed size, to a later signed
+    # size or to any size of the retained part; every retained leaf's inclusion proof; and
+    # the perfect subtrees the pruned prefix is made of (GET /log/pruned).
+    targets = sorted(set(signed) | set(range(pruned, n + 1)) - {0})
+    for old in signed:
+        for size in (s for s in targets if s > old):
+            proof = merkle.consistency_proof(old, size, read)
+            merkle.verify_consistency(old, size, proof, root(old), root(size))
+    for index in range(pruned, n):
+        for size in {index + 1, n, data.draw(st.integers(index + 1, n))}:
+            proof = merkle.inclusion_proof(index, size, read)
+            merkle.verify_inclusion(leaves[index], index, size, proof, root(size))
+    prefix = merkle.perfect_subtrees(0, pruned)
+    read(prefix)
+    assert merkle.fold([nodes[k] for k in prefix]) == root(pruned) if pruned else True
+
+    # And nothing more of the pruned prefix is kept than those read.
+    inside = {(level, index) for level, index in nodes if (index + 1) << level <= pruned}
+    assert inside <= read_set, sorted(inside - read_set)[:5]
+
+
+def _every_node(n: int):
+    level = 0
+    while n >> level:
+        yield from ((level, index) for index in range(n >> level))
+        level += 1

@@ -20,7 +20,7 @@ from sealog import auth, copying, retention, search, times
 from sealog.eventlog import count_events, find_events
 from sealog.events import Redactor
 from sealog.ingest import ingest
-from sealog.ledger import audit, checkpoint, export, merkle, tree
+from sealog.ledger import audit, checkpoint, export, merkle, note, tree
 from sealog.retention import DAY_US, RetentionError
 from sealog.sampledata import generate_events
 from sealog.search import build_filter
@@ -36,6 +36,7 @@ from test_cli import run
 HOST = "sealog.test"
 OWNER = {"id": "usr_owner", "email": "owner@acme.com", "name": "Owner", "type": "user"}
 NOW = times.now_us()
+SIGNER = note.Signer.generate(HOST)
 
 
 def _org(store: Store) -> None:
@@ -70,7 +71,11 @@ def _policy(store: Store, days: int | None, **kw) -> None:
                          days=days, **kw)
 
 
-def _purge(store: Store, **kw) -> list[retention.PurgeStep]:
+def _purge(store: Store, *, signer: note.Signer = SIGNER, host: str = HOST,
+           **kw) -> list[retention.PurgeStep]:
+    """Signs the log, as serve's checkpointer does (a purge removes only signed events),
+    then purges what the policy no longer keeps."""
+    checkpoint.sign_latest(store=store, signer=signer, host=host, org_id="acme")
     return retention.purge(store=store, redactor=Redactor(), org_id="acme", now=NOW, **kw)
 
 
@@ -173,12 +178,20 @@ def test_after_a_purge_an_independent_rfc6962_check_agrees_with_every_checkpoint
     before = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
     _batch(store, 200, days_ago=1, seed=2)
     _policy(store, 30)
+    nodes = store.read_tree_range("acme", 0, 0, 714)
+    leaves = [nodes[(0, i)] for i in range(714)]  # read before the purge prunes the tree
     _purge(store, batch=100)
     latest = checkpoint.sign_latest(store=store, signer=signer, host=HOST, org_id="acme")
-    nodes = store.read_tree_range("acme", 0, 0, latest.size)
-    leaves = [nodes[(0, i)] for i in range(latest.size)]
+    leaves.append(store.read_tree_nodes("acme", [(0, 714)])[(0, 714)])  # the purge record
+    assert latest.size == len(leaves) == 715
     assert _rfc6962_root(leaves[:before.size]) == before.root
     assert _rfc6962_root(leaves) == latest.root
+    # Of the pruned 513 leaves' subtrees only what 513 is made of stays: [0, 512), [512, 513).
+    kept = [(level, i) for level in range(11)
+            for (_, i) in store.read_tree_range("acme", level, 0, 513 >> level)]
+    assert kept == [(0, 512), (9, 0)]
+    proof = tree.consistency_proof(store=store, org_id="acme", old=513, new=latest.size)
+    merkle.verify_consistency(513, latest.size, proof, before.root, latest.root)
     for doc in store.iter_events_by_index("acme", 513, latest.size):
         assert hashlib.sha256(b"\x00" + doc.doc).digest() == leaves[doc.index]
         path = tree.inclusion_proof(store=store, org_id="acme", index=doc.index,
@@ -217,6 +230,7 @@ def test_a_hold_placed_while_a_purge_is_under_way_stops_it_at_the_first_held_eve
     _batch(store, 1000, days_ago=100, seed=1, occurred="2020-01-01T00:00:00Z")
     _batch(store, 500, days_ago=99, seed=2, occurred="2020-06-01T00:00:00Z")
     _policy(store, 30)
+    checkpoint.sign_latest(store=store, signer=SIGNER, host=HOST, org_id="acme")
     ordered = retention.purge_step(store=store, redactor=Redactor(), org_id="acme", now=NOW,
                                    batch=500)
     assert ordered is not None and (ordered.start, ordered.stop) == (0, 1500)
@@ -298,7 +312,7 @@ def pruned_log(tenant, store, app):
     _batch(store, 700, days_ago=100, seed=1)
     _batch(store, 300, days_ago=1, seed=2)
     _policy(store, 30)
-    _purge(store)
+    _purge(store, signer=app.state.signer, host="sealog.local")
     return lambda: verify_online(app, tenant.secret)
 
 
@@ -393,6 +407,34 @@ def test_the_api_shows_the_policy_to_readers_and_lets_owners_alone_change_it(
     actions = [e["action"] for e in tenant.client.get(
         "/api/v1/events", params={"q": "category:user_actions"}).json()["data"]]
     assert actions == ["legal_hold.released", "legal_hold.placed", "retention.changed"]
+
+
+def test_proofs_that_need_the_pruned_part_are_gone_and_say_what_is_still_proven(
+        pruned_log, store, tenant):
+    size = store.log_head("acme").size
+    r = tenant.client.get("/api/v1/log/proof/inclusion", params={"index": 699})
+    assert r.status_code == 410 and r.json()["detail"] == (
+        "the event at index 699 was removed under the retention policy (the log is "
+        "retained from index 700)")
+    r = tenant.client.get("/api/v1/log/proof/consistency", params={"from": 500, "to": size})
+    assert r.status_code == 410 and "500 is not one" in r.json()["detail"]
+    assert tenant.client.get("/api/v1/log/proof/inclusion",
+                             params={"index": 700}).status_code == 200
+    assert tenant.client.get("/api/v1/log/proof/consistency",
+                             params={"from": 700, "to": size}).status_code == 200
+
+
+def test_a_purge_removes_only_what_a_signed_checkpoint_covers(store):
+    _org(store)
+    _batch(store, 600, days_ago=100, seed=1)
+    checkpoint.sign_latest(store=store, signer=SIGNER, host=HOST, org_id="acme")
+    _batch(store, 400, days_ago=99, seed=2)
+    _policy(store, 30)
+    steps = retention.purge(store=store, redactor=Redactor(), org_id="acme", now=NOW)
+    assert (steps[0].start, steps[0].stop) == (0, 600)  # the 400 after await a checkpoint
+    assert _retention(store).pruned_before == 600
+    steps = _purge(store)  # signs first
+    assert (steps[0].start, steps[0].stop) == (600, 1000)
 
 
 def test_a_window_reaching_before_the_retained_events_says_they_were_removed(
@@ -495,7 +537,7 @@ def test_a_month_partition_emptied_by_a_purge_is_dropped(tenant, store, app):
 
     assert existing() == names
     _policy(store, 30)
-    _purge(store)
+    _purge(store, signer=app.state.signer, host="sealog.local")
     assert existing() == []
     report = verify_online(app, tenant.secret)
     assert report.ok and report.pruned == 500, report.text()

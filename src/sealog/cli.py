@@ -19,7 +19,7 @@ from sealog import auth, sampledata, times
 from sealog.config import Settings, SettingsError
 from sealog.events import Redactor, recorded_by_api_key
 from sealog.ingest import ingest
-from sealog.ledger import checkpoint
+from sealog.ledger import checkpoint, tree
 from sealog.store import Store, migrate, open_store
 from sealog.store.base import ApiKeyRow, Conflict, NotFound, Org
 from sealog.store.sqlite import with_option
@@ -291,6 +291,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                for _ in range(count)]
     stream_workers = delivery.stream_workers(settings=settings, store=store, signer=signer)
     purger = retention.Purger(store=store, redactor=Redactor(settings.redact_keys),
+                              signer=signer, host=settings.log_host,
                               interval=settings.purge_interval_seconds,
                               batch=settings.purge_batch)
     stop = threading.Event()
@@ -842,7 +843,11 @@ def cmd_retention_purge(args: argparse.Namespace) -> int:
     from sealog import retention
 
     settings = _settings(args)
+    signer = checkpoint.load_signer(settings.resolved_signing_key_file, settings.log_host)
     with _store(args) as store:
+        # A purge removes only signed events: sign those not signed yet.
+        checkpoint.sign_latest(store=store, signer=signer, host=settings.log_host,
+                               org_id=args.org)
         # Apart from the serving process, a pause between transactions lets its writes in:
         # on SQLite a writer waiting for the file's lock sleeps up to 100 ms between tries.
         steps = retention.purge(store=store, redactor=Redactor(settings.redact_keys),
@@ -1240,7 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, SettingsError, ValueError, NotFound, Conflict) as exc:
+    except (CommandError, SettingsError, ValueError, NotFound, Conflict, tree.Pruned) as exc:
         print(f"sealog: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ carried out in small transactions, each of which checks the holds again.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import threading
@@ -22,6 +23,8 @@ import uuid_utils
 from sealog import times
 from sealog.events import Redactor
 from sealog.ingest import record_action
+from sealog.ledger import checkpoint, merkle
+from sealog.ledger.note import Signer
 from sealog.store.base import Conflict, HoldRow, NotFound, RetentionRow, Store, WriteTx
 
 log = logging.getLogger("sealog.retention")
@@ -239,14 +242,23 @@ def purge_step(*, store: Store, redactor: Redactor, org_id: str, now: int | None
                          row.purge_to, stop)
             if stop > row.pruned_before:
                 tx.delete_events(org_id, row.pruned_before, stop)
+                tx.delete_tree_nodes(org_id, merkle.prunable_ranges(
+                    row.pruned_before, stop, _SignedSizes(tx, org_id, row.pruned_before,
+                                                          stop, batch).first))
             tx.put_retention(dataclasses.replace(row, pruned_before=stop, purge_to=purge_to,
                                                  updated_at=now))
             return PurgeStep(org_id, False, row.pruned_before, stop)
         if row.days is None or whole:
             return None
         head = tx.lock_log(org_id)
+        # Only events a signed checkpoint covers go, so that none is removed unproven, and
+        # so that no checkpoint is signed later of a size inside what is removed: one
+        # signing now took its last checkpoint before this one (the signing lock).
+        latest = tx.lock_checkpoints(org_id)
+        signed = 0 if latest is None else latest.size
         cutoff = now - row.days * DAY_US
-        target = _first_received_from(tx, org_id, row.pruned_before, head.size, cutoff)
+        target = _first_received_from(tx, org_id, row.pruned_before, min(head.size, signed),
+                                      cutoff)
         first_held = tx.first_index_occurred_in(org_id, row.pruned_before, target, ranges)
         if first_held is not None:
             target = first_held
@@ -265,6 +277,27 @@ def purge_step(*, store: Store, redactor: Redactor, org_id: str, now: int | None
         tx.put_retention(dataclasses.replace(row, purge_to=target, purge_record=record_index,
                                              updated_at=now))
         return PurgeStep(org_id, True, row.pruned_before, target, record_index)
+
+
+class _SignedSizes:
+    """The org's checkpoint sizes as a purge transaction from start to stop asks for them:
+    those near the purged range read at once, the first one past each farther size apart."""
+
+    def __init__(self, tx: WriteTx, org_id: str, start: int, stop: int, batch: int):
+        self.tx, self.org_id, self.stop = tx, org_id, stop
+        self.near = max(0, start - 2 * batch)
+        self.sizes = tx.checkpoint_sizes(org_id, self.near, stop)
+        self.far: dict[int, int | None] = {}
+
+    def first(self, at_least: int) -> int | None:
+        """The smallest checkpoint size at least at_least and below stop, if any."""
+        if at_least >= self.near:
+            i = bisect.bisect_left(self.sizes, at_least)
+            return self.sizes[i] if i < len(self.sizes) else None
+        if at_least not in self.far:
+            found = self.tx.checkpoint_sizes(self.org_id, at_least, self.stop, limit=1)
+            self.far[at_least] = found[0] if found else None
+        return self.far[at_least]
 
 
 def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = None,
@@ -295,9 +328,9 @@ class Purger:
     """A thread that purges every org's log as its policy asks, in serve and in worker:
     each round every `interval` seconds, a transaction at a time, `pause` seconds apart."""
 
-    def __init__(self, *, store: Store, redactor: Redactor, interval: float = 600,
-                 pause: float = 0.02, batch: int = PURGE_BATCH):
-        self.store, self.redactor = store, redactor
+    def __init__(self, *, store: Store, redactor: Redactor, signer: Signer, host: str,
+                 interval: float = 600, pause: float = 0.02, batch: int = PURGE_BATCH):
+        self.store, self.redactor, self.signer, self.host = store, redactor, signer, host
         self.interval, self.pause, self.batch = interval, pause, batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -318,9 +351,13 @@ class Purger:
             if self._stop.is_set():
                 break
             try:
+                # A purge removes only signed events: sign what the checkpointer may not
+                # have yet (sealog worker runs none).
+                checkpoint.sign_latest(store=self.store, signer=self.signer, host=self.host,
+                                       org_id=org_id)
                 steps += len(purge(store=self.store, redactor=self.redactor, org_id=org_id,
                                    batch=self.batch, pause=self.pause, stop=self._stop))
-            except RetentionError as exc:
+            except (RetentionError, checkpoint.CheckpointError) as exc:
                 log.warning("org %s: no purge: %s", org_id, exc)
         return steps
 

@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, store: Store | None = None,
     stream_workers = (delivery.stream_workers(settings=settings, store=the_store, signer=signer)
                       if run_workers else [])
     purger = (retention.Purger(store=the_store, redactor=Redactor(settings.redact_keys),
+                               signer=signer, host=settings.log_host,
                                interval=settings.purge_interval_seconds,
                                batch=settings.purge_batch)
               if run_workers else None)

@@ -72,7 +72,8 @@ def _tree_size(request: Request, store: Store, org_id: str, tree_size: int | Non
     return tree_size if tree_size is not None else _latest(request, store, org_id).size
 
 
-@router.get("/proof/inclusion", response_model=InclusionProof, responses=PROBLEM_RESPONSES)
+@router.get("/proof/inclusion", response_model=InclusionProof,
+            responses={**PROBLEM_RESPONSES, 410: PROBLEM_RESPONSES[422]})
 def get_inclusion_proof(
     request: Request,
     principal: CurrentPrincipal,
@@ -95,10 +96,13 @@ def get_inclusion_proof(
                                       size=size)
     except ValueError as exc:
         raise Problem(422, str(exc), kind="validation") from None
+    except tree.Pruned as exc:
+        raise Problem(410, str(exc), kind="pruned") from None
     return InclusionProof(index=index, tree_size=size, hashes=_b64(hashes))
 
 
-@router.get("/proof/consistency", response_model=ConsistencyProof, responses=PROBLEM_RESPONSES)
+@router.get("/proof/consistency", response_model=ConsistencyProof,
+            responses={**PROBLEM_RESPONSES, 410: PROBLEM_RESPONSES[422]})
 def get_consistency_proof(
     principal: CurrentPrincipal,
     store: StoreDep,
@@ -111,6 +115,8 @@ def get_consistency_proof(
         hashes = tree.consistency_proof(store=store, org_id=principal.org_id, old=from_, new=to)
     except ValueError as exc:
         raise Problem(422, str(exc), kind="validation") from None
+    except tree.Pruned as exc:
+        raise Problem(410, str(exc), kind="pruned") from None
     return ConsistencyProof(hashes=_b64(hashes))
 
 
@@ -139,13 +145,11 @@ def get_entries(
         start = kept.pruned_before
     stop = min(start + limit, size if proofs_for is None else proofs_for)
     docs = list(store.iter_events_by_index(org_id, start, stop))
-    lines = []
-    for d in docs:
-        proof = None
-        if proofs_for is not None:
-            proof = tree.inclusion_proof(store=store, org_id=org_id, index=d.index,
-                                         size=proofs_for)
-        lines.append(bundle.entry_line(d.index, d.leaf_hash, d.doc, proof))
+    maker = None if proofs_for is None else tree.ProofMaker(store=store, org_id=org_id,
+                                                             size=proofs_for)
+    lines = [bundle.entry_line(d.index, d.leaf_hash, d.doc,
+                               None if maker is None else maker.inclusion(d.index))
+             for d in docs]
     return StreamingResponse(iter(lines), media_type="application/x-ndjson")
 
 

@@ -181,6 +181,45 @@ def root_from_nodes(size: int, read_nodes: NodeReader) -> bytes:
 # -- verification (RFC 9162 2.1.3.2 and 2.1.4.2) --------------------------------------
 
 
+def prunable_ranges(old: int, new: int, first_signed: Callable[[int], int | None]
+                    ) -> list[tuple[int, int, int]]:
+    """The stored nodes that moving a pruned prefix of leaves from old to new leaves
+    needless, as (level, start, stop) ranges of indexes: those of subtrees wholly before
+    new, except the perfect subtrees new is made of and what a consistency proof from each
+    signed size below new reads. first_signed(n): the smallest signed size at least n.
+    Those wholly before old went with that prefix."""
+    ranges = []
+    level = 0
+    while new >> level:
+        start, stop = max(0, (old >> level) - 1), new >> level
+        kept = {stop - 1} if stop & 1 else set()
+        kept.update(i for i in range(start, stop)
+                    if _signed_size_reads(level, i, new, first_signed))
+        for i in sorted(kept):
+            if start < i:
+                ranges.append((level, start, i))
+            start = i + 1
+        if start < stop:
+            ranges.append((level, start, stop))
+        level += 1
+    return ranges
+
+
+def _signed_size_reads(level: int, index: int, new: int,
+                       first_signed: Callable[[int], int | None]) -> bool:
+    """Whether a consistency proof from a signed size below new reads node (level, index).
+    From size m it reads the perfect subtrees m is made of (but the whole tree when m is a
+    power of two: the old root stands for it), and the right siblings of leaf m - 1's path."""
+    if index % 2 == 0:  # a perfect subtree of sizes in [lo, hi)
+        lo = ((index + 1) << level) + (index == 0)
+        hi = (index + 2) << level
+    else:  # the right sibling of leaf m - 1's ancestor, for m in [lo, hi)
+        lo = ((index - 1) << level) + 1
+        hi = (index << level) + 1
+    m = first_signed(lo)
+    return m is not None and m < min(hi, new)
+
+
 def verify_inclusion(
     leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> None:

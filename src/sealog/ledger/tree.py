@@ -37,20 +37,42 @@ def _check_size(store: Store, org_id: str, size: int) -> None:
         raise ValueError(f"tree_size {size} is larger than the log ({current} events)")
 
 
+class Pruned(LookupError):
+    """A proof that needs the part of the tree a purge removed; the message says what is
+    still proven."""
+
+
+def _pruned_before(store: Store, org_id: str) -> int:
+    kept = store.get_retention(org_id)
+    return 0 if kept is None else kept.pruned_before
+
+
 def inclusion_proof(*, store: Store, org_id: str, index: int, size: int) -> list[bytes]:
-    """The inclusion proof of event index in the tree of the first size events."""
+    """The inclusion proof of event index in the tree of the first size events; raises
+    Pruned for an event removed under the retention policy."""
     _check_size(store, org_id, size)
     if not 0 <= index < size:
         raise ValueError(f"index {index} is not in a tree of size {size}")
+    if index < (pruned := _pruned_before(store, org_id)):
+        raise Pruned(f"the event at index {index} was removed under the retention policy "
+                     f"(the log is retained from index {pruned})")
     return merkle.inclusion_proof(index, size, _reader(store, org_id))
 
 
 def consistency_proof(*, store: Store, org_id: str, old: int, new: int) -> list[bytes]:
-    """The consistency proof from the tree of size old to the tree of size new."""
+    """The consistency proof from the tree of size old to the tree of size new; raises
+    Pruned from a size inside a purged prefix that no checkpoint was signed at."""
     _check_size(store, org_id, new)
     if not 1 <= old <= new:
         raise ValueError(f"'from' must be between 1 and 'to' ({new}); it is {old}")
-    return merkle.consistency_proof(old, new, _reader(store, org_id))
+    try:
+        return merkle.consistency_proof(old, new, _reader(store, org_id))
+    except LookupError:
+        if old >= (pruned := _pruned_before(store, org_id)):
+            raise
+        raise Pruned(f"the events before index {pruned} were removed under the retention "
+                     f"policy; from a size below it, consistency proofs are kept for the "
+                     f"sizes of signed checkpoints alone, and {old} is not one") from None
 
 
 def prefix_hashes(*, store: Store, org_id: str, size: int) -> list[bytes]:

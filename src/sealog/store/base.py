@@ -402,7 +402,16 @@ class WriteTx(Protocol):
 
     def delete_events(self, org_id: str, start: int, stop: int) -> int:
         """Removes the org's events of indexes [start, stop): rows, documents and search
-        index entries (tree nodes stay); how many there were."""
+        index entries (not their tree nodes: delete_tree_nodes); how many there were."""
+
+    def checkpoint_sizes(self, org_id: str, start: int, stop: int,
+                         limit: int | None = None) -> list[int]:
+        """The sizes in [start, stop) of the org's checkpoints, smallest first, at most
+        limit of them."""
+
+    def delete_tree_nodes(self, org_id: str, ranges: list[tuple[int, int, int]]) -> int:
+        """Deletes the org's tree nodes of indexes [start, stop) at each (level, start,
+        stop); how many there were."""
 
     def cancel_export(self, *, org_id: str, export_id: str, now: int) -> ExportRow:
         """Cancels a queued or running job, its status read under lock_export; raises

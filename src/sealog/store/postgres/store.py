@@ -580,6 +580,20 @@ class _Tx:
         return self.conn.execute("DELETE FROM events WHERE org_id = %s AND idx >= %s "
                                  "AND idx < %s", (org_id, start, stop)).rowcount
 
+    def checkpoint_sizes(self, org_id: str, start: int, stop: int,
+                         limit: int | None = None) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT size FROM checkpoints WHERE org_id = %s AND size >= %s AND size < %s "
+            "ORDER BY size LIMIT %s", (org_id, start, stop, limit))]  # LIMIT NULL: all
+
+    def delete_tree_nodes(self, org_id: str, ranges: list[tuple[int, int, int]]) -> int:
+        deleted = 0
+        for level, start, stop in ranges:
+            deleted += self.conn.execute(
+                "DELETE FROM tree_nodes WHERE org_id = %s AND level = %s AND idx >= %s "
+                "AND idx < %s", (org_id, level, start, stop)).rowcount
+        return deleted
+
     def withdraw_export(self, org_id: str, export_id: str, now: int) -> ExportRow | None:
         r = self.conn.execute(
             "UPDATE exports SET status = CASE status WHEN 'completed' THEN 'expired' "

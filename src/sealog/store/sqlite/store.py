@@ -739,6 +739,20 @@ class _Tx:
                           (org_id, len(rows)))
         return len(rows)
 
+    def checkpoint_sizes(self, org_id: str, start: int, stop: int,
+                         limit: int | None = None) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT size FROM checkpoints WHERE org_id = ? AND size >= ? AND size < ? "
+            "ORDER BY size LIMIT ?", (org_id, start, stop, -1 if limit is None else limit))]
+
+    def delete_tree_nodes(self, org_id: str, ranges: list[tuple[int, int, int]]) -> int:
+        deleted = 0
+        for level, start, stop in ranges:
+            deleted += self.conn.execute(
+                "DELETE FROM tree_nodes WHERE org_id = ? AND level = ? AND idx >= ? "
+                "AND idx < ?", (org_id, level, start, stop)).rowcount
+        return deleted
+
     def delete_stream(self, org_id: str, stream_id: str) -> None:
         self.conn.execute("DELETE FROM streams WHERE org_id = ? AND id = ?",
                           (org_id, stream_id))
