@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import orjson
 import pytest
@@ -25,7 +27,7 @@ from sealog.retention import DAY_US, RetentionError
 from sealog.sampledata import generate_events
 from sealog.search import build_filter
 from sealog.store import Store, open_store
-from sealog.store.base import Conflict, RetentionRow
+from sealog.store.base import Conflict, RetentionRow, wait_after
 from sealog.store.postgres import partitions
 from tamper import Tamper
 from test_access import PASSWORD, sign_in
@@ -198,6 +200,21 @@ def test_after_a_purge_an_independent_rfc6962_check_agrees_with_every_checkpoint
                                     size=latest.size)
         assert _rfc9162_inclusion_root(leaves[doc.index], doc.index, latest.size,
                                        path) == latest.root
+
+
+def test_background_work_waits_as_long_as_its_last_transaction_took():
+    """So that a purge holds SQLite's one writer at most half the time, however long its
+    transactions take on a large log."""
+    stop = threading.Event()
+    began = time.monotonic()
+    wait_after(began - 0.3, 0.01, stop)  # a transaction of 0.3 s
+    assert time.monotonic() - began >= 0.29
+    began = time.monotonic()
+    wait_after(began, 0.05, stop)  # a quick one: the pause
+    assert time.monotonic() - began >= 0.049
+    began = time.monotonic()
+    wait_after(began - 5, 0, stop)  # no pause asked for (a purge alone): none
+    assert time.monotonic() - began < 0.05
 
 
 def test_a_hold_on_the_whole_log_blocks_purges_and_a_range_hold_stops_one_before_it(store):

@@ -8,6 +8,7 @@ calls.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from sealog.ingest import record_action
 from sealog.ledger import bundle, checkpoint, closure, tree
 from sealog.ledger.export import bundle_lines
 from sealog.ledger.note import Signer
-from sealog.store.base import CheckpointRow, Conflict, NotFound, Store, StoredDoc
+from sealog.store.base import CheckpointRow, Conflict, NotFound, Store, StoredDoc, wait_after
 
 DELETE_BATCH = 1000
 _MONTH_STEP_US = 28 * 86_400 * 10**6  # shorter than any month: a mark in each
@@ -75,13 +76,14 @@ def close_org(*, store: Store, redactor: Redactor, signer: Signer, host: str, or
     deleted = 0
     stopping = threading.Event()
     while start < record_index:
+        started = time.monotonic()
         stop = min(start + batch, record_index)
         with store.writing(scrub=True) as tx:
             deleted += tx.delete_events(org_id, start, stop)
         start = stop
         if progress is not None:
             progress(deleted)
-        stopping.wait(pause)
+        wait_after(started, pause, stopping)
     with store.writing(scrub=True) as tx:
         files = tx.delete_org_rows(org_id)
     for name in files:

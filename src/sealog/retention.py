@@ -15,6 +15,7 @@ import bisect
 import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,15 @@ from sealog.events import Redactor
 from sealog.ingest import record_action
 from sealog.ledger import checkpoint, merkle
 from sealog.ledger.note import Signer
-from sealog.store.base import Conflict, HoldRow, NotFound, RetentionRow, Store, WriteTx
+from sealog.store.base import (
+    Conflict,
+    HoldRow,
+    NotFound,
+    RetentionRow,
+    Store,
+    WriteTx,
+    wait_after,
+)
 
 log = logging.getLogger("sealog.retention")
 
@@ -304,15 +313,18 @@ def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = No
           batch: int = PURGE_BATCH, pause: float = 0,
           stop: threading.Event | None = None) -> list[PurgeStep]:
     """Purges what the org's policy no longer keeps, to the end (or until stop is set),
-    `pause` seconds between transactions; the steps taken."""
+    at least `pause` seconds between transactions (store.wait_after); the steps taken."""
     stopping = stop or threading.Event()
     steps = []
-    while not stopping.is_set() and (step := purge_step(
-            store=store, redactor=redactor, org_id=org_id, now=now, batch=batch)) is not None:
+    while not stopping.is_set():
+        started = time.monotonic()
+        step = purge_step(store=store, redactor=redactor, org_id=org_id, now=now, batch=batch)
+        if step is None:
+            break
         steps.append(step)
         if step.start == step.stop and not step.ordered:
             break
-        stopping.wait(pause)
+        wait_after(started, pause, stopping)
     if steps:
         _release(store, pause, stopping)
     return steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -10,6 +11,14 @@ from typing import Any, NamedTuple, Protocol
 
 from sealog import search, times
 from sealog.search import Cursor, EventFilter
+
+
+def wait_after(started: float, pause: float, stop: threading.Event) -> None:
+    """After a background transaction begun at started (time.monotonic()): waits pause
+    seconds and at least as long as it took, when pause is given, so that background work
+    holds a single writer (SQLite's) at most half the time, whatever its steps cost."""
+    if pause > 0:
+        stop.wait(max(pause, time.monotonic() - started))
 
 
 class NotFound(LookupError):

@@ -46,6 +46,7 @@ from sealog.store.base import (
     closed_message,
     erased_tokens,
     stored_event_row,
+    wait_after,
 )
 from sealog.store.sqlfilter import Dialect, base_where, match_where, occurred_in
 from sealog.store.sqlite.fts5 import Fts5Query, fts5_query
@@ -1193,6 +1194,7 @@ class SQLiteStore(OneCallWrites):
         """Empties a retired full-text index, FTS_MERGE_PAGES of its blocks a transaction,
         then drops it; False when stopped first."""
         while not stop.is_set():
+            started = time.monotonic()
             with self.writing(scrub=scrub) as tx:
                 # Nothing reads a retired index: its blocks go without FTS5's bookkeeping.
                 emptied = tx.conn.execute(
@@ -1202,7 +1204,7 @@ class SQLiteStore(OneCallWrites):
                     tx.conn.execute(f"DROP TABLE {name}")
                     tx.conn.execute("DELETE FROM fts_retired WHERE name = ?", (name,))
                     return True
-            stop.wait(pause)
+            wait_after(started, pause, stop)
         return False
 
     def _merge_fts(self, org_id: str, table: str, kept: int, deleted: int, pause: float,
@@ -1218,6 +1220,7 @@ class SQLiteStore(OneCallWrites):
         for _ in range(2 * size // FTS_MERGE_PAGES + 10):
             if stop.is_set():
                 return False
+            started = time.monotonic()
             with self.writing() as tx:
                 before = tx.conn.total_changes
                 tx.conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('merge', ?)",
@@ -1227,7 +1230,7 @@ class SQLiteStore(OneCallWrites):
                     tx.conn.execute("DELETE FROM fts_deleted WHERE org_id = ?", (org_id,))
             if done:
                 return True
-            stop.wait(pause)
+            wait_after(started, pause, stop)
         return False
 
     def scrub_erased(self, org_id: str, received_us: list[int]) -> None:
