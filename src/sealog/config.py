@@ -60,7 +60,7 @@ class Settings:
     # how often serve and worker purge what policies no longer keep.
     retention_min_days: int | None = None
     purge_interval_seconds: float = 600
-    purge_batch: int = 1000  # events a purge transaction removes
+    purge_batch: int | None = None  # events a purge transaction removes; None: the store's
 
     @property
     def resolved_database_url(self) -> str:
@@ -209,7 +209,7 @@ class Settings:
         if self.retention_min_days is not None and not 1 <= self.retention_min_days <= 36_500:
             raise SettingsError("SEALOG_RETENTION_MIN_DAYS must be 1 to 36500 days, e.g. 183 "
                                 "(six months)")
-        if not 1 <= self.purge_batch <= 100_000:
+        if self.purge_batch is not None and not 1 <= self.purge_batch <= 100_000:
             raise SettingsError("SEALOG_PURGE_BATCH must be 1 to 100000 events, e.g. 1000")
         if not 1 <= self.purge_interval_seconds <= 86_400:
             raise SettingsError("SEALOG_PURGE_INTERVAL_SECONDS must be 1 to 86400, e.g. 600")

@@ -40,8 +40,6 @@ log = logging.getLogger("sealog.retention")
 
 DAY_US = 86_400 * 10**6
 MAX_DAYS = 36_500  # a hundred years: beyond it, keep forever says what is meant
-# Events a purge transaction removes: small, so that ingest never waits long behind one.
-PURGE_BATCH = 1000
 PURGED = "audit_log.purged"
 
 
@@ -229,10 +227,12 @@ def _first_received_from(tx: WriteTx, org_id: str, start: int, stop: int,
 
 
 def purge_step(*, store: Store, redactor: Redactor, org_id: str, now: int | None = None,
-               batch: int = PURGE_BATCH) -> PurgeStep | None:
-    """One purge transaction for the org: removes the next batch of a purge under way, or
-    orders the purge its policy now asks for; None when there is nothing to do."""
+               batch: int | None = None) -> PurgeStep | None:
+    """One purge transaction for the org: removes the next batch (store.purge_batch events
+    unless given) of a purge under way, or orders the purge its policy now asks for; None
+    when there is nothing to do."""
     now = times.now_us() if now is None else now
+    batch = batch or store.purge_batch
     with store.writing() as tx:
         row = tx.lock_retention(org_id)
         # Read after the lock: a hold is placed under it, so none placed since is missed.
@@ -294,7 +294,7 @@ class _SignedSizes:
 
     def __init__(self, tx: WriteTx, org_id: str, start: int, stop: int, batch: int):
         self.tx, self.org_id, self.stop = tx, org_id, stop
-        self.near = max(0, start - 2 * batch)
+        self.near = max(0, start - 16 * batch)
         self.sizes = tx.checkpoint_sizes(org_id, self.near, stop)
         self.far: dict[int, int | None] = {}
 
@@ -310,7 +310,7 @@ class _SignedSizes:
 
 
 def purge(*, store: Store, redactor: Redactor, org_id: str, now: int | None = None,
-          batch: int = PURGE_BATCH, pause: float = 0,
+          batch: int | None = None, pause: float = 0,
           stop: threading.Event | None = None) -> list[PurgeStep]:
     """Purges what the org's policy no longer keeps, to the end (or until stop is set),
     at least `pause` seconds between transactions (store.wait_after); the steps taken."""
@@ -341,7 +341,7 @@ class Purger:
     each round every `interval` seconds, a transaction at a time, `pause` seconds apart."""
 
     def __init__(self, *, store: Store, redactor: Redactor, signer: Signer, host: str,
-                 interval: float = 600, pause: float = 0.02, batch: int = PURGE_BATCH):
+                 interval: float = 600, pause: float = 0.02, batch: int | None = None):
         self.store, self.redactor, self.signer, self.host = store, redactor, signer, host
         self.interval, self.pause, self.batch = interval, pause, batch
         self._stop = threading.Event()

@@ -436,6 +436,9 @@ class Store(Protocol):
     """A Sealog database: SQLite file or PostgreSQL."""
 
     url: str
+    # Events a purge transaction removes unless the operator says: few enough that ingest
+    # never waits long behind one (SQLite's one writer: 250; PostgreSQL: 1,000).
+    purge_batch: int
 
     def close(self) -> None: ...
 

@@ -622,6 +622,8 @@ class PostgresStore(OneCallWrites):
     """A Sealog database on PostgreSQL (postgresql://…[?pool_size=N]); safe to share
     between threads. Migrations run on open."""
 
+    purge_batch = 1000  # writers do not wait on a purge transaction here
+
     def __init__(self, url: str):
         self.url = url
         conninfo, size = split_url(url)

@@ -791,6 +791,10 @@ class SQLiteStore(OneCallWrites):
     """A Sealog database in one SQLite file (sqlite:///path[?options], SQLiteOptions); safe
     to share between threads."""
 
+    # Ingest waits for the one writer behind a purge transaction: over 1,000,000 events
+    # one of 1,000 took 110 ms, and ingest's p99 beside purges 280 ms; of 250, 204 ms.
+    purge_batch = 250
+
     def __init__(self, url: str):
         self.url = url
         self.path, options = split_url(url)
