@@ -457,6 +457,40 @@ def test_a_purge_removes_only_what_a_signed_checkpoint_covers(store):
         store.purge_batch]
 
 
+class _StaleReads:
+    """The store as a signer saw it before a purge: its first reads of the latest
+    checkpoint and the log head give what they were then."""
+
+    def __init__(self, store: Store, last, head):
+        self._store, self._last, self._head = store, [last], [head]
+
+    def latest_checkpoint(self, org_id):
+        return self._last.pop() if self._last else self._store.latest_checkpoint(org_id)
+
+    def log_head(self, org_id):
+        return self._head.pop() if self._head else self._store.log_head(org_id)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_a_signer_whose_reads_a_purge_overtook_signs_from_the_newer_checkpoint(store):
+    _org(store)
+    _batch(store, 300, days_ago=100, seed=1)
+    first = checkpoint.sign_latest(store=store, signer=SIGNER, host=HOST, org_id="acme")
+    _batch(store, 150, days_ago=100, seed=2)
+    stale_head = store.log_head("acme")  # 450 events, never signed
+    _batch(store, 150, days_ago=100, seed=3)
+    _batch(store, 100, days_ago=1, seed=4)
+    _policy(store, 30)
+    _purge(store)  # signs 701, removes the 600 old events and the nodes of size 450
+    latest = store.latest_checkpoint("acme")
+    assert latest is not None and _retention(store).pruned_before == 600
+    signed = checkpoint.sign_latest(store=_StaleReads(store, first, stale_head),
+                                    signer=SIGNER, host=HOST, org_id="acme")
+    assert signed.size == store.log_head("acme").size > latest.size
+
+
 def test_a_window_reaching_before_the_retained_events_says_they_were_removed(
         pruned_log, tenant):
     r = tenant.client.get("/api/v1/events", params={"range": "custom",

@@ -102,13 +102,20 @@ def sign_latest(*, store: Store, signer: Signer, host: str, org_id: str,
             return last
         root = tree.head_root(head)
         if last is not None and last.size > 0:
-            _check_consistent(store, org_id, last, head.size, root)
+            try:
+                _check_consistent(store, org_id, last, head.size, root)
+            except LookupError:
+                # A purge deleted tree nodes these reads wanted. It reaches only a size
+                # signed after them, so start again from that checkpoint.
+                if _size(store.latest_checkpoint(org_id)) == _size(last):
+                    raise
+                continue
         note = signer.sign(body(origin(host, org_id), head.size, root))
         # The lock covers only the check and the insert. The reads above need no lock: a
-        # committed head, and tree nodes, which never change once stored. Made under the
-        # lock, on other connections, they would hold up ingest on SQLite (the writer lock)
-        # and, on PostgreSQL, could wait for a pooled connection while every other one is
-        # held by a signer waiting for the lock.
+        # committed head, and tree nodes, which never change once stored but for a purge's
+        # deletes (handled above). Made under the lock, on other connections, they would
+        # hold up ingest on SQLite (the writer lock) and, on PostgreSQL, could wait for a
+        # pooled connection while every other one is held by a signer waiting for the lock.
         # Not waiting for the disk: a checkpoint is a pure function of a log already
         # committed (Ed25519 signatures are deterministic), so one lost in a crash is
         # signed again byte for byte, and ingest's commits do not wait behind the signers'.
