@@ -23,6 +23,7 @@ import pytest
 import standardwebhooks
 
 from sealog import auth, events, times
+from sealog.config import Settings, SettingsError
 from sealog.eventlog import event_json
 from sealog.events import Redactor
 from sealog.ingest import ingest
@@ -157,16 +158,26 @@ def _stream(store: Store, box: SecretBox, receiver: Receiver, **settings) -> Str
 
 
 def _deliver_all(deliverer: Deliverer, limit: int = 100) -> int:
-    """Calls the deliverer until no stream is due; how many calls delivered a batch."""
+    """Calls the deliverer until no stream is due; how many rounds delivered."""
     for calls in range(limit):
-        if deliverer.deliver_one() is None:
+        if not deliverer.deliver_round():
             return calls
-    raise AssertionError(f"streams still due after {limit} batches")
+    raise AssertionError(f"streams still due after {limit} rounds")
 
 
-def _deliverer(store: Store, box: SecretBox, signer, owner: str = "w1") -> Deliverer:
+def _one_round(deliverer: Deliverer) -> StreamRow | None:
+    """A round of the deliverer, of one stream: that stream as it then is, or None when no
+    stream was due."""
+    streams = deliverer.deliver_round()
+    assert len(streams) <= 1, streams
+    return streams[0] if streams else None
+
+
+def _deliverer(store: Store, box: SecretBox, signer, owner: str = "w1",
+               linger_us: int = 0) -> Deliverer:
+    """A deliverer that sends the next batch at once (no linger) unless told otherwise."""
     return Deliverer(store=store, box=box, signer=signer, host=HOST, owner=owner,
-                     allow_private=True)
+                     allow_private=True, linger_us=linger_us)
 
 
 def test_a_webhook_stream_delivers_the_log_in_order_signed_and_verifiable(
@@ -257,10 +268,10 @@ def test_retried_failures_back_off_honour_retry_after_and_skip_nothing(
     _stream(store, box, receiver, batch_events=10)
     receiver.answers = [(503, {}, "busy"), (429, {"Retry-After": "7"}, "slow down")]
     deliverer = _deliverer(store, box, signer)
-    first = deliverer.deliver_one()
+    first = _one_round(deliverer)
     assert first is not None and first.state == "active" and first.attempts == 1
     assert first.next_index == 0 and first.last_error == "HTTP 503: busy"
-    assert deliverer.deliver_one() is None  # not due before its retry time
+    assert _one_round(deliverer) is None  # not due before its retry time
     assert 0 <= first.retry_at - first.updated_at <= delivery.RETRY_BASE_US
 
     def due(stream: StreamRow) -> None:
@@ -270,12 +281,12 @@ def test_retried_failures_back_off_honour_retry_after_and_skip_nothing(
             tx.update_stream(dataclasses.replace(locked, retry_at=times.now_us()))
 
     due(first)
-    second = deliverer.deliver_one()
+    second = _one_round(deliverer)
     assert second is not None and second.attempts == 2 and second.failures == 2
     assert second.retry_at - second.updated_at == 7_000_000  # the receiver's Retry-After
     due(second)
     receiver.close()  # nobody listens: a connection error
-    third = deliverer.deliver_one()
+    third = _one_round(deliverer)
     assert third is not None and third.attempts == 3 and "ConnectError" in third.last_error
     revived = Receiver()
     try:
@@ -302,11 +313,11 @@ def test_a_refusal_makes_the_stream_failing_with_the_answer_until_it_is_taken(
     _stream(store, box, receiver, batch_events=100)
     receiver.answers = [(400, {}, "unknown tenant token"), (404, {}, "no such hook")]
     deliverer = _deliverer(store, box, signer)
-    failed = deliverer.deliver_one()
+    failed = _one_round(deliverer)
     assert failed is not None and failed.state == "failing" and failed.next_index == 0
     assert failed.last_error == "HTTP 400: unknown tenant token"
-    assert deliverer.deliver_one().last_error == "HTTP 404: no such hook"
-    assert deliverer.deliver_one().state == "active"  # the receiver took it
+    assert _one_round(deliverer).last_error == "HTTP 404: no such hook"
+    assert _one_round(deliverer).state == "active"  # the receiver took it
     assert len(receiver.events()) == store.log_head("acme").size
 
 
@@ -318,8 +329,8 @@ def test_a_stream_failing_past_the_limit_is_disabled_and_not_tried(
     _stream(store, box, receiver)
     receiver.answers = [(500, {}, "down")]
     deliverer = _deliverer(store, box, signer)
-    assert deliverer.deliver_one().state == "disabled"
-    assert deliverer.deliver_one() is None and receiver.bodies == []
+    assert _one_round(deliverer).state == "disabled"
+    assert _one_round(deliverer) is None and receiver.bodies == []
 
 
 def test_only_the_chosen_categories_are_sent_and_the_others_move_the_cursor(
@@ -344,15 +355,15 @@ def test_one_worker_at_a_time_delivers_a_stream(store, box, signer, receiver):
     size = store.log_head("acme").size
     row = _stream(store, box, receiver, batch_events=5)
     now = times.now_us()
-    held = store.claim_stream(owner="w1", now=now, lease_us=delivery.LEASE_US)
-    assert held is not None and held.lease_owner == "w1"
-    assert store.claim_stream(owner="w2", now=now, lease_us=delivery.LEASE_US) is None
+    [held] = store.claim_streams(owner="w1", now=now, lease_us=delivery.LEASE_US, limit=8)
+    assert held.lease_owner == "w1"
+    assert store.claim_streams(owner="w2", now=now, lease_us=delivery.LEASE_US, limit=8) == []
     later = now + delivery.LEASE_US + 1
-    taken = store.claim_stream(owner="w2", now=later, lease_us=delivery.LEASE_US)
-    assert taken is not None and taken.lease_owner == "w2"
+    [taken] = store.claim_streams(owner="w2", now=later, lease_us=delivery.LEASE_US, limit=8)
+    assert taken.lease_owner == "w2"
     late = _deliverer(store, box, signer, owner="w1")
     batch = delivery.next_batch(store, held, StreamConfig.parse(held.config), "src")
-    late._record(held, batch, delivery.Attempt(True))
+    late._record([held], [batch], [delivery.Attempt(True)], [False])
     assert store.get_stream("acme", row.id).next_index == 0  # w1's batch moved nothing
     with store.writing() as tx:
         locked = tx.lock_stream("acme", row.id)
@@ -366,6 +377,85 @@ def test_one_worker_at_a_time_delivers_a_stream(store, box, signer, receiver):
     for t in threads:
         t.join(120)
     assert [e["index"] for e in receiver.events()] == list(range(size))
+
+
+def test_streams_of_an_org_at_one_place_go_in_one_round_from_one_read(
+        store, box, signer, monkeypatch):
+    """Three streams at the same index, in two formats: one round reads the log once and
+    sends each its batch; a receiver that refuses holds back only its own stream."""
+    _log(store, 1200)
+    size = store.log_head("acme").size
+    receivers = [Receiver() for _ in range(3)]
+    try:
+        rows = [_stream(store, box, r, name=f"s{n}", fmt=fmt)
+                for n, (r, fmt) in enumerate(zip(receivers, ("sealog", "ocsf", "sealog"),
+                                                 strict=True))]
+        receivers[2].answers = [(400, {}, "no such index")]
+        reads: list[tuple[int, int]] = []
+        by_index = store.iter_events_by_index
+
+        def counted(org_id: str, start: int, stop: int):
+            reads.append((start, stop))
+            return by_index(org_id, start, stop)
+
+        monkeypatch.setattr(store, "iter_events_by_index", counted)
+        deliverer = _deliverer(store, box, signer)
+        first = {s.id: s for s in deliverer.deliver_round()}
+        assert reads == [(0, 500)]
+        assert {i: (s.next_index, s.state) for i, s in first.items()} == {
+            rows[0].id: (500, "active"), rows[1].id: (500, "active"),
+            rows[2].id: (0, "failing")}
+        assert [(b["from_index"], b["to_index"]) for b in receivers[0].bodies] == [(0, 500)]
+        assert receivers[1].bodies[0]["events"][0]["metadata"]["uid"] == \
+            receivers[0].bodies[0]["events"][0]["id"]  # OCSF's event id is Sealog's
+
+        with store.writing() as tx:  # its retry well after the others are done (no jitter)
+            refused = tx.lock_stream("acme", rows[2].id)
+            assert refused is not None and refused.retry_at is not None
+            tx.update_stream(dataclasses.replace(refused, retry_at=times.now_us() + 3_600_000_000))
+        _deliver_all(deliverer)  # the two together
+        for r in receivers[:2]:
+            assert [e["index"] if "index" in e else e["unmapped"]["sealog"]["index"]
+                    for e in r.events()] == list(range(size))
+        assert reads == [(0, 500), (500, 1000), (1000, size)] and receivers[2].bodies == []
+    finally:
+        for r in receivers:
+            r.close()
+
+
+def test_a_stream_that_reached_the_log_head_lingers_before_its_next_batch(
+        store, box, signer, receiver):
+    """A batch that reached the log's head and was not full keeps the stream's lease for
+    the linger, so no worker sends the next few events before it; a full batch does not."""
+    _log(store, 10)
+    row = _stream(store, box, receiver)
+    deliverer = _deliverer(store, box, signer, linger_us=30_000_000)
+    [delivered] = deliverer.deliver_round()
+    assert delivered.next_index == store.log_head("acme").size
+    assert delivered.lease_owner == deliverer.owner
+    _log(store, 5)
+    assert deliverer.deliver_round() == []
+    now = times.now_us()
+    assert store.claim_streams(owner="w2", now=now, lease_us=delivery.LEASE_US, limit=8) == []
+    [after] = store.claim_streams(owner="w2", now=now + 30_000_001, lease_us=delivery.LEASE_US,
+                                  limit=8)
+    assert after.id == row.id and after.lease_owner == "w2"
+
+    with store.writing() as tx:
+        tx.delete_stream("acme", row.id)
+    full = _stream(store, box, receiver, name="full", batch_events=5)
+    [sent] = deliverer.deliver_round()
+    assert sent.id == full.id and sent.next_index == 5 and sent.lease_owner is None
+    [sent] = deliverer.deliver_round()  # due again at once
+    assert sent.next_index == 10
+
+
+def test_the_linger_is_a_setting_of_its_own():
+    assert Settings.from_env({}).stream_linger_seconds == 0.25
+    assert Settings.from_env({"SEALOG_STREAM_LINGER_SECONDS": "0"}).stream_linger_seconds == 0
+    for bad in ("-1", "11", "soon"):
+        with pytest.raises(SettingsError, match="SEALOG_STREAM_LINGER_SECONDS"):
+            Settings.from_env({"SEALOG_STREAM_LINGER_SECONDS": bad})
 
 
 def test_secrets_are_stored_sealed_and_open_only_with_their_key(
@@ -522,7 +612,7 @@ def test_a_destination_that_resolves_to_a_private_address_is_refused_at_connecti
     _log(store, 3)
     _stream(store, box, receiver)
     strict = Deliverer(store=store, box=box, signer=signer, host=HOST, owner="w")
-    failed = strict.deliver_one()
+    failed = _one_round(strict)
     assert failed is not None and failed.next_index == 0 and receiver.bodies == []
     assert "127.0.0.1 is a loopback address" in failed.last_error
 
@@ -714,7 +804,7 @@ def test_a_rotated_secret_leaves_the_old_one_valid_for_the_overlap_only(
                          overlap_seconds=0)  # the earlier secrets end now
     receiver.secret = new
     _log(store, 1)
-    refused = deliverer.deliver_one()
+    refused = _one_round(deliverer)
     assert refused is not None and refused.last_error == "HTTP 401: bad signature"
     assert len(receiver.refused) == 1
     assert {e["action"] for e in receiver.events()} >= {"stream.secret_rotated"}
@@ -1087,7 +1177,7 @@ def test_a_syslog_stream_sends_rfc5424_messages_that_rsyslog_parses_in_order(
 
     rsyslog.stop()
     _log(store, 4)
-    failed = deliverer.deliver_one()
+    failed = _one_round(deliverer)
     assert failed is not None and failed.next_index == size and failed.attempts == 1
     assert "ConnectionRefused" in failed.last_error and failed.state == "active"
     rsyslog.start()

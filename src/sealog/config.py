@@ -52,6 +52,7 @@ class Settings:
     streams_key_file: Path | None = None
     stream_workers: int = 1
     stream_lease_seconds: float = 60
+    stream_linger_seconds: float = 0.25
     streams_allow_http: bool = False
     streams_allow_private: bool = False
     # The bearer token GET /metrics asks for; None: /metrics is off.
@@ -152,6 +153,8 @@ class Settings:
                                 ("SEALOG_EXPORT_LEASE_SECONDS", "export_lease_seconds", float),
                                 ("SEALOG_STREAM_LEASE_SECONDS", "stream_lease_seconds",
                                  float),
+                                ("SEALOG_STREAM_LINGER_SECONDS", "stream_linger_seconds",
+                                 float),
                                 ("SEALOG_RETENTION_MIN_DAYS", "retention_min_days", int),
                                 ("SEALOG_PURGE_BATCH", "purge_batch", int),
                                 ("SEALOG_PURGE_INTERVAL_SECONDS", "purge_interval_seconds",
@@ -186,6 +189,8 @@ class Settings:
             raise SettingsError("SEALOG_EXPORT_WORKERS must be 0 (none) to 16")
         if not 1 <= self.stream_lease_seconds <= 3600:
             raise SettingsError("SEALOG_STREAM_LEASE_SECONDS must be 1 to 3600 (default 60)")
+        if not 0 <= self.stream_linger_seconds <= 10:
+            raise SettingsError("SEALOG_STREAM_LINGER_SECONDS must be 0 to 10 (default 0.25)")
         if not 0 <= self.stream_workers <= 16:
             raise SettingsError("SEALOG_STREAM_WORKERS must be 0 (none) to 16")
         if self.ingest_processes is not None and not 0 <= self.ingest_processes <= 16:

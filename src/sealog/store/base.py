@@ -634,10 +634,12 @@ class Store(Protocol):
     def list_holds(self, org_id: str) -> list[HoldRow]:
         """The org's legal holds, released ones too, oldest first."""
 
-    def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
-        """Atomically leases a stream with events to deliver: active or failing, due (no
-        retry_at in the future), its lease free or expired, its cursor behind its org's log;
-        the one due longest first. One statement, as claim_export."""
+    def claim_streams(self, *, owner: str, now: int, lease_us: int, limit: int
+                      ) -> list[StreamRow]:
+        """Atomically leases a stream with events to deliver (active or failing, due: no
+        retry_at in the future, its lease free or expired, its cursor behind its org's log;
+        the one due longest), and the other due streams of its org whose cursor is at the
+        same index, up to limit in all, that no other worker holds; none when none is due."""
 
 
 class OneCallWrites:

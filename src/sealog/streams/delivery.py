@@ -17,6 +17,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -28,7 +30,7 @@ from sealog.config import Settings
 from sealog.ledger import checkpoint
 from sealog.ledger.note import Signer
 from sealog.ledger.tree import ProofMaker
-from sealog.store.base import Store, StreamRow
+from sealog.store.base import Store, StoredDoc, StreamRow
 from sealog.streams import destinations, formats, syslog, webhooks
 from sealog.streams.formats import Sent
 from sealog.streams.secrets import SecretBox
@@ -43,6 +45,11 @@ MAX_HEADERS = 20
 # How long a worker may hold a stream for one batch (µs; SEALOG_STREAM_LEASE_SECONDS): more
 # than the request's timeout. A worker that dies holding one delays it this long.
 LEASE_US = 60_000_000
+# How long a stream whose batch reached the log's head (and was not full) waits before its
+# next (µs; SEALOG_STREAM_LINGER_SECONDS): while events arrive, its batches then gather
+# them, instead of each commit's few costing a round of reads and writes. Its worker keeps
+# the stream's lease that long, so that no other worker sends it meanwhile either.
+LINGER_US = 250_000
 REQUEST_TIMEOUT = 30.0
 # Backoff after a failed attempt: full jitter (a random wait up to the cap), the cap
 # doubling from RETRY_BASE_US to RETRY_MAX_US; a receiver's Retry-After is honoured up to
@@ -53,6 +60,9 @@ RETRY_MAX_US = 600_000_000
 DISABLE_AFTER_US = 3 * 86_400_000_000
 # The receiver's answer kept with a failed attempt, at most.
 KEPT_ANSWER_CHARS = 1000
+# At most this many streams of an org at the same place are sent from one read of the log
+# in one round, at once.
+ROUND_STREAMS = 8
 
 
 # RFC 9110's token (a header's name), and a field value: visible characters, spaces and tabs.
@@ -195,34 +205,71 @@ class Batch:
         return Batch(self.start, stop, [e for e in self.events if e.stored.index < stop])
 
 
-def next_batch(store: Store, stream: StreamRow, config: StreamConfig, source: str) -> Batch:
-    """The stream's next batch from its cursor: up to batch_events events sent, or
-    batch_bytes of them (at least one), no further than the log's head. source is the
-    log's origin, named by CloudEvents."""
-    size = store.log_head(stream.org_id).size
+def read_ahead(stream: StreamRow, config: StreamConfig, size: int) -> int:
+    """The index before which the stream's next batch reads, its log being size events long:
+    filtered-out events only move the cursor, so a filtered stream reads further ahead."""
+    query = search.parse_query(config.query)
+    filtered = bool(config.categories or query.text or query.fields)
+    return min(size, stream.next_index + config.batch_events * (20 if filtered else 1))
+
+
+def take_batch(stream: StreamRow, config: StreamConfig, stored: Iterable[StoredDoc],
+               stop_before: int, render: Callable[[StoredDoc], bytes]) -> Batch:
+    """The stream's next batch out of stored (the org's events in index order from its
+    cursor): up to batch_events events sent, or batch_bytes of them (at least one), none at
+    or past index stop_before; render gives an event in the stream's format."""
     sent: list[Sent] = []
     held = 0
     stop = stream.next_index
     wanted = set(config.categories)
     query = search.parse_query(config.query)
     filtered = bool(wanted or query.text or query.fields)
-    # Filtered-out events only move the cursor; read at most this many ahead for one batch.
-    limit = min(size, stream.next_index + config.batch_events * (20 if filtered else 1))
-    for stored in store.iter_events_by_index(stream.org_id, stream.next_index, limit):
+    for event in stored:
+        if event.index >= stop_before:
+            break
         if filtered:
-            doc = orjson.loads(stored.doc)
+            doc = orjson.loads(event.doc)
             if (wanted and doc["category"] not in wanted) or not search.matches(query, doc):
-                stop = stored.index + 1
+                stop = event.index + 1
                 continue
-        body = formats.render(stream.format, stored, source)
+        body = render(event)
         if sent and held + len(body) > config.batch_bytes:
             break
-        sent.append(Sent(stored, body))
+        sent.append(Sent(event, body))
         held += len(body)
-        stop = stored.index + 1
+        stop = event.index + 1
         if len(sent) == config.batch_events:
             break
     return Batch(stream.next_index, stop, sent)
+
+
+def next_batch(store: Store, stream: StreamRow, config: StreamConfig, source: str) -> Batch:
+    """The stream's next batch from its cursor, no further than the log's head. source is
+    the log's origin, named by CloudEvents."""
+    stop_before = read_ahead(stream, config, store.log_head(stream.org_id).size)
+    return take_batch(stream, config,
+                      store.iter_events_by_index(stream.org_id, stream.next_index, stop_before),
+                      stop_before, lambda e: formats.render(stream.format, e, source))
+
+
+class SharedRead:
+    """The org's events from one index on, read from the store once for every stream of a
+    round, and only as far as the stream that reads furthest takes them."""
+
+    def __init__(self, events: Iterator[StoredDoc]):
+        self._source = events
+        self._read: list[StoredDoc] = []
+
+    def __iter__(self) -> Iterator[StoredDoc]:
+        position = 0
+        while True:
+            if position == len(self._read):
+                event = next(self._source, None)
+                if event is None:
+                    return
+                self._read.append(event)
+            yield self._read[position]
+            position += 1
 
 
 @dataclass(frozen=True)
@@ -317,116 +364,183 @@ def _send_syslog(config: StreamConfig, messages: list[bytes], allow_private: boo
 
 
 class Deliverer:
-    """Delivers due streams, one batch a call, as owner (one worker of one process)."""
+    """Delivers due streams, one round a call, as owner (one worker of one process)."""
 
     def __init__(self, *, store: Store, box: SecretBox, signer: Signer, host: str,
                  owner: str | None = None, allow_private: bool = False,
-                 lease_us: int = LEASE_US):
+                 lease_us: int = LEASE_US, linger_us: int = LINGER_US,
+                 round_streams: int = ROUND_STREAMS):
         self.store, self.box, self.signer, self.host = store, box, signer, host
-        self.lease_us = lease_us
-        # A request ends well inside the lease, so that no other worker sends meanwhile.
+        self.lease_us, self.linger_us = lease_us, linger_us
+        self.round_streams = round_streams
+        # A request ends well inside the lease, so that no other worker sends meanwhile; a
+        # round's streams are sent to at once, so the round ends inside it too.
         self.timeout = min(REQUEST_TIMEOUT, lease_us / 2_000_000)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.allow_private = allow_private
         self.client = destinations.client(allow_private=allow_private)
+        self._senders: ThreadPoolExecutor | None = None
 
-    def deliver_one(self) -> StreamRow | None:
-        """Leases a due stream and sends its next batch; the stream as it then is, or None
-        when no stream was due."""
-        stream = self.store.claim_stream(owner=self.owner, now=times.now_us(),
-                                         lease_us=self.lease_us)
-        if stream is None:
-            return None
+    def deliver_round(self) -> list[StreamRow]:
+        """Leases a due stream and the other due streams of its org at the same place, and
+        sends each its next batch, all read from one read of the log; the streams as they
+        then are (none when none was due)."""
+        streams = self.store.claim_streams(owner=self.owner, now=times.now_us(),
+                                           lease_us=self.lease_us, limit=self.round_streams)
+        if not streams:
+            return []
         try:
-            return self._deliver(stream)
+            return self._deliver(streams)
         except Exception:
-            self._release(stream)
+            self._release(streams)
             raise
 
-    def _deliver(self, stream: StreamRow) -> StreamRow | None:
-        config = StreamConfig.parse(stream.config)
-        source = checkpoint.origin(self.host, stream.org_id)
-        batch = next_batch(self.store, stream, config, source)
+    def _deliver(self, streams: list[StreamRow]) -> list[StreamRow]:
+        org_id, start = streams[0].org_id, streams[0].next_index
+        source = checkpoint.origin(self.host, org_id)
+        configs = [StreamConfig.parse(s.config) for s in streams]
+        size = self.store.log_head(org_id).size
+        stops = [read_ahead(s, c, size) for s, c in zip(streams, configs, strict=True)]
+        events = self.store.iter_events_by_index(org_id, start, max(stops))
+        if len(streams) == 1:  # nothing to share
+            batches = [take_batch(streams[0], configs[0], events, stops[0],
+                                  lambda e: formats.render(streams[0].format, e, source))]
+        else:
+            read = SharedRead(events)
+            rendered: dict[tuple[str, int], bytes] = {}
+
+            def render(fmt: str) -> Callable[[StoredDoc], bytes]:
+                def one(event: StoredDoc) -> bytes:
+                    key = (fmt, event.index)
+                    if key not in rendered:
+                        rendered[key] = formats.render(fmt, event, source)
+                    return rendered[key]
+                return one
+
+            batches = [take_batch(s, c, read, stop, render(s.format))
+                       for s, c, stop in zip(streams, configs, stops, strict=True)]
         # A batch goes as far as the latest checkpoint where that covers part of it (the rest
         # goes next): while the log grows, streams and the checkpointer then share
         # checkpoints, instead of each batch of each stream signing its own.
-        latest = self.store.latest_checkpoint(stream.org_id)
-        if latest is not None and batch.start < latest.size < batch.stop:
-            batch = batch.until(latest.size)
-        attempt = Attempt(True)
-        if batch.events:
+        latest = self.store.latest_checkpoint(org_id)
+        if latest is not None:
+            batches = [b.until(latest.size) if b.start < latest.size < b.stop else b
+                       for b in batches]
+        lingers = [b.stop >= size and len(b.events) < c.batch_events
+                   for b, c in zip(batches, configs, strict=True)]
+        attempts = [Attempt(True)] * len(streams)
+        sending = [i for i, b in enumerate(batches) if b.events]
+        if sending:
             signed = checkpoint.sign_latest(store=self.store, signer=self.signer,
-                                            host=self.host, org_id=stream.org_id,
-                                            covering=batch.stop)
-            proofs = None
-            if config.include_proofs:
-                maker = ProofMaker(store=self.store, org_id=stream.org_id, size=signed.size)
-                proofs = [{"index": e.stored.index, "leaf_hash": e.stored.leaf_hash.hex(),
-                           "hashes": maker.inclusion_b64(e.stored.index)}
-                          for e in batch.events]
-            record = formats.checkpoint_record(
-                org_id=stream.org_id, stream_id=stream.id, start=batch.start,
-                stop=batch.stop, note=signed.note, proofs=proofs)
-            if stream.kind == "syslog":
-                messages = [syslog.event_message(e, self.host) for e in batch.events]
-                messages.append(syslog.checkpoint_message(
-                    record, self.host, times.format_rfc3339(times.now_us())))
-                attempt = _send_syslog(config, messages, self.allow_private, self.timeout)
+                                            host=self.host, org_id=org_id,
+                                            covering=max(batches[i].stop for i in sending))
+            maker = ProofMaker(store=self.store, org_id=org_id, size=signed.size) \
+                if any(configs[i].include_proofs for i in sending) else None
+            # Built here, sent at once: only the sending waits on the network.
+            outgoing = [self._request(streams[i], configs[i], batches[i], signed.note, maker,
+                                      source) for i in sending]
+            if len(outgoing) == 1:
+                sent = [send() for send in outgoing]
             else:
-                body, content_type = formats.webhook_body(stream.format, batch.events,
-                                                          record, source)
-                headers = signed_headers(self.box, stream,
-                                         f"{stream.id}_{batch.start}_{batch.stop}", body,
-                                         content_type)
-                attempt = post(self.client, config.url, body, headers, self.timeout)
-        return self._record(stream, batch, attempt)
+                if self._senders is None:
+                    self._senders = ThreadPoolExecutor(self.round_streams,
+                                                       thread_name_prefix="sealog-stream-send")
+                sent = list(self._senders.map(lambda send: send(), outgoing))
+            for i, attempt in zip(sending, sent, strict=True):
+                attempts[i] = attempt
+        return self._record(streams, batches, attempts, lingers)
 
-    def _record(self, leased: StreamRow, batch: Batch, attempt: Attempt) -> StreamRow | None:
-        """Moves the cursor past a delivered batch, or records the failed attempt, if the
-        stream is still this worker's; releases its lease either way."""
+    def _request(self, stream: StreamRow, config: StreamConfig, batch: Batch, note: str,
+                 maker: ProofMaker | None, source: str) -> Callable[[], Attempt]:
+        """What sends the stream its batch with the signed checkpoint note covering it."""
+        proofs = None
+        if config.include_proofs:
+            assert maker is not None
+            proofs = [{"index": e.stored.index, "leaf_hash": e.stored.leaf_hash.hex(),
+                       "hashes": maker.inclusion_b64(e.stored.index)} for e in batch.events]
+        record = formats.checkpoint_record(
+            org_id=stream.org_id, stream_id=stream.id, start=batch.start, stop=batch.stop,
+            note=note, proofs=proofs)
+        if stream.kind == "syslog":
+            messages = [syslog.event_message(e, self.host) for e in batch.events]
+            messages.append(syslog.checkpoint_message(
+                record, self.host, times.format_rfc3339(times.now_us())))
+            return lambda: _send_syslog(config, messages, self.allow_private, self.timeout)
+        body, content_type = formats.webhook_body(stream.format, batch.events, record, source)
+        headers = signed_headers(self.box, stream, f"{stream.id}_{batch.start}_{batch.stop}",
+                                 body, content_type)
+        return lambda: post(self.client, config.url, body, headers, self.timeout)
+
+    def _record(self, leased: list[StreamRow], batches: list[Batch], attempts: list[Attempt],
+                lingers: list[bool]) -> list[StreamRow]:
+        """Moves each stream's cursor past its delivered batch, or records its failed
+        attempt, if the stream is still this worker's; releases the leases, but keeps for
+        the linger those of delivered batches that lingers marks (they reached the log's
+        head). One transaction for the round."""
         now = times.now_us()
+        after: list[StreamRow] = []
         # Not waiting for the disk: a cursor move lost in a crash only sends that batch
         # again, which at least once allows; waiting, each batch's commit held up ingest's.
         with self.store.writing(durable=False) as tx:
-            stream = tx.lock_stream(leased.org_id, leased.id)
-            if stream is None or stream.lease_owner != self.owner:
-                return stream  # deleted, or taken over after the lease ran out
-            if stream.next_index != leased.next_index:  # replayed meanwhile: send again
-                updated = dataclasses.replace(stream, lease_owner=None, lease_expires_at=None)
-            elif attempt.delivered:
-                updated = dataclasses.replace(
-                    stream, next_index=batch.stop, delivered=stream.delivered + len(batch.events),
-                    attempts=0, last_delivered_at=now if batch.events else stream.last_delivered_at,
-                    failing_since=None, retry_at=None,
-                    state="active" if stream.state == "failing" else stream.state,
-                    lease_owner=None, lease_expires_at=None, updated_at=now)
-            else:
-                failing_since = stream.failing_since or now
-                state = stream.state
-                if state in ("active", "failing"):
-                    if now - failing_since >= DISABLE_AFTER_US:
-                        state = "disabled"
-                    elif not attempt.retryable:
-                        state = "failing"
-                updated = dataclasses.replace(
-                    stream, failures=stream.failures + 1, attempts=stream.attempts + 1,
-                    last_error=attempt.error, failing_since=failing_since, state=state,
-                    retry_at=now + backoff_us(stream.attempts, attempt.retry_after_us),
-                    lease_owner=None, lease_expires_at=None, updated_at=now)
-            tx.update_stream(updated)
-        if not attempt.delivered:
-            log.warning("stream %s of org %s: %s", leased.id, leased.org_id, attempt.error)
-        return updated
+            for mine, batch, attempt, linger in zip(leased, batches, attempts, lingers,
+                                                    strict=True):
+                stream = tx.lock_stream(mine.org_id, mine.id)
+                if stream is None or stream.lease_owner != self.owner:
+                    if stream is not None:  # taken over after the lease ran out
+                        after.append(stream)
+                    continue
+                updated = _moved(stream, mine, batch, attempt, now)
+                if updated.lease_owner is None and attempt.delivered and linger \
+                        and self.linger_us > 0:
+                    updated = dataclasses.replace(updated, lease_owner=self.owner,
+                                                  lease_expires_at=now + self.linger_us)
+                tx.update_stream(updated)
+                after.append(updated)
+        for mine, attempt in zip(leased, attempts, strict=True):
+            if not attempt.delivered:
+                log.warning("stream %s of org %s: %s", mine.id, mine.org_id, attempt.error)
+        return after
 
-    def _release(self, leased: StreamRow) -> None:
+    def _release(self, leased: list[StreamRow]) -> None:
         with self.store.writing(durable=False) as tx:
-            stream = tx.lock_stream(leased.org_id, leased.id)
-            if stream is not None and stream.lease_owner == self.owner:
-                tx.update_stream(dataclasses.replace(stream, lease_owner=None,
-                                                     lease_expires_at=None))
+            for mine in leased:
+                stream = tx.lock_stream(mine.org_id, mine.id)
+                if stream is not None and stream.lease_owner == self.owner:
+                    tx.update_stream(dataclasses.replace(stream, lease_owner=None,
+                                                         lease_expires_at=None))
 
     def close(self) -> None:
+        if self._senders is not None:
+            self._senders.shutdown()
         self.client.close()
+
+
+def _moved(stream: StreamRow, leased: StreamRow, batch: Batch, attempt: Attempt, now: int
+           ) -> StreamRow:
+    """The stream (as locked now; leased: as this worker leased it) after its batch's
+    attempt, its lease released: its cursor past the batch if delivered, else the failure
+    recorded and the next attempt put off."""
+    if stream.next_index != leased.next_index:  # replayed meanwhile: send again
+        return dataclasses.replace(stream, lease_owner=None, lease_expires_at=None)
+    if attempt.delivered:
+        return dataclasses.replace(
+            stream, next_index=batch.stop, delivered=stream.delivered + len(batch.events),
+            attempts=0, last_delivered_at=now if batch.events else stream.last_delivered_at,
+            failing_since=None, retry_at=None,
+            state="active" if stream.state == "failing" else stream.state,
+            lease_owner=None, lease_expires_at=None, updated_at=now)
+    failing_since = stream.failing_since or now
+    state = stream.state
+    if state in ("active", "failing"):
+        if now - failing_since >= DISABLE_AFTER_US:
+            state = "disabled"
+        elif not attempt.retryable:
+            state = "failing"
+    return dataclasses.replace(
+        stream, failures=stream.failures + 1, attempts=stream.attempts + 1,
+        last_error=attempt.error, failing_since=failing_since, state=state,
+        retry_at=now + backoff_us(stream.attempts, attempt.retry_after_us),
+        lease_owner=None, lease_expires_at=None, updated_at=now)
 
 
 def stream_workers(*, settings: Settings, store: Store, signer: Signer) -> list[StreamWorker]:
@@ -435,7 +549,8 @@ def stream_workers(*, settings: Settings, store: Store, signer: Signer) -> list[
     return [StreamWorker(Deliverer(
         store=store, box=box, signer=signer, host=settings.log_host,
         allow_private=settings.streams_allow_private,
-        lease_us=int(settings.stream_lease_seconds * 1_000_000)))
+        lease_us=int(settings.stream_lease_seconds * 1_000_000),
+        linger_us=int(settings.stream_linger_seconds * 1_000_000)))
         for _ in range(settings.stream_workers)]
 
 
@@ -463,7 +578,7 @@ class StreamWorker:
         """Delivers batches while streams are due; waits poll_seconds when none is."""
         while not self._stop.is_set():
             try:
-                delivered = self.deliverer.deliver_one() is not None
+                delivered = bool(self.deliverer.deliver_round())
             except Exception:  # noqa: BLE001 - the worker outlives one bad round
                 log.exception("stream worker: the round failed; trying again")
                 delivered = False

@@ -1076,21 +1076,31 @@ class PostgresStore(OneCallWrites):
                          "ORDER BY created_at, id", (org_id,))
         return [HoldRow(*r) for r in rows]
 
-    def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
+    def claim_streams(self, *, owner: str, now: int, lease_us: int, limit: int
+                      ) -> list[StreamRow]:
         # Asked first without a transaction: workers poll often, and most polls find
         # nothing due.
         if self._one(f"SELECT 1 FROM {_DUE_STREAMS} LIMIT 1", (now, now)) is None:
-            return None
+            return []
         with self.writing(durable=False) as tx:  # a lease lost in a crash is free anyway
-            r = tx.conn.execute(
+            first = tx.conn.execute(
+                f"SELECT s.org_id, s.id, s.next_index FROM {_DUE_STREAMS} "
+                "ORDER BY coalesce(s.retry_at, 0), s.updated_at "
+                "LIMIT 1 FOR UPDATE OF s SKIP LOCKED", (now, now)).fetchone()
+            if first is None:
+                return []
+            org_id, first_id, cursor = first
+            # The first is locked by this transaction already, so SKIP LOCKED keeps it.
+            rows = tx.conn.execute(
                 "UPDATE streams t SET lease_owner = %s, lease_expires_at = %s "
                 f"FROM (SELECT s.org_id, s.id FROM {_DUE_STREAMS} "
-                "ORDER BY coalesce(s.retry_at, 0), s.updated_at "
-                "LIMIT 1 FOR UPDATE OF s SKIP LOCKED) AS due "
+                "AND s.org_id = %s AND s.next_index = %s "
+                "ORDER BY s.id = %s DESC, coalesce(s.retry_at, 0), s.updated_at "
+                "LIMIT %s FOR UPDATE OF s SKIP LOCKED) AS due "
                 "WHERE t.org_id = due.org_id AND t.id = due.id "
                 f"RETURNING {_columns(_STREAM_COLUMNS, 't')}",
-                (owner, now + lease_us, now, now)).fetchone()
-        return StreamRow(*r) if r else None
+                (owner, now + lease_us, now, now, org_id, cursor, first_id, limit)).fetchall()
+        return sorted((StreamRow(*r) for r in rows), key=lambda r: r.id != first_id)
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
         with self.writing() as tx:

@@ -1445,20 +1445,28 @@ class SQLiteStore(OneCallWrites):
             "ORDER BY created_at, id", (org_id,))
         return [HoldRow(*r) for r in rows]
 
-    def claim_stream(self, *, owner: str, now: int, lease_us: int) -> StreamRow | None:
+    def claim_streams(self, *, owner: str, now: int, lease_us: int, limit: int
+                      ) -> list[StreamRow]:
         # Asked first of a reader: workers poll often, and most polls find nothing due,
         # which then takes no writer lock from ingest.
         if self._reader().execute(f"SELECT 1 FROM {_DUE_STREAMS} LIMIT 1", (now, now)
                                   ).fetchone() is None:
-            return None
+            return []
         with self.writing(durable=False) as tx:  # a lease lost in a crash is free anyway
-            r = tx.conn.execute(
-                "UPDATE streams SET lease_owner = ?, lease_expires_at = ? WHERE rowid = ("
-                f"SELECT s.rowid FROM {_DUE_STREAMS} "
-                "ORDER BY coalesce(s.retry_at, 0), s.updated_at "
-                f"LIMIT 1) RETURNING {_STREAM_COLUMNS}",
-                (owner, now + lease_us, now, now)).fetchone()
-        return StreamRow(*r) if r else None
+            first = tx.conn.execute(
+                f"SELECT s.org_id, s.rowid, s.next_index FROM {_DUE_STREAMS} "
+                "ORDER BY coalesce(s.retry_at, 0), s.updated_at LIMIT 1", (now, now)).fetchone()
+            if first is None:
+                return []
+            org_id, first_rowid, cursor = first
+            rows = tx.conn.execute(
+                "UPDATE streams SET lease_owner = ?, lease_expires_at = ? WHERE rowid IN ("
+                f"SELECT s.rowid FROM {_DUE_STREAMS} AND s.org_id = ? AND s.next_index = ? "
+                "ORDER BY s.rowid = ? DESC, coalesce(s.retry_at, 0), s.updated_at LIMIT ?) "
+                f"RETURNING rowid, {_STREAM_COLUMNS}",
+                (owner, now + lease_us, now, now, org_id, cursor, first_rowid, limit)
+            ).fetchall()
+        return [StreamRow(*r[1:]) for r in sorted(rows, key=lambda r: r[0] != first_rowid)]
 
     def claim_export(self, *, owner: str, now: int, lease_us: int) -> ExportRow | None:
         with self.writing() as tx:
