@@ -423,6 +423,25 @@ def test_streams_of_an_org_at_one_place_go_in_one_round_from_one_read(
             r.close()
 
 
+def test_a_stream_that_cannot_be_sent_fails_alone_in_its_round(store, box, signer):
+    """A header value the HTTP client cannot encode (not ASCII) fails that stream's attempt,
+    kept as its error; its partner in the round is delivered and moves on."""
+    _log(store, 20)
+    size = store.log_head("acme").size
+    receivers = [Receiver() for _ in range(2)]
+    try:
+        good = _stream(store, box, receivers[0], name="good")
+        bad = _stream(store, box, receivers[1], name="bad", headers={"X-Token": "café"})
+        after = {s.id: s for s in _deliverer(store, box, signer).deliver_round()}
+        assert after[good.id].next_index == size and len(receivers[0].events()) == size
+        assert (after[bad.id].next_index, after[bad.id].state) == (0, "failing")
+        assert after[bad.id].last_error.startswith("UnicodeEncodeError")
+        assert receivers[1].requests == 0
+    finally:
+        for r in receivers:
+            r.close()
+
+
 def test_a_stream_that_reached_the_log_head_lingers_before_its_next_batch(
         store, box, signer, receiver):
     """A batch that reached the log's head and was not full keeps the stream's lease for

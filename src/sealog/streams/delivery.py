@@ -436,17 +436,25 @@ class Deliverer:
                                             covering=max(batches[i].stop for i in sending))
             maker = ProofMaker(store=self.store, org_id=org_id, size=signed.size) \
                 if any(configs[i].include_proofs for i in sending) else None
-            # Built here, sent at once: only the sending waits on the network.
-            outgoing = [self._request(streams[i], configs[i], batches[i], signed.note, maker,
-                                      source) for i in sending]
-            if len(outgoing) == 1:
-                sent = [send() for send in outgoing]
+            # Built here, sent at once: only the sending waits on the network. What goes
+            # wrong for one stream (its secrets, a header the client cannot encode) is that
+            # stream's failed attempt, never the round's.
+            outgoing: dict[int, Callable[[], Attempt]] = {}
+            for i in sending:
+                try:
+                    outgoing[i] = self._request(streams[i], configs[i], batches[i],
+                                                signed.note, maker, source)
+                except Exception as exc:  # noqa: BLE001 - kept as the stream's error
+                    attempts[i] = _broken(streams[i], exc)
+            jobs = [(streams[i], send) for i, send in outgoing.items()]
+            if len(jobs) <= 1:
+                sent = [_guarded(*job) for job in jobs]
             else:
                 if self._senders is None:
                     self._senders = ThreadPoolExecutor(self.round_streams,
                                                        thread_name_prefix="sealog-stream-send")
-                sent = list(self._senders.map(lambda send: send(), outgoing))
-            for i, attempt in zip(sending, sent, strict=True):
+                sent = list(self._senders.map(lambda job: _guarded(*job), jobs))
+            for i, attempt in zip(outgoing, sent, strict=True):
                 attempts[i] = attempt
         return self._record(streams, batches, attempts, lingers)
 
@@ -482,16 +490,18 @@ class Deliverer:
         # Not waiting for the disk: a cursor move lost in a crash only sends that batch
         # again, which at least once allows; waiting, each batch's commit held up ingest's.
         with self.store.writing(durable=False) as tx:
-            for mine, batch, attempt, linger in zip(leased, batches, attempts, lingers,
-                                                    strict=True):
+            # Locked in id order, as any other worker holding some of them would.
+            for mine, batch, attempt, linger in sorted(
+                    zip(leased, batches, attempts, lingers, strict=True),
+                    key=lambda round_: round_[0].id):
                 stream = tx.lock_stream(mine.org_id, mine.id)
                 if stream is None or stream.lease_owner != self.owner:
                     if stream is not None:  # taken over after the lease ran out
                         after.append(stream)
                     continue
                 updated = _moved(stream, mine, batch, attempt, now)
-                if updated.lease_owner is None and attempt.delivered and linger \
-                        and self.linger_us > 0:
+                if attempt.delivered and linger and self.linger_us > 0 \
+                        and stream.next_index == mine.next_index:  # not replayed meanwhile
                     updated = dataclasses.replace(updated, lease_owner=self.owner,
                                                   lease_expires_at=now + self.linger_us)
                 tx.update_stream(updated)
@@ -513,6 +523,21 @@ class Deliverer:
         if self._senders is not None:
             self._senders.shutdown()
         self.client.close()
+
+
+def _broken(stream: StreamRow, exc: Exception) -> Attempt:
+    """A stream's attempt that failed in Sealog, not at the receiver: kept as its error (the
+    stream then shows failing), and logged with its traceback."""
+    log.exception("stream %s of org %s: its batch could not be sent", stream.id,
+                  stream.org_id)
+    return Attempt(False, f"{type(exc).__name__}: {exc}"[:KEPT_ANSWER_CHARS], retryable=False)
+
+
+def _guarded(stream: StreamRow, send: Callable[[], Attempt]) -> Attempt:
+    try:
+        return send()
+    except Exception as exc:  # noqa: BLE001 - kept as the stream's error
+        return _broken(stream, exc)
 
 
 def _moved(stream: StreamRow, leased: StreamRow, batch: Batch, attempt: Attempt, now: int
