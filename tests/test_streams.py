@@ -442,6 +442,44 @@ def test_a_stream_that_cannot_be_sent_fails_alone_in_its_round(store, box, signe
             r.close()
 
 
+def test_a_slow_receiver_does_not_hold_its_round_partners_to_its_pace(
+        store, box, signer, monkeypatch):
+    """A round waits ROUND_WAIT_SECONDS for its answers: the fast stream is recorded and
+    moves on alone while the slow receiver's batch is in flight, which is recorded when it
+    answers; both end with every event once, in order."""
+    monkeypatch.setattr(delivery, "ROUND_WAIT_SECONDS", 0.2)
+    _log(store, 20)
+    first_size = store.log_head("acme").size
+    fast, slow = Receiver(), Receiver()
+    slow.hold_at = 1
+    deliverer = _deliverer(store, box, signer)
+    try:
+        fast_row = _stream(store, box, fast, name="fast")
+        slow_row = _stream(store, box, slow, name="slow")
+        started = time.monotonic()
+        [moved] = deliverer.deliver_round()
+        assert time.monotonic() - started < 5 and slow.held.is_set()
+        assert (moved.id, moved.next_index) == (fast_row.id, first_size)
+        held = store.get_stream("acme", slow_row.id)
+        assert (held.next_index, held.lease_owner) == (0, deliverer.owner)
+
+        _log(store, 5)
+        [moved] = deliverer.deliver_round()  # the slow one is still in flight: not claimed
+        assert moved.id == fast_row.id and moved.next_index == store.log_head("acme").size
+        slow.release.set()
+        wait_for(lambda: store.get_stream("acme", slow_row.id).next_index == first_size, 10,
+                 "the slow receiver's batch recorded once it answered")
+        _deliver_all(deliverer)
+        size = store.log_head("acme").size
+        for r in (fast, slow):
+            assert [e["index"] for e in r.events()] == list(range(size))
+    finally:
+        slow.release.set()
+        deliverer.close()
+        fast.close()
+        slow.close()
+
+
 def test_a_stream_that_reached_the_log_head_lingers_before_its_next_batch(
         store, box, signer, receiver):
     """A batch that reached the log's head and was not full keeps the stream's lease for

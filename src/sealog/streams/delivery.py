@@ -6,8 +6,10 @@ with the log's pinned key."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -18,7 +20,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -63,6 +65,9 @@ KEPT_ANSWER_CHARS = 1000
 # At most this many streams of an org at the same place are sent from one read of the log
 # in one round, at once.
 ROUND_STREAMS = 8
+# How long a round waits for its receivers' answers together; a stream whose receiver takes
+# longer is recorded when it answers, apart, and parts from the round's other streams.
+ROUND_WAIT_SECONDS = 1.0
 
 
 # RFC 9110's token (a header's name), and a field value: visible characters, spaces and tabs.
@@ -446,17 +451,43 @@ class Deliverer:
                                                 signed.note, maker, source)
                 except Exception as exc:  # noqa: BLE001 - kept as the stream's error
                     attempts[i] = _broken(streams[i], exc)
-            jobs = [(streams[i], send) for i, send in outgoing.items()]
-            if len(jobs) <= 1:
-                sent = [_guarded(*job) for job in jobs]
-            else:
-                if self._senders is None:
-                    self._senders = ThreadPoolExecutor(self.round_streams,
-                                                       thread_name_prefix="sealog-stream-send")
-                sent = list(self._senders.map(lambda job: _guarded(*job), jobs))
-            for i, attempt in zip(outgoing, sent, strict=True):
-                attempts[i] = attempt
+            if len(outgoing) == 1:
+                [(i, send)] = outgoing.items()
+                attempts[i] = _guarded(streams[i], send)
+            elif outgoing:
+                late = self._send_at_once(streams, outgoing, attempts)
+                if late:  # each recorded when its receiver answers, the round goes on
+                    for i, future in late.items():
+                        future.add_done_callback(functools.partial(
+                            self._record_late, streams[i], batches[i], lingers[i]))
+                    kept = [i for i in range(len(streams)) if i not in late]
+                    return self._record([streams[i] for i in kept], [batches[i] for i in kept],
+                                        [attempts[i] for i in kept], [lingers[i] for i in kept])
         return self._record(streams, batches, attempts, lingers)
+
+    def _record_late(self, leased: StreamRow, batch: Batch, linger: bool,
+                     sent: Future[Attempt]) -> None:
+        self._record([leased], [batch], [sent.result()], [linger])
+
+    def _send_at_once(self, streams: list[StreamRow], outgoing: dict[int, Callable[[], Attempt]],
+                      attempts: list[Attempt]) -> dict[int, Future[Attempt]]:
+        """Sends the round's requests at once, setting attempts[i] for those answered within
+        ROUND_WAIT_SECONDS; the others' futures, by i: a slow receiver does not hold its
+        round's other streams to its pace."""
+        if self._senders is None:
+            # Room for a round beside the slow sends of the round before.
+            self._senders = ThreadPoolExecutor(2 * self.round_streams,
+                                               thread_name_prefix="sealog-stream-send")
+        futures = {i: self._senders.submit(_guarded, streams[i], send)
+                   for i, send in outgoing.items()}
+        concurrent.futures.wait(futures.values(), timeout=ROUND_WAIT_SECONDS)
+        late: dict[int, Future[Attempt]] = {}
+        for i, future in futures.items():
+            if future.done():  # asked once: one answered now is not also late
+                attempts[i] = future.result()
+            else:
+                late[i] = future
+        return late
 
     def _request(self, stream: StreamRow, config: StreamConfig, batch: Batch, note: str,
                  maker: ProofMaker | None, source: str) -> Callable[[], Attempt]:
@@ -521,7 +552,7 @@ class Deliverer:
 
     def close(self) -> None:
         if self._senders is not None:
-            self._senders.shutdown()
+            self._senders.shutdown()  # waits for sends still going on, and records them
         self.client.close()
 
 
