@@ -5,10 +5,13 @@
   while its own purger removes the N events a 60-day policy, set then, no longer keeps
   (and, on SQLite, merges the org's full-text index after); each request's latency (p50,
   p99, max) and the purge's throughput;
-- space: the database's size when built, after purging half of it, and after ingesting
-  as many new events again (the space freed should hold them).
+- space: the database's size when built, then after each of --cycles cycles of purging
+  the older half and ingesting as many new events again (the space freed should hold
+  them; the first cycle's growth is freed space not yet reused, a later one's the steady
+  state).
 
 Run: python bench/retention.py [--events 1000000] [--seconds 20] [--only purge|space]
+     [--cycles 2]
      [--postgres ADMIN_URL | none]
 """
 
@@ -187,37 +190,55 @@ def _fts_to_merge(url: str) -> bool:
                             ).fetchone()[0] > 0
 
 
-def space(prefix: str, url: str, folder: Path, count: int) -> None:
-    """Prints the database's size built, after purging half, and after refilling that half."""
+def space(prefix: str, url: str, folder: Path, count: int, cycles: int) -> None:
+    """Prints the database's size built, then after each cycle of purging the older half
+    and refilling that half with new events (the first cycle's growth is the freed space
+    not yet reused; the later ones' the steady state)."""
     half = count // 2
-    build(url, half, first_day=100, last_day=61, seed=1)
-    build(url, count - half, first_day=30, last_day=1, seed=2)
-    built, built_tree = size_mb(url, folder), tree_mb(url)
-    store = open_store(url)
-    try:
-        retention.set_policy(store=store, redactor=Redactor(), org_id="bench",
-                             actor={"id": "bench", "type": "system"}, days=60)
-        # A purge removes only signed events, as serve's checkpointer would have signed.
-        checkpoint.sign_latest(store=store, signer=note.Signer.generate("bench.local"),
-                               host="bench.local", org_id="bench")
-        removed = sum(s.stop - s.start for s in retention.purge(
-            store=store, redactor=Redactor(), org_id="bench") if not s.ordered)
-    finally:
-        store.close()
-    if url.startswith("postgresql"):
-        import psycopg
 
-        with psycopg.connect(url, autocommit=True) as conn:  # what autovacuum would do
-            conn.execute("VACUUM")
-    purged = size_mb(url, folder)
-    build(url, half, first_day=0.5, last_day=0, seed=3)
-    refilled, tree = size_mb(url, folder), tree_mb(url)
-    rest = refilled - (tree - built_tree)
-    print(f"{prefix}space: {count:,} events {built:,.0f} MB; {removed:,} purged "
-          f"{purged:,.0f} MB; {half:,} new events {refilled:,.0f} MB ("
-          f"{(refilled - built) / built:+.1%} against the size built; the tree's hashes "
-          f"{built_tree:,.0f} -> {tree:,.0f} MB; all else "
-          f"{(rest - built) / built:+.1%}; target: no growth)", flush=True)
+    def days(k: int) -> tuple[float, float]:  # when the k-th half was received (days ago)
+        if k > cycles:
+            return 0.5, 0.0
+        return (cycles + 1 - k) * 100.0, (cycles + 1 - k) * 100.0 - 39
+
+    for k in (0, 1):
+        build(url, count - half if k else half, first_day=days(k)[0], last_day=days(k)[1],
+              seed=1 + k)
+    sizes = [(size_mb(url, folder), tree_mb(url))]
+    removed = 0
+    for cycle in range(1, cycles + 1):
+        store = open_store(url)
+        try:
+            # Keeps the half received after the (cycle - 1)-th.
+            retention.set_policy(store=store, redactor=Redactor(), org_id="bench",
+                                 actor={"id": "bench", "type": "system"},
+                                 days=int(days(cycle - 1)[1]) - 10)
+            # A purge removes only signed events, as serve's checkpointer would have signed.
+            checkpoint.sign_latest(store=store, signer=note.Signer.generate("bench.local"),
+                                   host="bench.local", org_id="bench")
+            removed += sum(s.stop - s.start for s in retention.purge(
+                store=store, redactor=Redactor(), org_id="bench") if not s.ordered)
+        finally:
+            store.close()
+        if url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:  # what autovacuum would do
+                conn.execute("VACUUM")
+        purged = size_mb(url, folder)
+        build(url, half, first_day=days(cycle + 1)[0], last_day=days(cycle + 1)[1],
+              seed=10 + cycle)
+        sizes.append((size_mb(url, folder), tree_mb(url)))
+        (before, tree_before), (after, tree) = sizes[-2], sizes[-1]
+        rest = (after - tree) - (before - tree_before)
+        print(f"{prefix}space, cycle {cycle}: {before:,.0f} MB; {half:,} purged "
+              f"{purged:,.0f} MB; {half:,} new events {after:,.0f} MB ("
+              f"{(after - before) / before:+.1%}; the tree's hashes {tree_before:,.0f} -> "
+              f"{tree:,.0f} MB; all else {rest / before:+.1%}; target: no growth)", flush=True)
+    built, total = sizes[0][0], sizes[-1][0]
+    print(f"{prefix}space: {count:,} events built {built:,.0f} MB; after {cycles} cycles "
+          f"({removed:,} purged, as many new) {total:,.0f} MB ({(total - built) / built:+.1%})",
+          flush=True)
 
 
 def main() -> None:
@@ -226,6 +247,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20,
                         help="how long the baseline ingests with no purge")
     parser.add_argument("--only", choices=["purge", "space"], help="measure one of the two")
+    parser.add_argument("--cycles", type=int, default=2,
+                        help="space: how many times to purge half and refill it")
     add_postgres_option(parser)
     args = parser.parse_args()
     admin = postgres_admin(args)
@@ -240,7 +263,7 @@ def main() -> None:
                 purge_beside_ingest(prefix, new("purge"), folder, args.events, args.seconds)
         for prefix, new in backends:
             if args.only in (None, "space"):
-                space(prefix, new("space"), folder, args.events)
+                space(prefix, new("space"), folder, args.events, args.cycles)
 
 
 if __name__ == "__main__":
