@@ -81,13 +81,16 @@ class Receiver:
                 if receiver.requests == receiver.hold_at:
                     receiver.held.set()
                     receiver.release.wait(60)
+                # Its end is taken before the answer goes out: once the sender has the
+                # answer it may send the next request, which this thread, waiting for the
+                # GIL, could otherwise see begin before this one "ended".
+                receiver.spans.append((started, time.monotonic()))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(text)))
                 self.end_headers()
                 self.wfile.write(text.encode())
-                receiver.spans.append((started, time.monotonic()))
 
             def log_message(self, *args: object) -> None:
                 pass
