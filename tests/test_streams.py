@@ -483,6 +483,45 @@ def test_a_slow_receiver_does_not_hold_its_round_partners_to_its_pace(
         slow.close()
 
 
+def test_a_round_that_fails_keeps_the_lease_of_a_batch_still_in_flight(
+        store, box, signer, monkeypatch):
+    """When recording a round fails, its streams are released for another worker, but not
+    one whose request is still in flight: that would let a second request of the stream
+    go out beside it."""
+    monkeypatch.setattr(delivery, "ROUND_WAIT_SECONDS", 0.2)
+    _log(store, 20)
+    fast, slow = Receiver(), Receiver()
+    slow.hold_at = 1
+    deliverer = _deliverer(store, box, signer)
+    try:
+        fast_row = _stream(store, box, fast, name="fast")
+        slow_row = _stream(store, box, slow, name="slow")
+        recorded = deliverer._record
+        failed: list[int] = []
+
+        def record_fails_once(*args):
+            if not failed:
+                failed.append(1)
+                raise RuntimeError("the database went away")
+            return recorded(*args)
+
+        monkeypatch.setattr(deliverer, "_record", record_fails_once)
+        with pytest.raises(RuntimeError):
+            deliverer.deliver_round()
+        assert slow.held.is_set()
+        assert store.get_stream("acme", fast_row.id).lease_owner is None  # released
+        assert store.get_stream("acme", slow_row.id).lease_owner == deliverer.owner
+        slow.release.set()
+        size = store.log_head("acme").size
+        wait_for(lambda: store.get_stream("acme", slow_row.id).next_index == size, 10,
+                 "the slow receiver's batch recorded once it answered")
+    finally:
+        slow.release.set()
+        deliverer.close()
+        fast.close()
+        slow.close()
+
+
 def test_a_stream_that_reached_the_log_head_lingers_before_its_next_batch(
         store, box, signer, receiver):
     """A batch that reached the log's head and was not full keeps the stream's lease for

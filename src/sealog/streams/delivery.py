@@ -101,6 +101,15 @@ class StreamConfig:
     include_proofs: bool = False
     ca_bundle: str | None = None
 
+    @functools.cached_property
+    def parsed_query(self) -> search.Query:
+        return search.parse_query(self.query)
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the stream leaves any event out."""
+        return bool(self.categories or self.parsed_query.text or self.parsed_query.fields)
+
     def json(self) -> str:
         return orjson.dumps(dataclasses.asdict(self)).decode()
 
@@ -213,9 +222,7 @@ class Batch:
 def read_ahead(stream: StreamRow, config: StreamConfig, size: int) -> int:
     """The index before which the stream's next batch reads, its log being size events long:
     filtered-out events only move the cursor, so a filtered stream reads further ahead."""
-    query = search.parse_query(config.query)
-    filtered = bool(config.categories or query.text or query.fields)
-    return min(size, stream.next_index + config.batch_events * (20 if filtered else 1))
+    return min(size, stream.next_index + config.batch_events * (20 if config.filtered else 1))
 
 
 def take_batch(stream: StreamRow, config: StreamConfig, stored: Iterable[StoredDoc],
@@ -227,8 +234,8 @@ def take_batch(stream: StreamRow, config: StreamConfig, stored: Iterable[StoredD
     held = 0
     stop = stream.next_index
     wanted = set(config.categories)
-    query = search.parse_query(config.query)
-    filtered = bool(wanted or query.text or query.fields)
+    query = config.parsed_query
+    filtered = config.filtered
     for event in stored:
         if event.index >= stop_before:
             break
@@ -385,6 +392,9 @@ class Deliverer:
         self.allow_private = allow_private
         self.client = destinations.client(allow_private=allow_private)
         self._senders: ThreadPoolExecutor | None = None
+        # Streams whose request is still out after their round: never released by a round
+        # that fails, since another worker would then send beside it.
+        self._in_flight: set[str] = set()
 
     def deliver_round(self) -> list[StreamRow]:
         """Leases a due stream and the other due streams of its org at the same place, and
@@ -458,6 +468,7 @@ class Deliverer:
                 late = self._send_at_once(streams, outgoing, attempts)
                 if late:  # each recorded when its receiver answers, the round goes on
                     for i, future in late.items():
+                        self._in_flight.add(streams[i].id)
                         future.add_done_callback(functools.partial(
                             self._record_late, streams[i], batches[i], lingers[i]))
                     kept = [i for i in range(len(streams)) if i not in late]
@@ -467,7 +478,10 @@ class Deliverer:
 
     def _record_late(self, leased: StreamRow, batch: Batch, linger: bool,
                      sent: Future[Attempt]) -> None:
-        self._record([leased], [batch], [sent.result()], [linger])
+        try:
+            self._record([leased], [batch], [sent.result()], [linger])
+        finally:
+            self._in_flight.discard(leased.id)
 
     def _send_at_once(self, streams: list[StreamRow], outgoing: dict[int, Callable[[], Attempt]],
                       attempts: list[Attempt]) -> dict[int, Future[Attempt]]:
@@ -545,6 +559,8 @@ class Deliverer:
     def _release(self, leased: list[StreamRow]) -> None:
         with self.store.writing(durable=False) as tx:
             for mine in leased:
+                if mine.id in self._in_flight:
+                    continue
                 stream = tx.lock_stream(mine.org_id, mine.id)
                 if stream is not None and stream.lease_owner == self.owner:
                     tx.update_stream(dataclasses.replace(stream, lease_owner=None,
