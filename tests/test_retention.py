@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -595,6 +596,80 @@ def test_a_month_partition_emptied_by_a_purge_is_dropped(tenant, store, app):
     assert existing() == []
     report = verify_online(app, tenant.secret)
     assert report.ok and report.pruned == 500, report.text()
+
+
+def _tree_bytes(store: Store) -> int:
+    """The tree's table and its index on disk."""
+    with Tamper(store) as tamper:
+        if tamper.postgres:
+            return tamper.execute("SELECT pg_total_relation_size('tree_nodes')")[0][0]
+        return tamper.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'tree_nodes' "
+                              "OR name LIKE 'sqlite_autoindex_tree_nodes%'")[0][0]
+
+
+def test_the_tree_nodes_a_purge_deletes_leave_room_that_the_next_events_take(tenant, store):
+    """Refilling what a purge removed does not grow the tree: on PostgreSQL its rows and the
+    index pages they emptied are reusable as the purge ends, not at autovacuum's whim."""
+    for k in range(20):
+        _batch(store, 1000, days_ago=100 - k / 10, seed=k)
+    built = _tree_bytes(store)
+    _policy(store, 30)
+    _purge(store)
+    assert _retention(store).pruned_before == 20_000
+    for k in range(20):
+        _batch(store, 1000, days_ago=1 - k / 100, seed=100 + k)
+    assert _tree_bytes(store) <= built * 1.03, (built, _tree_bytes(store))
+
+
+@pytest.mark.backends("postgresql")
+def test_a_purge_of_a_small_part_of_the_tree_leaves_its_vacuum_to_autovacuum(tenant, store):
+    """Vacuuming reads the tree's whole index: purges that deleted under a tenth of the
+    tree do not; once they deleted more, the purge as it ends does, once."""
+    def vacuums() -> int:
+        with Tamper(store) as tamper:
+            return tamper.execute("SELECT pg_stat_get_vacuum_count('tree_nodes'::regclass)"
+                                  )[0][0]
+
+    _batch(store, 100, days_ago=100, seed=1)
+    for k in range(5):
+        _batch(store, 1000, days_ago=50 - k, seed=2 + k)
+    with Tamper(store) as tamper:
+        tamper.execute("ANALYZE tree_nodes")
+    _policy(store, 60)
+    _purge(store)
+    assert _retention(store).pruned_before == 100
+    assert vacuums() == 0
+    _policy(store, 30)
+    _purge(store)
+    assert _retention(store).pruned_before == 5100
+    assert vacuums() == 2
+
+
+@pytest.mark.backends("postgresql")
+def test_a_tree_vacuum_that_cannot_run_is_logged_and_the_purge_stands(tenant, store,
+                                                                       caplog):
+    """A purge is not undone, nor its round failed, by the vacuum after it: one kept
+    waiting for a lock on the tree's table gives up, and the next purge vacuums."""
+    caplog.set_level(logging.WARNING, logger="sealog.store")
+    for k in range(4):
+        _batch(store, 500, days_ago=100 - k, seed=k)
+    _batch(store, 500, days_ago=50, seed=8)
+    _batch(store, 500, days_ago=1, seed=9)
+    with Tamper(store) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE tree_nodes IN SHARE UPDATE EXCLUSIVE MODE")
+        _policy(store, 60)
+        _purge(store)
+        holder.execute("ROLLBACK")
+    assert _retention(store).pruned_before == 2000
+    assert "vacuuming the tree after a purge failed" in caplog.text
+    assert "lock timeout" in caplog.text
+    _policy(store, 30)
+    _purge(store)
+    assert _retention(store).pruned_before == 2500
+    with Tamper(store) as tamper:
+        assert tamper.execute("SELECT pg_stat_get_vacuum_count('tree_nodes'::regclass)"
+                              )[0][0] == 2
 
 
 def test_a_complete_bundle_of_a_pruned_log_verifies_offline_naming_the_pruned_part(

@@ -623,10 +623,11 @@ class Store(Protocol):
                                 scrub: bool = False) -> list[str]:
         """Makes the storage that purges emptied reusable, or gives it back, where the
         backend does not by itself (PostgreSQL: drops the month partitions that no longer
-        hold a row; SQLite: merges a full-text index that deletes left holding a quarter
-        more entries, or indexes an org's few kept events again, a transaction at a time,
-        pause seconds apart, until stop is set; scrub: overwriting what it frees); what it
-        released, named."""
+        hold a row, vacuums the tree's table once purges deleted a tenth of it; SQLite:
+        merges a full-text index that deletes left holding a quarter more entries, or
+        indexes an org's few kept events again, a transaction at a time, pause seconds
+        apart, until stop is set; scrub: overwriting what it frees); what it released,
+        named."""
 
     def retention_work(self) -> list[str]:
         """The orgs whose policy keeps less than forever, or whose purge is under way."""

@@ -227,6 +227,7 @@ class _Tx:
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
+        self.tree_nodes_deleted = 0
 
     def _one(self, sql: str, params: tuple | dict = ()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
@@ -592,6 +593,7 @@ class _Tx:
             deleted += self.conn.execute(
                 "DELETE FROM tree_nodes WHERE org_id = %s AND level = %s AND idx >= %s "
                 "AND idx < %s", (org_id, level, start, stop)).rowcount
+        self.tree_nodes_deleted += deleted
         return deleted
 
     def withdraw_export(self, org_id: str, export_id: str, now: int) -> ExportRow | None:
@@ -632,6 +634,9 @@ class PostgresStore(OneCallWrites):
             conninfo, min_size=1, max_size=size, timeout=POOL_TIMEOUT, open=True,
             kwargs={"autocommit": True}, configure=self._configure, name="sealog")
         self._local = threading.local()
+        # Tree nodes that committed purges deleted since this store last vacuumed the
+        # tree; only the one purging thread adds to it.
+        self._tree_nodes_deleted = 0
         self._closed = False
         self._stop_upkeep = threading.Event()
         self._upkeep = threading.Thread(target=self._keep_partitions, daemon=True,
@@ -696,7 +701,10 @@ class PostgresStore(OneCallWrites):
             with _refusals(), self._pool.connection() as conn, conn.transaction():
                 if not durable:
                     conn.execute("SET LOCAL synchronous_commit = off")
-                yield _Tx(conn)
+                tx = _Tx(conn)
+                yield tx
+            if tx.tree_nodes_deleted:  # committed
+                self._tree_nodes_deleted += tx.tree_nodes_deleted
         finally:
             self._local.writing = False
 
@@ -963,14 +971,51 @@ class PostgresStore(OneCallWrites):
     def release_emptied_storage(self, *, pause: float = 0,
                                 stop: threading.Event | None = None,
                                 scrub: bool = False) -> list[str]:
+        released = []
         try:
             with self._reading() as conn, schema_change(conn):
-                dropped = partitions.drop_emptied(conn)
+                released += [f"partition {name}" for name in partitions.drop_emptied(conn)]
         except psycopg.errors.LockNotAvailable as exc:  # the next purge tries again
             log.warning("dropping emptied partitions gave up after %s waiting for queries "
                         "on the events tables (%s)", partitions.LOCK_TIMEOUT, exc)
-            return []
-        return [f"partition {name}" for name in dropped]
+        # Only once purges have deleted a tenth of the tree since this store last vacuumed
+        # it: each vacuum reads the tree's whole index, and a vacuum that finds no dead row
+        # recycles the index's emptied pages only when they are over 5% of it.
+        deleted = self._tree_nodes_deleted
+        if not (stop and stop.is_set()) and deleted and deleted >= self._tree_rows() / 10:
+            try:
+                self._vacuum_tree(stop)
+                released.append("the tree's emptied pages")
+            except psycopg.Error as exc:  # autovacuum will, in its time
+                log.warning("vacuuming the tree after a purge failed: %s", exc)
+        return released
+
+    def _tree_rows(self) -> float:
+        """How many rows the tree's table held when last vacuumed or analysed (0: unknown)."""
+        row = self._one("SELECT reltuples FROM pg_class WHERE oid = 'tree_nodes'::regclass")
+        return max(0.0, row[0]) if row else 0.0
+
+    def _vacuum_tree(self, stop: threading.Event | None) -> None:
+        """Makes the space of the tree nodes purges deleted reusable now, not at autovacuum's
+        next visits: VACUUM frees the rows and empties index pages, which it hands out again
+        only if transactions moved past them meanwhile; else a second VACUUM does.
+        Paced as autovacuum is, so writers beside it keep their pace."""
+        with self._pool.connection() as conn:
+            conn.execute("SET vacuum_cost_delay = '2ms'")
+            # Behind a lock on the table (another vacuum by hand, a schema change), give up
+            # rather than hold the purger.
+            conn.execute(f"SET lock_timeout = '{partitions.LOCK_TIMEOUT}'")
+            try:
+                conn.execute("VACUUM tree_nodes")
+                self._tree_nodes_deleted = 0
+                if not (stop and stop.is_set()):
+                    # On a quiet database no other transaction would take an id.
+                    conn.execute("SELECT pg_current_xact_id()")
+                    conn.execute("VACUUM tree_nodes")
+            finally:
+                if not conn.closed:
+                    conn.execute("RESET vacuum_cost_delay")
+                    conn.execute("RESET lock_timeout")
 
     def prepare_for_events(self, *, received_from: int, received_until: int) -> None:
         try:
