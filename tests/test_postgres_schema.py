@@ -439,7 +439,7 @@ def test_a_tsvector_sent_in_binary_is_the_one_array_to_tsvector_makes(postgres_u
     from sealog.search import FIELD_SEPARATOR
 
     runs = ["", "b a b a", "zürich 東京 zurich é e ab a", "x" * 2000 + " " + "ж" * 600 + " y",
-            f"ea1 {FIELD_SEPARATOR} ea1 h2 {FIELD_SEPARATOR}", "a_b b_c a_b"]
+            f"ea1 {FIELD_SEPARATOR} ea1 h2 {FIELD_SEPARATOR}", "a_b b_c a_b", "𝒳" * 256]
     with _connect(postgres_url) as conn:
         conn.execute("CREATE TEMPORARY TABLE sent (n int, v tsvector)")
         with conn.cursor() as cursor, cursor.copy(

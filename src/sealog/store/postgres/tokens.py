@@ -19,6 +19,7 @@ from sealog.search import FIELD_SEPARATOR
 # of KEPT_BYTES or fewer is taken for it. Field tokens are never this long.
 KEPT_BYTES = 1023
 CUT_MARK = "~"
+_EMPTY_TSVECTOR = struct.pack("!i", 0)
 
 
 def _cut(token: str) -> str | None:
@@ -54,10 +55,15 @@ def tsvector_binary(text: str) -> bytes:
     array_to_tsvector(lexemes(text)) makes them."""
     unique = set(text.split())
     unique.discard(FIELD_SEPARATOR)
-    if max(map(len, unique), default=0) * 4 > KEPT_BYTES:  # 4 bytes a character at most
+    if not unique:
+        return _EMPTY_TSVECTOR
+    # A token longer than KEPT_BYTES has over KEPT_BYTES / 4 characters (4 bytes at most
+    # each), and so has its run.
+    if len(text) * 4 > KEPT_BYTES and max(map(len, unique)) * 4 > KEPT_BYTES:
         unique = {lexeme(t) for t in unique}
-    # Code point order is UTF-8's byte order, the order of a tsvector's lexemes.
-    entries = "".join(t + "\0\0\0" for t in sorted(unique))
+    # Code point order is UTF-8's byte order, the order of a tsvector's lexemes; each is
+    # followed by its NUL and a zero count of positions.
+    entries = "\0\0\0".join(sorted(unique)) + "\0\0\0"
     return struct.pack("!i", len(unique)) + entries.encode()
 
 
