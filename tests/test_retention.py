@@ -621,15 +621,16 @@ def test_the_tree_nodes_a_purge_deletes_leave_room_that_the_next_events_take(ten
     assert _tree_bytes(store) <= built * 1.03, (built, _tree_bytes(store))
 
 
+def _tree_vacuums(store: Store) -> int:
+    """How many times the tree's table was vacuumed by hand (PostgreSQL)."""
+    with Tamper(store) as tamper:
+        return tamper.execute("SELECT pg_stat_get_vacuum_count('tree_nodes'::regclass)")[0][0]
+
+
 @pytest.mark.backends("postgresql")
 def test_a_purge_of_a_small_part_of_the_tree_leaves_its_vacuum_to_autovacuum(tenant, store):
     """Vacuuming reads the tree's whole index: purges that deleted under a tenth of the
     tree do not; once they deleted more, the purge as it ends does, once."""
-    def vacuums() -> int:
-        with Tamper(store) as tamper:
-            return tamper.execute("SELECT pg_stat_get_vacuum_count('tree_nodes'::regclass)"
-                                  )[0][0]
-
     _batch(store, 100, days_ago=100, seed=1)
     for k in range(5):
         _batch(store, 1000, days_ago=50 - k, seed=2 + k)
@@ -638,11 +639,11 @@ def test_a_purge_of_a_small_part_of_the_tree_leaves_its_vacuum_to_autovacuum(ten
     _policy(store, 60)
     _purge(store)
     assert _retention(store).pruned_before == 100
-    assert vacuums() == 0
+    assert _tree_vacuums(store) == 0
     _policy(store, 30)
     _purge(store)
     assert _retention(store).pruned_before == 5100
-    assert vacuums() == 2
+    assert _tree_vacuums(store) == 2
 
 
 @pytest.mark.backends("postgresql")
@@ -667,9 +668,7 @@ def test_a_tree_vacuum_that_cannot_run_is_logged_and_the_purge_stands(tenant, st
     _policy(store, 30)
     _purge(store)
     assert _retention(store).pruned_before == 2500
-    with Tamper(store) as tamper:
-        assert tamper.execute("SELECT pg_stat_get_vacuum_count('tree_nodes'::regclass)"
-                              )[0][0] == 2
+    assert _tree_vacuums(store) == 2
 
 
 def test_a_complete_bundle_of_a_pruned_log_verifies_offline_naming_the_pruned_part(
